@@ -1,0 +1,96 @@
+"""Parse TL text into a tlc.ast.Plan, or into diagnostics that say what to change.
+
+The whole file is parsed first with the `file` rule. Only if that fails is every line parsed
+alone with the `line` rule: each line that does not parse gets its own diagnostic, and the
+block structure (for/end, header before statements) is checked from the lines that do, so one
+run reports every syntax error of a file, not just the first.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from tlc import ast
+from tlc.diagnostics import Diagnostic
+from tlc.source import Source
+
+GRAMMAR_FILE = "tl.lark"
+_COMMENT = re.compile(r"#[^\n]*")
+
+
+def grammar_text() -> str:
+    return resources.files("tlc.grammar").joinpath(GRAMMAR_FILE).read_text(encoding="utf-8")
+
+
+def _cache_path(grammar: str) -> str | None:
+    """A per-user file for Lark's pickled parser tables: building them costs more than the
+    rest of a `tlc check`. None where no cache directory can be made."""
+    import lark
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:16]
+    folder = Path(base) / "tlc"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder / f"parser-{digest}.lark")
+
+
+@lru_cache(maxsize=1)
+def lark_parser():
+    """The LALR parser for both start symbols, built once per process and cached on disk."""
+    from lark import Lark
+
+    grammar = grammar_text()
+    options = dict(parser="lalr", start=["file", "line"], propagate_positions=True,
+                   maybe_placeholders=False)
+    cache = _cache_path(grammar)
+    if cache:
+        try:
+            return Lark(grammar, cache=cache, **options)
+        except OSError:
+            pass
+    return Lark(grammar, **options)
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    plan: ast.Plan | None
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def parse(source: Source) -> ParseResult:
+    """Parse a whole plan. On failure plan is None and diagnostics holds every syntax error."""
+    from lark.exceptions import UnexpectedInput
+
+    from tlc.grammar.errors import describe_error, describe_line_errors
+    from tlc.grammar.transformer import ToAst
+
+    text = source.text if source.text.endswith("\n") else source.text + "\n"
+    try:
+        tree = lark_parser().parse(text, start="file")
+    except UnexpectedInput as first_error:
+        diagnostics = describe_line_errors(source)
+        if not diagnostics:  # every line parses alone, so the first error says it best
+            diagnostics = [describe_error(first_error, source)]
+        return ParseResult(None, tuple(diagnostics))
+    plan = ToAst(source).transform(tree)
+    whole = source.span(0, len(source.text))
+    plan = ast.Plan(plan.decls, plan.body, comments=collect_comments(source), span=whole)
+    return ParseResult(plan, ())
+
+
+def collect_comments(source: Source) -> tuple[ast.Comment, ...]:
+    """Every `#` comment; TL has no string literals, so a `#` always starts one."""
+    comments = []
+    for match in _COMMENT.finditer(source.text):
+        line, column = source.position(match.start())
+        own_line = not source.line_text(line)[:column - 1].strip()
+        comments.append(ast.Comment(match.group().rstrip(), line, own_line))
+    return tuple(comments)

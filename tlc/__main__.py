@@ -1,0 +1,5 @@
+import sys
+
+from tlc.cli import main
+
+sys.exit(main())

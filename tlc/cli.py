@@ -1,0 +1,164 @@
+"""`tlc`: the command line. Thin: parse arguments, call tlc.api, render, return an exit code.
+
+Exit codes: 0 clean, 1 the plans have errors (or `fmt --check` would change a file),
+2 usage or internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+EXIT_OK, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
+
+
+def _arch(value: str) -> str:
+    from tlc.arch import ARCH_NAMES, suggest_arch
+
+    if value in ARCH_NAMES:
+        return value
+    guess = suggest_arch(value)
+    hint = f"; did you mean {guess}?" if guess else ""
+    raise argparse.ArgumentTypeError(
+        f"unknown arch {value!r}{hint} (known: {', '.join(ARCH_NAMES)})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tlc import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tlc", description="Compile LLM-TL attention plans into GPU kernels.",
+        epilog="Run `tlc COMMAND --help` for a command's options. Language reference: "
+               "docs/language.md; diagnostic codes: docs/diagnostics.md.")
+    parser.add_argument("--version", action="version", version=f"tlc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", help="parse and check plans; report every problem found",
+        description="Parse and check TL plans. Every error of every file is reported; the "
+                    "exit code is 1 if any file has an error.")
+    check.add_argument("files", nargs="+", metavar="FILE", help="plan files (`-` for stdin)")
+    check.add_argument("--json", action="store_true",
+                       help="print one JSON document (schema in docs/diagnostics.md)")
+    check.add_argument("--sketch", action="store_true",
+                       help="check as a sketch: statements whose parameters are still open")
+    check.add_argument("--arch", type=_arch, metavar="ARCH",
+                       help="target architecture (sm_75, sm_80, sm_86, sm_89, sm_90); "
+                            "default: the plan's `kernel … for ARCH`")
+    check.set_defaults(run=run_check)
+
+    fmt = commands.add_parser(
+        "fmt", help="rewrite plans in canonical form",
+        description="Rewrite TL plans in canonical form. A file that does not parse is never "
+                    "touched; files are replaced atomically.")
+    fmt.add_argument("files", nargs="+", metavar="FILE",
+                     help="plan files (`-` reads stdin and writes stdout)")
+    fmt.add_argument("--check", action="store_true",
+                     help="change nothing; exit 1 if a file is not in canonical form")
+    fmt.add_argument("--diff", action="store_true",
+                     help="change nothing; print what would change as a unified diff")
+    fmt.set_defaults(run=run_fmt)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("tlc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as error:  # a bug of ours: say so in one line, not a traceback
+        if os.environ.get("TLC_TRACEBACK"):
+            raise
+        print(f"tlc: internal error: {type(error).__name__}: {error} (this is a bug in tlc; "
+              "TLC_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run_check(args) -> int:
+    from tlc.api import check_source, read_source, results_to_json
+    from tlc.diagnostics import count, render_text
+
+    results = []
+    for path in args.files:
+        source, prior = read_source(path)
+        results.append(check_source(source, arch=args.arch, sketch=args.sketch, prior=prior))
+    internal = any(d.code == "internal-error" for r in results for d in r.diagnostics)
+    if args.json:
+        json.dump(results_to_json(results), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for result in results:
+            for diagnostic in result.diagnostics:
+                print(render_text(diagnostic, result.source))
+        errors = sum(count(r.diagnostics)[0] for r in results)
+        warnings = sum(count(r.diagnostics)[1] for r in results)
+        files = f"{len(results)} file{'s' if len(results) != 1 else ''}"
+        print(f"checked {files}: {errors} error{'s' if errors != 1 else ''}, "
+              f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if internal:
+        return EXIT_USAGE
+    return EXIT_OK if all(r.ok for r in results) else EXIT_DIAGNOSTICS
+
+
+def run_fmt(args) -> int:
+    import difflib
+
+    from tlc.api import format_plan, read_source
+    from tlc.diagnostics import render_text
+
+    status = EXIT_OK
+    for path in args.files:
+        source, problems = read_source(path)
+        formatted = None
+        if not problems:
+            formatted, problems = format_plan(source.text, source.path)
+        if problems:
+            for diagnostic in problems:
+                print(render_text(diagnostic, source), file=sys.stderr)
+            print(f"{source.path}: not formatted (it does not parse)", file=sys.stderr)
+            status = EXIT_DIAGNOSTICS
+            continue
+        if path == "-":
+            sys.stdout.write(formatted)
+            continue
+        if formatted == source.text:
+            continue
+        if args.diff:
+            sys.stdout.writelines(difflib.unified_diff(
+                source.text.splitlines(keepends=True), formatted.splitlines(keepends=True),
+                fromfile=path, tofile=f"{path} (formatted)"))
+        if args.check or args.diff:
+            print(f"would reformat {path}", file=sys.stderr)
+            status = EXIT_DIAGNOSTICS
+            continue
+        write_atomically(path, formatted)
+        print(f"reformatted {path}", file=sys.stderr)
+    return status
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Replace a file's contents so that a crash leaves either the old or the new file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode & 0o7777
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False,
+                                         prefix=".tlc-fmt-", suffix=".tmp", newline="")
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, mode)
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise

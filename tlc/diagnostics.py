@@ -1,0 +1,147 @@
+"""Diagnostics: the only place that renders them, as text or as JSON (docs/diagnostics.md).
+
+A diagnostic has a stable code, a severity, a span, a message that states the problem with the
+figures involved, and a `help` that states the change to make. Every code is registered here
+with a one-line summary; the docs and the fixture tests are checked against this table.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from tlc.source import NO_SPAN, Source, Span
+
+JSON_SCHEMA = "tlc-diagnostics/1"
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+# code -> (severity, summary). Adding a code means adding it to docs/diagnostics.md and a
+# fixture under tests/fixtures/diagnostics/ that triggers it; tests enforce both.
+CODES: dict[str, tuple[Severity, str]] = {
+    # reading and parsing
+    "io-error": (Severity.ERROR, "the file could not be read"),
+    "encoding": (Severity.ERROR, "the file is not UTF-8 text"),
+    "bad-character": (Severity.ERROR, "a character that no token of the language starts with"),
+    "syntax-error": (Severity.ERROR, "the tokens do not form a statement"),
+    "keyword-typo": (Severity.ERROR, "a misspelled or miscased keyword"),
+    "missing-result": (Severity.ERROR, "a Compute that must name its result does not"),
+    "missing-end": (Severity.ERROR, "a `for` loop is never closed with `end`"),
+    "unmatched-end": (Severity.ERROR, "an `end` with no open `for` loop"),
+    "decl-after-stmt": (Severity.ERROR, "a header declaration after the first statement"),
+    # resolution
+    "missing-header": (Severity.ERROR, "TL code lacks a required header declaration"),
+    "duplicate-name": (Severity.ERROR, "a name declared twice in the same role"),
+    "undefined-name": (Severity.ERROR, "a name used but never declared"),
+    "unknown-level": (Severity.ERROR, "a memory level that is not global, shared or register"),
+    "unknown-dtype": (Severity.ERROR, "a data type the language does not have"),
+    "unknown-op": (Severity.ERROR, "a Compute operation the language does not have"),
+    "unknown-clause": (Severity.ERROR, "a `with` clause the statement does not take"),
+    "unknown-function": (Severity.ERROR, "a function in an expression that does not exist"),
+    "unknown-arch": (Severity.ERROR, "a target architecture tlc does not know"),
+    "unknown-dim": (Severity.ERROR, "a coordinate names a dimension the tensor does not have"),
+    "bad-clause": (Severity.ERROR, "a clause with a missing or ill-typed value"),
+    "bad-operands": (Severity.ERROR, "a Compute with the wrong number or kind of operands"),
+    "bad-param": (Severity.ERROR, "a param that is not a non-negative integer constant"),
+    "bad-grid": (Severity.ERROR, "a grid whose extents and indices do not pair up"),
+    "global-allocate": (Severity.ERROR, "TL code allocates a global tensor in the body"),
+    "missing-allocation": (Severity.ERROR, "a buffer is used at a level it was not allocated in"),
+    "missing-parameter": (Severity.ERROR, "TL code leaves a statement's parameter open"),
+    "empty-plan": (Severity.WARNING, "the file holds no statement"),
+    # the tool itself
+    "internal-error": (Severity.ERROR, "a bug in tlc; please report it with the plan"),
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span = NO_SPAN
+    help: str | None = None
+    notes: tuple[str, ...] = ()
+    severity: Severity = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unregistered diagnostic code {self.code!r}")
+        if self.severity is None:
+            object.__setattr__(self, "severity", CODES[self.code][0])
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def to_json(self, path: str) -> dict:
+        return {
+            "severity": self.severity.value,
+            "code": self.code,
+            "message": self.message,
+            "help": self.help,
+            "notes": list(self.notes),
+            "file": path,
+            "line": self.span.line,
+            "column": self.span.column,
+            "end_line": self.span.end_line,
+            "end_column": self.span.end_column,
+        }
+
+
+def render_text(diagnostic: Diagnostic, source: Source) -> str:
+    """`plan.tl:12:5: error[code]: message`, the source line, a caret under the span, help."""
+    span = diagnostic.span
+    head = (f"{source.path}:{span.line}:{span.column}: "
+            f"{diagnostic.severity.value}[{diagnostic.code}]: {diagnostic.message}")
+    lines = [head]
+    text = source.line_text(span.line)
+    if text.strip():
+        gutter = str(span.line)
+        shown = text.expandtabs(1)  # one column per character, so the caret stays aligned
+        width = span.end_column - span.column if span.end_line == span.line else len(shown)
+        width = max(1, min(width, len(shown) - span.column + 1))
+        lines.append(f" {gutter} | {shown}")
+        lines.append(f" {' ' * len(gutter)} | {' ' * (span.column - 1)}{'^' * width}")
+    for note in diagnostic.notes:
+        lines.append(f"  note: {note}")
+    if diagnostic.help:
+        lines.append(f"  help: {diagnostic.help}")
+    return "\n".join(lines)
+
+
+def count(diagnostics: Iterable[Diagnostic]) -> tuple[int, int]:
+    """(errors, warnings)."""
+    errors = warnings = 0
+    for diagnostic in diagnostics:
+        if diagnostic.severity is Severity.ERROR:
+            errors += 1
+        elif diagnostic.severity is Severity.WARNING:
+            warnings += 1
+    return errors, warnings
+
+
+def sort_key(diagnostic: Diagnostic) -> tuple[int, int, str]:
+    return diagnostic.span.line, diagnostic.span.column, diagnostic.code
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate a typo most likely meant: same letters ignoring case, else a close spelling."""
+    import difflib
+
+    candidates = list(candidates)
+    for candidate in candidates:
+        if candidate.lower() == word.lower():
+            return candidate
+    lowered = {candidate.lower(): candidate for candidate in candidates}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """A help suffix: ` (did you mean `x`?)`, or an empty string."""
+    guess = closest(word, candidates)
+    return f"did you mean `{guess}`?" if guess else ""

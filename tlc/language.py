@@ -1,0 +1,50 @@
+"""The vocabulary of LLM-TL as data: Compute operations and the `with` clauses each statement
+takes. The resolver checks plans against it, and docs/language.md and the LLM prompts describe
+it; one table, so they cannot drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# What a clause's value must be:
+#   flag   no value (`causal`)           expr   any expression (`vector 8`, `cap 30.0`)
+#   name   a bare name (`mma m16n8k16`)  dtype  a data type (`dtype fp32`)
+#   pair   two expressions (`window (256, 0)`)
+#   layout one expression or a tuple (`warps 4`, `warps (4, 1)`)
+CLAUSE_KINDS = ("flag", "expr", "name", "dtype", "pair", "layout")
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    operands: int
+    result: bool  # True: `and get`/`and accumulate` is required; False: works in place
+    clauses: dict[str, str] = field(default_factory=dict)
+    required_in_code: tuple[str, ...] = ()  # clauses TL code must give (a sketch may omit)
+    one_of: tuple[str, ...] = ()  # at least one of these clauses, in sketches too
+    summary: str = ""
+
+
+OPS: dict[str, OpSpec] = {spec.name: spec for spec in (
+    OpSpec("GEMM", 2, True, {"warps": "layout", "mma": "name"}, ("warps", "mma"),
+           summary="matrix product on tensor cores; `K^T` marks a transposed operand"),
+    OpSpec("Multiply", 2, True,
+           summary="elementwise product, broadcasting a scalar or a per-row vector"),
+    OpSpec("Softmax", 1, False,
+           summary="row softmax in place; online softmax inside a loop over key blocks"),
+    OpSpec("Mask", 1, False, {"causal": "flag", "window": "pair"}, one_of=("causal", "window"),
+           summary="hide scores: causal (bottom-right aligned) and/or a sliding window"),
+    OpSpec("Softcap", 1, False, {"cap": "expr"}, ("cap",), one_of=("cap",),
+           summary="cap * tanh(S / cap), in place"),
+    OpSpec("ALiBi", 2, True,
+           summary="add -slope[h] * |i - j| to the scores, slopes an input of shape (H)"),
+)}
+
+STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
+    "Allocate": {"dtype": "dtype", "offset": "expr"},
+    "Copy": {"vector": "expr", "stages": "expr"},
+    "Reshape": {"dtype": "dtype"},
+}
+
+# Layout tags a Reshape may name as its first dimension: which MMA fragment the data is in.
+FRAGMENT_LAYOUTS = ("MMA_A", "MMA_B", "MMA_C")
