@@ -107,7 +107,10 @@ def _token_span(error: UnexpectedToken, source: Source, offset: int):
 
 def _unexpected_token(error: UnexpectedToken, source: Source, offset: int) -> Diagnostic:
     span, text = _token_span(error, source, offset)
-    expected = set(error.expected or error.accepts or ())
+    for start in (span.start, span.start - 1):  # `//` lexes as division, but means a comment
+        if text == "/" and start >= 0 and source.text.startswith("//", start):
+            return _bad_character(source, start)
+    expected = set(error.accepts or error.expected or ())  # accepts: after the pending reductions
     words, keywords = _expected_words(expected)
     want = _join(words) if words else "something else"
     line_text = source.line_text(span.line).lstrip()

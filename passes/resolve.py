@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tlc import ast, ir
 from tlc.arch import ARCH_NAMES, suggest_arch
-from tlc.diagnostics import Diagnostic, did_you_mean
+from tlc.diagnostics import Diagnostic, Severity, did_you_mean
 from tlc.language import OPS, STATEMENT_CLAUSES
 
 INT_LIMIT = 2**31 - 1  # params become C `int` constants
@@ -40,10 +40,12 @@ class _Resolver:
                              if isinstance(stmt, ast.Compute) and stmt.op.text == "GEMM"
                              and stmt.result is not None}
         name, target, grid = self._header(plan.decls)
-        if not plan.body:
-            self.report("empty-plan", "the plan has no statement", plan.span,
-                        help="a plan needs at least the Copy and Compute statements of its "
-                             "kernel; see examples/")
+        if not plan.body:  # fatal for a kernel, a reminder for a sketch still being written
+            self.ctx.report(Diagnostic(
+                "empty-plan", "the plan has no statement", plan.span,
+                help="a plan needs at least the Copy and Compute statements of its kernel; "
+                     "see examples/", severity=Severity.WARNING if self.sketch else
+                Severity.ERROR))
         body = self._stmts(plan.body)
         return ir.Kernel(name, target, tuple(self.tensors.values()),
                          tuple(ir.Param(k, v) for k, v in self.params.items()), grid, body,
@@ -174,7 +176,7 @@ class _Resolver:
             hint = f"write `{guess}`" if guess else did_you_mean(ident.text, [d.value for d in
                                                                              ir.DType])
             self.report("unknown-dtype", f"unknown data type `{ident.text}`", ident.span,
-                        help=(hint + "; " if hint else "") + "dtypes are " +
+                        help=_then(hint) + "Dtypes are " +
                         ", ".join(d.value for d in ir.DType))
             return None
 
@@ -186,7 +188,7 @@ class _Resolver:
             hint = f"write `{guess}`" if guess else did_you_mean(ident.text, [lv.value for lv
                                                                              in ir.Level])
             self.report("unknown-level", f"unknown memory level `{ident.text}`", ident.span,
-                        help=(hint + "; " if hint else "") + "levels are global, shared and "
+                        help=_then(hint) + "Levels are global, shared and "
                                                              "register")
             return None
 
@@ -196,10 +198,11 @@ class _Resolver:
         for clause in clauses:
             key = clause.key.text
             if key not in table:
-                allowed = ", ".join(f"`{k}`" for k in table) or "none"
                 hint = did_you_mean(key, table)
+                allowed = (f"It takes {', '.join(f'`{k}`' for k in table)}." if table
+                           else f"Remove the clause: {where} takes none.")
                 self.report("unknown-clause", f"{where} takes no `{key}` clause", clause.key.span,
-                            help=(hint + "; " if hint else "") + f"it takes {allowed}")
+                            help=_then(hint) + allowed)
                 continue
             if key in values:
                 self.report("bad-clause", f"`{key}` is given twice", clause.span,
@@ -259,11 +262,12 @@ class _Resolver:
         if arity is None:
             hint = did_you_mean(expr.func.text, ir.FUNCTIONS)
             self.report("unknown-function", f"unknown function `{expr.func.text}`",
-                        expr.func.span, help=(hint + "; " if hint else "") + "functions are " +
+                        expr.func.span, help=_then(hint) + "Functions are " +
                         ", ".join(ir.FUNCTIONS))
         elif arity != len(args):
             self.report("unknown-function", f"`{expr.func.text}` takes {arity} argument"
-                        f"{'s' if arity > 1 else ''}, not {len(args)}", expr.span)
+                        f"{'s' if arity > 1 else ''}, not {len(args)}", expr.span,
+                        help=f"call it as `{expr.func.text}({', '.join('xyz'[:arity])})`")
         return ir.Call(expr.func.text, args, expr.span)
 
     def _undefined(self, name: str, span, tensor: bool = False) -> None:
@@ -390,8 +394,8 @@ class _Resolver:
             if coord.dim.text not in dims:
                 hint = did_you_mean(coord.dim.text, dims)
                 self.report("unknown-dim", f"`{name}` has no dimension `{coord.dim.text}`",
-                            coord.dim.span, help=(hint + "; " if hint else "") +
-                            f"its dimensions are {', '.join(dims)}")
+                            coord.dim.span, help=_then(hint) +
+                            f"Its dimensions are {', '.join(dims)}.")
         return coord.dim.text, self._expr(coord.index)
 
     def _stmt_reshape(self, stmt: ast.Reshape):
@@ -408,7 +412,7 @@ class _Resolver:
         if spec is None:
             hint = did_you_mean(stmt.op.text, OPS)
             self.report("unknown-op", f"unknown operation `{stmt.op.text}`", stmt.op.span,
-                        help=(hint + "; " if hint else "") + "operations are " +
+                        help=_then(hint) + "Operations are " +
                         ", ".join(OPS))
             return None
         clauses = self._clauses(stmt.clauses, spec.clauses, f"Compute {spec.name}")
@@ -466,6 +470,13 @@ class _Resolver:
                             help="a GEMM multiplies buffers allocated in shared or registers")
             return self._expr(expr)  # a scalar, a param, or an undefined name
         return ir.Ref(expr.id, operand.transposed, operand.span)
+
+
+def _then(hint: str) -> str:
+    """A "did you mean" hint, ready to be followed by the list of what is allowed."""
+    if not hint:
+        return ""
+    return f"{hint} " if hint.endswith("?") else f"{hint}. "
 
 
 def _gemm(refs, out, stmt, clauses):

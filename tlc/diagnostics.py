@@ -52,7 +52,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "global-allocate": (Severity.ERROR, "TL code allocates a global tensor in the body"),
     "missing-allocation": (Severity.ERROR, "a buffer is used at a level it was not allocated in"),
     "missing-parameter": (Severity.ERROR, "TL code leaves a statement's parameter open"),
-    "empty-plan": (Severity.WARNING, "the file holds no statement"),
+    "empty-plan": (Severity.WARNING, "the plan holds no statement (an error in TL code)"),
     # the tool itself
     "internal-error": (Severity.ERROR, "a bug in tlc; please report it with the plan"),
 }

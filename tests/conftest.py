@@ -1,0 +1,39 @@
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.tl"))
+
+
+class CliResult:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def tlc_cli(capsys, monkeypatch):
+    """Run `tlc ARGS...` in this process; stdin_text feeds `-`."""
+    from tlc.cli import main
+
+    def run(*args, stdin_text=None):
+        if stdin_text is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin_text.encode())))
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse usage errors and --help/--version
+            code = exit_.code
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def plan_errors(text, sketch=False):
+    """[(line, code)] of a plan's diagnostics."""
+    import tlc
+
+    result = tlc.check(text, sketch=sketch)
+    return [(d.span.line, d.code) for d in result.diagnostics]
