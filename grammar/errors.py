@@ -215,12 +215,20 @@ def _kind(rule: str) -> str:
     return "decl" if rule.endswith("_decl") else "stmt"
 
 
+def _code_span(source: Source, line: int):
+    """The span of a line's code, without indentation or a trailing comment."""
+    whole = source.line_span(line)
+    code = _COMMENT.sub("", source.line_text(line)).rstrip()
+    end = whole.start + len(code.strip())
+    return source.span(whole.start, max(whole.start, end))
+
+
 def _structure_errors(kinds: list[tuple[str, int]], source: Source) -> list[Diagnostic]:
     diagnostics = []
     open_loops: list[int] = []
     first_stmt = None
     for kind, line in kinds:
-        span = source.line_span(line)
+        span = _code_span(source, line)
         if kind == "decl" and first_stmt is not None:
             diagnostics.append(Diagnostic(
                 "decl-after-stmt", "header declarations must come before the first statement",
@@ -241,7 +249,7 @@ def _structure_errors(kinds: list[tuple[str, int]], source: Source) -> list[Diag
         loop_var = source.line_text(line).split()[1:2]
         name = f"`for {loop_var[0]}`" if loop_var else "this `for`"
         diagnostics.append(Diagnostic("missing-end", f"{name} is never closed",
-                                      source.line_span(line),
+                                      _code_span(source, line),
                                       help="add a line `end` after the last statement of the "
                                            "loop body"))
     return diagnostics

@@ -42,21 +42,30 @@ def _cache_path(grammar: str) -> str | None:
     return str(folder / f"parser-{digest}.lark")
 
 
+LARK_OPTIONS = dict(parser="lalr", start=["file", "line"], propagate_positions=True,
+                    maybe_placeholders=False)
+
+
+def build_parser():
+    """A freshly built Lark parser, with its grammar object (a cached one has none)."""
+    from lark import Lark
+
+    return Lark(grammar_text(), **LARK_OPTIONS)
+
+
 @lru_cache(maxsize=1)
 def lark_parser():
     """The LALR parser for both start symbols, built once per process and cached on disk."""
     from lark import Lark
 
     grammar = grammar_text()
-    options = dict(parser="lalr", start=["file", "line"], propagate_positions=True,
-                   maybe_placeholders=False)
     cache = _cache_path(grammar)
     if cache:
         try:
-            return Lark(grammar, cache=cache, **options)
+            return Lark(grammar, cache=cache, **LARK_OPTIONS)
         except OSError:
             pass
-    return Lark(grammar, **options)
+    return build_parser()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from tlc import ast, ir
 from tlc.arch import ARCH_NAMES, suggest_arch
 from tlc.diagnostics import Diagnostic, Severity, did_you_mean
-from tlc.language import OPS, STATEMENT_CLAUSES
+from tlc.source import NO_SPAN
+from tlc.language import FRAGMENT_LAYOUTS, MMA_SHAPES, OPS, STATEMENT_CLAUSES
 
 INT_LIMIT = 2**31 - 1  # params become C `int` constants
 
@@ -42,7 +43,8 @@ class _Resolver:
         name, target, grid = self._header(plan.decls)
         if not plan.body:  # fatal for a kernel, a reminder for a sketch still being written
             self.ctx.report(Diagnostic(
-                "empty-plan", "the plan has no statement", plan.span,
+                "empty-plan", "the plan has no statement",
+                plan.decls[0].span if plan.decls else NO_SPAN,
                 help="a plan needs at least the Copy and Compute statements of its kernel; "
                      "see examples/", severity=Severity.WARNING if self.sketch else
                 Severity.ERROR))
@@ -86,8 +88,8 @@ class _Resolver:
         if ident.text not in ARCH_NAMES:
             guess = suggest_arch(ident.text)
             self.report("unknown-arch", f"unknown target `{ident.text}`", ident.span,
-                        help=(f"write `{guess}`; " if guess else "") +
-                        f"tlc knows {', '.join(ARCH_NAMES)}")
+                        help=(f"write `{guess}`. " if guess else "") +
+                        f"Targets are {', '.join(ARCH_NAMES)}")
             return None
         return ident.text
 
@@ -402,6 +404,13 @@ class _Resolver:
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Reshape"], "Reshape")
         if not self.sketch:
             self._known(stmt.name)
+        for shape in (stmt.src, stmt.dst):
+            role = shape.dims[0]
+            if not (isinstance(role, ast.Name) and role.id in FRAGMENT_LAYOUTS):
+                self.report("bad-operands", "a Reshape's shapes start with the fragment layout "
+                            f"they view the data as, one of {', '.join(FRAGMENT_LAYOUTS)}",
+                            role.span, help="e.g. `Reshape S from (MMA_C, BM, BN) to "
+                                            "(MMA_A, BM, BN)`")
         # The shapes name fragment layouts (MMA_C, MMA_M, ...), not symbols: keep them open.
         src = tuple(self._expr(d, report_undefined=False) for d in stmt.src.dims)
         dst = tuple(self._expr(d, report_undefined=False) for d in stmt.dst.dims)
@@ -416,6 +425,7 @@ class _Resolver:
                         ", ".join(OPS))
             return None
         clauses = self._clauses(stmt.clauses, spec.clauses, f"Compute {spec.name}")
+        self._layout_ok(stmt, clauses)
         if not self._compute_shape_ok(stmt, spec, clauses):
             return None
         refs = [self._operand(operand, spec, index) for index, operand in
@@ -424,6 +434,21 @@ class _Resolver:
         if stmt.result is not None and not self.sketch:
             self._known(stmt.result.name)
         return _BUILD[spec.name](refs, out, stmt, clauses)
+
+    def _layout_ok(self, stmt: ast.Compute, clauses) -> None:
+        """A GEMM's `mma` is a known shape and `warps` splits rows and columns (or rows)."""
+        by_key = {c.key.text: c for c in stmt.clauses}
+        if "mma" in clauses and clauses["mma"] not in MMA_SHAPES:
+            hint = did_you_mean(clauses["mma"], MMA_SHAPES)
+            self.report("bad-clause", f"unknown MMA shape `{clauses['mma']}`",
+                        by_key["mma"].span, help=_then(hint) + "Shapes are " +
+                        ", ".join(MMA_SHAPES))
+            del clauses["mma"]
+        if "warps" in clauses and len(clauses["warps"]) > 2:
+            self.report("bad-clause", "`warps` gives warps along rows and columns: one or two "
+                        f"values, not {len(clauses['warps'])}", by_key["warps"].span,
+                        help="e.g. `with warps (4, 1)`")
+            del clauses["warps"]
 
     def _compute_shape_ok(self, stmt: ast.Compute, spec, clauses) -> bool:
         op = spec.name
@@ -441,10 +466,27 @@ class _Resolver:
             self.report("bad-operands", f"Compute {op} works in place and names no result",
                         stmt.result.span, help=f"drop the `and …` part: `{_OP_EXAMPLES[op]}`")
             return False
+        if stmt.result is not None and not self._result_ok(stmt, spec):
+            return False
         if spec.one_of and not any(key in clauses for key in spec.one_of):
             wanted = " or ".join(f"`with {_CLAUSE_EXAMPLES[k]}`" for k in spec.one_of)
             self.report("bad-clause", f"Compute {op} needs {wanted}", stmt.span,
                         help=f"e.g. `{_OP_EXAMPLES[op]}`")
+            return False
+        return True
+
+    def _result_ok(self, stmt: ast.Compute, spec) -> bool:
+        """`accumulate` adds a GEMM's product to its result; `new` overwrites an operand."""
+        result = stmt.result
+        if result.accumulate and spec.name != "GEMM":
+            self.report("bad-operands", f"only a GEMM accumulates; Compute {spec.name} gets its "
+                        "result", result.span, help=f"e.g. `{_OP_EXAMPLES[spec.name]}`")
+            return False
+        if result.new and spec.name == "GEMM":
+            self.report("bad-operands", "`new` overwrites an operand, and a GEMM's result is "
+                        "never one of its operands", result.span,
+                        help=f"write `and get {result.name.text}`, or `and accumulate "
+                             f"{result.name.text}` to add to it")
             return False
         return True
 
@@ -482,6 +524,7 @@ def _then(hint: str) -> str:
 def _gemm(refs, out, stmt, clauses):
     a, b = refs
     warps = clauses.get("warps")
+    warps = warps if warps is None or len(warps) == 2 else warps + (ir.Const(1),)
     return ir.Gemm(a, b, out, stmt.result.accumulate, warps, clauses.get("mma"), stmt.span)
 
 

@@ -46,5 +46,10 @@ STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
     "Reshape": {"dtype": "dtype"},
 }
 
-# Layout tags a Reshape may name as its first dimension: which MMA fragment the data is in.
+# Layout tags a Reshape names as the first entry of each shape: which MMA fragment the data is
+# laid out as (operand A, operand B, or the accumulator C).
 FRAGMENT_LAYOUTS = ("MMA_A", "MMA_B", "MMA_C")
+
+# Tensor-core MMA shapes a GEMM may name (PTX ISA, "Matrix shape" of mma.sync); which one an
+# architecture and dtype allow is the arch table's business.
+MMA_SHAPES = ("m16n8k8", "m16n8k16")

@@ -1,0 +1,34 @@
+"""The plans shown in the docs are plans tlc accepts."""
+import re
+from pathlib import Path
+
+import pytest
+
+import tlc
+
+DOCS = Path(__file__).parent.parent / "docs"
+BLOCK = re.compile(r"^```(tl|tl-fragment)\n(.*?)^```", re.M | re.S)
+
+
+def blocks():
+    for path in sorted(DOCS.glob("*.md")):
+        for match in BLOCK.finditer(path.read_text(encoding="utf-8")):
+            line = path.read_text(encoding="utf-8")[:match.start()].count("\n") + 1
+            yield pytest.param(match.group(1), match.group(2), id=f"{path.name}:{line}")
+
+
+@pytest.mark.parametrize("kind, text", list(blocks()))
+def test_doc_plan_checks(kind, text):
+    if kind == "tl-fragment":
+        text = "sketch fragment\n" + text
+    result = tlc.check(text)
+    assert result.ok, [f"{d.span.line}: {d.code}: {d.message}" for d in result.diagnostics]
+    assert not result.diagnostics
+
+
+def test_readme_commands_are_the_ci_commands():
+    root = DOCS.parent
+    ci = (root / ".ci" / "run").read_text()
+    readme = (root / "README.md").read_text()
+    test_command = ci.strip().splitlines()[-1]
+    assert test_command in readme
