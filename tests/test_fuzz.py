@@ -60,6 +60,8 @@ def test_grammar_drawn_plans_parse_and_check_without_internal_errors(text):
 def mutate(text: str, rng: random.Random) -> str:
     """One of the mistakes a person, an LLM or a broken pipe makes to a plan."""
     tokens = re.findall(r"\w+|[^\w\s]|\s+", text)
+    if not tokens:  # an earlier mutation left nothing: start again from noise
+        return "".join(rng.choice("()[],=:+-*/%^T# \nabcAllocate") for _ in range(20))
     kind = rng.randrange(9)
     i = rng.randrange(len(tokens))
     if kind == 0:
@@ -81,8 +83,9 @@ def mutate(text: str, rng: random.Random) -> str:
         return "".join(rng.choice("()[],=:+-*/%^T# \nabcAllocate") for _ in range(80))
     elif kind == 7:
         words = [k for k, t in enumerate(tokens) if t.isalpha()]
-        k = rng.choice(words)
-        tokens[k] = tokens[k].swapcase() if rng.random() < 0.5 else tokens[k][::-1]
+        if words:
+            k = rng.choice(words)
+            tokens[k] = tokens[k].swapcase() if rng.random() < 0.5 else tokens[k][::-1]
     else:
         lines = text.split("\n")
         rng.shuffle(lines)
