@@ -10,30 +10,16 @@ from __future__ import annotations
 from tlc import ast, ir
 from tlc.arch import ARCH_NAMES, suggest_arch
 from tlc.diagnostics import Diagnostic, Severity, did_you_mean
+from tlc.language import CLAUSE_EXAMPLES, FRAGMENT_LAYOUTS, MMA_SHAPES, OPS, STATEMENT_CLAUSES
+from tlc.passes.scope import Scope, hint_then
 from tlc.source import NO_SPAN
-from tlc.language import FRAGMENT_LAYOUTS, MMA_SHAPES, OPS, STATEMENT_CLAUSES
-
-INT_LIMIT = 2**31 - 1  # params become C `int` constants
-
 
 def resolve(plan: ast.Plan, ctx) -> ir.Kernel:
     """Resolve a parsed plan into an ir.Kernel, reporting through ctx.report."""
     return _Resolver(ctx).kernel(plan)
 
 
-class _Resolver:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.sketch = ctx.sketch
-        self.params: dict[str, int] = {}
-        self.symbols: dict[str, ir.SymKind] = {}
-        self.tensors: dict[str, ir.Tensor] = {}
-        self.buffers: dict[tuple[str, ir.Level], ir.Buffer] = {}
-        self.gemm_results: set[str] = set()
-
-    def report(self, code, message, span, help=None):
-        self.ctx.report(Diagnostic(code, message, span, help=help))
-
+class _Resolver(Scope):
     # ---- the whole plan ----
 
     def kernel(self, plan: ast.Plan) -> ir.Kernel:
@@ -67,12 +53,10 @@ class _Resolver:
         # Params first, so that a tensor dimension named after a param (`D`) is that param and
         # not a runtime size, wherever the lines stand; then tensors; then the grid, which may
         # use both.
-        for decl in decls:
-            if isinstance(decl, ast.ParamDecl):
-                self._param(decl)
-        for decl in decls:
-            if isinstance(decl, ast.TensorDecl):
-                self._tensor(decl)
+        for kind, declare in ((ast.ParamDecl, self._param), (ast.TensorDecl, self._tensor)):
+            for decl in decls:
+                if isinstance(decl, kind):
+                    declare(decl)
         for decl in decls:
             if isinstance(decl, ast.GridDecl):
                 if grid is not None:
@@ -92,14 +76,6 @@ class _Resolver:
                         f"Targets are {', '.join(ARCH_NAMES)}")
             return None
         return ident.text
-
-    def _declare(self, ident: ast.Ident, kind: ir.SymKind) -> bool:
-        if ident.text in self.symbols or ident.text in self.tensors:
-            self.report("duplicate-name", f"`{ident.text}` is already declared", ident.span,
-                        help="give it another name")
-            return False
-        self.symbols[ident.text] = kind
-        return True
 
     def _tensor(self, decl: ast.TensorDecl) -> None:
         dtype = self._dtype(decl.dtype)
@@ -130,31 +106,6 @@ class _Resolver:
             return
         self.params[decl.name.text] = value
 
-    def _constant(self, expr: ast.Expr, what: str) -> int | None:
-        """A compile-time integer, or None after reporting why it is not one."""
-        try:
-            value = ir.evaluate(self._expr(expr, report_undefined=False), self.params)
-        except ir.NotConstant as error:
-            kind = self.symbols.get(error.sym.name)
-            why = (f"`{error.sym.name}` is a runtime size" if kind is ir.SymKind.SIZE
-                   else f"`{error.sym.name}` is not a param declared above")
-            self.report("bad-param", f"{what} must be a compile-time integer; {why}",
-                        expr.span, help="use integers and params declared on earlier lines")
-            return None
-        except (ZeroDivisionError, ValueError, OverflowError):
-            self.report("bad-param", f"{what} has no value (division by zero or overflow)",
-                        expr.span, help="use integers and params declared on earlier lines")
-            return None
-        if not isinstance(value, int):
-            self.report("bad-param", f"{what} must be an integer, not {value!r}", expr.span,
-                        help="params are integers; a float belongs in a Compute operand")
-            return None
-        if not 0 <= value <= INT_LIMIT:
-            self.report("bad-param", f"{what} = {value} is outside 0 … {INT_LIMIT}", expr.span,
-                        help="params are non-negative 32-bit integers")
-            return None
-        return value
-
     def _grid(self, decl: ast.GridDecl) -> ir.Grid | None:
         extents, indices = decl.extents.dims, decl.indices
         if len(extents) != len(indices) or len(extents) > 3:
@@ -167,124 +118,6 @@ class _Resolver:
         for index in indices:
             self._declare(index, ir.SymKind.BLOCK)
         return ir.Grid(resolved, tuple(i.text for i in indices), decl.span)
-
-    # ---- words the language fixes ----
-
-    def _dtype(self, ident: ast.Ident) -> ir.DType | None:
-        try:
-            return ir.DType(ident.text)
-        except ValueError:
-            guess = ir.DTYPE_ALIASES.get(ident.text.lower())
-            hint = f"write `{guess}`" if guess else did_you_mean(ident.text, [d.value for d in
-                                                                             ir.DType])
-            self.report("unknown-dtype", f"unknown data type `{ident.text}`", ident.span,
-                        help=_then(hint) + "Dtypes are " +
-                        ", ".join(d.value for d in ir.DType))
-            return None
-
-    def _level(self, ident: ast.Ident) -> ir.Level | None:
-        try:
-            return ir.Level(ident.text)
-        except ValueError:
-            guess = ir.LEVEL_ALIASES.get(ident.text.lower())
-            hint = f"write `{guess}`" if guess else did_you_mean(ident.text, [lv.value for lv
-                                                                             in ir.Level])
-            self.report("unknown-level", f"unknown memory level `{ident.text}`", ident.span,
-                        help=_then(hint) + "Levels are global, shared and "
-                                                             "register")
-            return None
-
-    def _clauses(self, clauses, table: dict[str, str], where: str) -> dict[str, object]:
-        """{key: resolved value} for the clauses the table allows; reports the others."""
-        values: dict[str, object] = {}
-        for clause in clauses:
-            key = clause.key.text
-            if key not in table:
-                hint = did_you_mean(key, table)
-                allowed = (f"It takes {', '.join(f'`{k}`' for k in table)}." if table
-                           else f"Remove the clause: {where} takes none.")
-                self.report("unknown-clause", f"{where} takes no `{key}` clause", clause.key.span,
-                            help=_then(hint) + allowed)
-                continue
-            if key in values:
-                self.report("bad-clause", f"`{key}` is given twice", clause.span,
-                            help="keep one of them")
-                continue
-            value = self._clause_value(clause, table[key])
-            if value is not None:
-                values[key] = value
-        return values
-
-    def _clause_value(self, clause: ast.Clause, kind: str):
-        key, value = clause.key.text, clause.value
-        shapes = {"flag": "no value", "name": "a name", "dtype": "a data type",
-                  "expr": "one expression", "pair": "two values `(a, b)`",
-                  "layout": "a number or a tuple like `(4, 1)`"}
-        ok = {"flag": value is None,
-              "name": isinstance(value, ast.Name),
-              "dtype": isinstance(value, ast.Name),
-              "expr": value is not None and not isinstance(value, ast.Shape),
-              "pair": isinstance(value, ast.Shape) and len(value.dims) == 2,
-              "layout": value is not None}[kind]
-        if not ok:
-            self.report("bad-clause", f"`{key}` takes {shapes[kind]}", clause.span,
-                        help=f"e.g. `with {_CLAUSE_EXAMPLES.get(key, key)}`")
-            return None
-        if kind == "flag":
-            return True
-        if kind == "name":
-            return value.id
-        if kind == "dtype":
-            return self._dtype(ast.Ident(value.id, value.span))
-        if isinstance(value, ast.Shape):
-            return tuple(self._expr(dim) for dim in value.dims)
-        return (self._expr(value),) if kind == "layout" else self._expr(value)
-
-    # ---- expressions ----
-
-    def _expr(self, expr: ast.Expr, report_undefined: bool = True) -> ir.Expr:
-        if isinstance(expr, ast.Int):
-            return ir.Const(expr.value, expr.span)
-        if isinstance(expr, ast.Float):
-            return ir.Const(expr.value, expr.span)
-        if isinstance(expr, ast.Name):
-            kind = self.symbols.get(expr.id)
-            if kind is None:
-                if report_undefined and not self.sketch:
-                    self._undefined(expr.id, expr.span)
-                kind = ir.SymKind.OPEN
-            return ir.Sym(expr.id, kind, expr.span)
-        if isinstance(expr, ast.Neg):
-            return ir.Neg(self._expr(expr.operand, report_undefined), expr.span)
-        if isinstance(expr, ast.Binary):
-            return ir.BinOp(expr.op, self._expr(expr.left, report_undefined),
-                            self._expr(expr.right, report_undefined), expr.span)
-        args = tuple(self._expr(arg, report_undefined) for arg in expr.args)
-        arity = ir.FUNCTIONS.get(expr.func.text)
-        if arity is None:
-            hint = did_you_mean(expr.func.text, ir.FUNCTIONS)
-            self.report("unknown-function", f"unknown function `{expr.func.text}`",
-                        expr.func.span, help=_then(hint) + "Functions are " +
-                        ", ".join(ir.FUNCTIONS))
-        elif arity != len(args):
-            self.report("unknown-function", f"`{expr.func.text}` takes {arity} argument"
-                        f"{'s' if arity > 1 else ''}, not {len(args)}", expr.span,
-                        help=f"call it as `{expr.func.text}({', '.join('xyz'[:arity])})`")
-        return ir.Call(expr.func.text, args, expr.span)
-
-    def _undefined(self, name: str, span, tensor: bool = False) -> None:
-        """Report an undeclared name; tensor says it stands where a tensor or buffer goes."""
-        if tensor:
-            known = list(self.tensors) + [b[0] for b in self.buffers]
-            fix = (f"declare `input {name} (dims) DTYPE` in the header, or add "
-                   f"`Allocate {name} in LEVEL (dims)` before this line")
-        else:
-            known = list(self.symbols) + list(self.tensors)
-            fix = (f"declare it in the header: `param {name} = …`, or as a dimension of an "
-                   "input")
-        hint = did_you_mean(name, known)
-        self.report("undefined-name", f"`{name}` is not declared", span,
-                    help=f"{hint} Otherwise {fix}" if hint else fix)
 
     # ---- statements ----
 
@@ -362,16 +195,6 @@ class _Resolver:
                         ident.span, help=f"add `Allocate {name} in {level.value} (dims)` "
                                          "before this line")
 
-    def _is_tensor(self, name: str) -> bool:
-        return name in self.tensors or any(b[0] == name for b in self.buffers)
-
-    def _known(self, ident: ast.Ident) -> bool:
-        """Report a tensor or buffer name that nothing has declared or allocated yet."""
-        if self._is_tensor(ident.text):
-            return True
-        self._undefined(ident.text, ident.span, tensor=True)
-        return False
-
     def _stmt_copy(self, stmt: ast.Copy):
         src, dst = self._level(stmt.src), self._level(stmt.dst)
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Copy"], "Copy")
@@ -396,7 +219,7 @@ class _Resolver:
             if coord.dim.text not in dims:
                 hint = did_you_mean(coord.dim.text, dims)
                 self.report("unknown-dim", f"`{name}` has no dimension `{coord.dim.text}`",
-                            coord.dim.span, help=_then(hint) +
+                            coord.dim.span, help=hint_then(hint) +
                             f"Its dimensions are {', '.join(dims)}.")
         return coord.dim.text, self._expr(coord.index)
 
@@ -421,7 +244,7 @@ class _Resolver:
         if spec is None:
             hint = did_you_mean(stmt.op.text, OPS)
             self.report("unknown-op", f"unknown operation `{stmt.op.text}`", stmt.op.span,
-                        help=_then(hint) + "Operations are " +
+                        help=hint_then(hint) + "Operations are " +
                         ", ".join(OPS))
             return None
         clauses = self._clauses(stmt.clauses, spec.clauses, f"Compute {spec.name}")
@@ -441,7 +264,7 @@ class _Resolver:
         if "mma" in clauses and clauses["mma"] not in MMA_SHAPES:
             hint = did_you_mean(clauses["mma"], MMA_SHAPES)
             self.report("bad-clause", f"unknown MMA shape `{clauses['mma']}`",
-                        by_key["mma"].span, help=_then(hint) + "Shapes are " +
+                        by_key["mma"].span, help=hint_then(hint) + "Shapes are " +
                         ", ".join(MMA_SHAPES))
             del clauses["mma"]
         if "warps" in clauses and len(clauses["warps"]) > 2:
@@ -455,23 +278,23 @@ class _Resolver:
         if len(stmt.operands) != spec.operands:
             self.report("bad-operands", f"Compute {op} takes {spec.operands} operand"
                         f"{'s' if spec.operands > 1 else ''}, not {len(stmt.operands)}",
-                        stmt.span, help=f"e.g. `{_OP_EXAMPLES[op]}`")
+                        stmt.span, help=f"e.g. `{OPS[op].example}`")
             return False
         if spec.result and stmt.result is None:
             self.report("missing-result", f"Compute {op} must name its result", stmt.span,
                         help=f"add `and get NAME` (or `and accumulate NAME`): "
-                             f"`{_OP_EXAMPLES[op]}`")
+                             f"`{OPS[op].example}`")
             return False
         if not spec.result and stmt.result is not None:
             self.report("bad-operands", f"Compute {op} works in place and names no result",
-                        stmt.result.span, help=f"drop the `and …` part: `{_OP_EXAMPLES[op]}`")
+                        stmt.result.span, help=f"drop the `and …` part: `{OPS[op].example}`")
             return False
         if stmt.result is not None and not self._result_ok(stmt, spec):
             return False
         if spec.one_of and not any(key in clauses for key in spec.one_of):
-            wanted = " or ".join(f"`with {_CLAUSE_EXAMPLES[k]}`" for k in spec.one_of)
+            wanted = " or ".join(f"`with {CLAUSE_EXAMPLES[k]}`" for k in spec.one_of)
             self.report("bad-clause", f"Compute {op} needs {wanted}", stmt.span,
-                        help=f"e.g. `{_OP_EXAMPLES[op]}`")
+                        help=f"e.g. `{OPS[op].example}`")
             return False
         return True
 
@@ -480,7 +303,7 @@ class _Resolver:
         result = stmt.result
         if result.accumulate and spec.name != "GEMM":
             self.report("bad-operands", f"only a GEMM accumulates; Compute {spec.name} gets its "
-                        "result", result.span, help=f"e.g. `{_OP_EXAMPLES[spec.name]}`")
+                        "result", result.span, help=f"e.g. `{spec.example}`")
             return False
         if result.new and spec.name == "GEMM":
             self.report("bad-operands", "`new` overwrites an operand, and a GEMM's result is "
@@ -500,7 +323,7 @@ class _Resolver:
                             help="name a buffer allocated in shared or register memory")
             return self._expr(expr)
         if operand.transposed and spec.name != "GEMM":
-            self.report("bad-operands", f"only GEMM operands can be transposed", operand.span,
+            self.report("bad-operands", "only GEMM operands can be transposed", operand.span,
                         help=f"write `{expr.id}` without `^T`")
         if not self._is_tensor(expr.id):
             if wants_tensor and expr.id not in self.symbols and not self.sketch:
@@ -512,13 +335,6 @@ class _Resolver:
                             help="a GEMM multiplies buffers allocated in shared or registers")
             return self._expr(expr)  # a scalar, a param, or an undefined name
         return ir.Ref(expr.id, operand.transposed, operand.span)
-
-
-def _then(hint: str) -> str:
-    """A "did you mean" hint, ready to be followed by the list of what is allowed."""
-    if not hint:
-        return ""
-    return f"{hint} " if hint.endswith("?") else f"{hint}. "
 
 
 def _gemm(refs, out, stmt, clauses):
@@ -543,19 +359,4 @@ _BUILD = {
                                                      stmt.span),
     "ALiBi": lambda refs, out, stmt, c: ir.Alibi(_ref_name(refs[0]), _ref_name(refs[1]), out,
                                                  stmt.span),
-}
-
-_OP_EXAMPLES = {
-    "GEMM": "Compute GEMM Q, K^T and get S",
-    "Multiply": "Compute Multiply S, scale and get new S",
-    "Softmax": "Compute Softmax S",
-    "Mask": "Compute Mask S with causal",
-    "Softcap": "Compute Softcap S with cap 30.0",
-    "ALiBi": "Compute ALiBi S, slopes and get new S",
-}
-
-_CLAUSE_EXAMPLES = {
-    "warps": "warps (4, 1)", "mma": "mma m16n8k16", "causal": "causal",
-    "window": "window (256, 0)", "cap": "cap 30.0", "dtype": "dtype fp32",
-    "offset": "offset batch_offset", "vector": "vector 8", "stages": "stages 2",
 }

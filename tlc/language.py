@@ -23,22 +23,36 @@ class OpSpec:
     required_in_code: tuple[str, ...] = ()  # clauses TL code must give (a sketch may omit)
     one_of: tuple[str, ...] = ()  # at least one of these clauses, in sketches too
     summary: str = ""
+    example: str = ""  # a correct use, quoted by diagnostics
 
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in (
     OpSpec("GEMM", 2, True, {"warps": "layout", "mma": "name"}, ("warps", "mma"),
-           summary="matrix product on tensor cores; `K^T` marks a transposed operand"),
+           summary="matrix product on tensor cores; `K^T` marks a transposed operand",
+           example="Compute GEMM Q, K^T and get S"),
     OpSpec("Multiply", 2, True,
-           summary="elementwise product, broadcasting a scalar or a per-row vector"),
+           summary="elementwise product, broadcasting a scalar or a per-row vector",
+           example="Compute Multiply S, scale and get new S"),
     OpSpec("Softmax", 1, False,
-           summary="row softmax in place; online softmax inside a loop over key blocks"),
+           summary="row softmax in place; online softmax inside a loop over key blocks",
+           example="Compute Softmax S"),
     OpSpec("Mask", 1, False, {"causal": "flag", "window": "pair"}, one_of=("causal", "window"),
-           summary="hide scores: causal (bottom-right aligned) and/or a sliding window"),
+           summary="hide scores: causal (bottom-right aligned) and/or a sliding window",
+           example="Compute Mask S with causal"),
     OpSpec("Softcap", 1, False, {"cap": "expr"}, ("cap",), one_of=("cap",),
-           summary="cap * tanh(S / cap), in place"),
+           summary="cap * tanh(S / cap), in place",
+           example="Compute Softcap S with cap 30.0"),
     OpSpec("ALiBi", 2, True,
-           summary="add -slope[h] * |i - j| to the scores, slopes an input of shape (H)"),
+           summary="add -slope[h] * |i - j| to the scores, slopes an input of shape (H)",
+           example="Compute ALiBi S, slopes and get new S"),
 )}
+
+# A correct use of each clause, quoted by diagnostics.
+CLAUSE_EXAMPLES = {
+    "warps": "warps (4, 1)", "mma": "mma m16n8k16", "causal": "causal",
+    "window": "window (256, 0)", "cap": "cap 30.0", "dtype": "dtype fp32",
+    "offset": "offset batch_offset", "vector": "vector 8", "stages": "stages 2",
+}
 
 STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
     "Allocate": {"dtype": "dtype", "offset": "expr"},
