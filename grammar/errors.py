@@ -12,7 +12,7 @@ import unicodedata
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from tlc.diagnostics import Diagnostic, closest
+from tlc.diagnostics import Diagnostic, closest, sort_key
 from tlc.source import Source
 
 _COMMENT = re.compile(r"#[^\n]*")
@@ -38,10 +38,18 @@ def _terminal_patterns() -> dict[str, str]:
             if t.pattern.type == "str"}
 
 
+_EXPRESSION_START = {"NAME", "INT", "DECIMAL", "LPAR", "MINUS"}
+
+
 def _expected_words(expected: set[str]) -> tuple[list[str], list[str]]:
     """(all expected things in words, the keywords among them)."""
     patterns = _terminal_patterns()
     words, keywords = [], []
+    if _EXPRESSION_START <= expected:  # "an expression" says it better than five tokens
+        words.append("an expression")
+        expected = expected - _EXPRESSION_START
+    if {"INT", "DECIMAL"} <= expected:
+        expected = expected - {"INT"}
     for name in sorted(expected, key=lambda n: (n not in patterns, n)):
         if name in _TERMINAL_WORDS:
             words.append(_TERMINAL_WORDS[name])
@@ -95,14 +103,15 @@ def _bad_character(source: Source, position: int) -> Diagnostic:
 
 def _token_span(error: UnexpectedToken, source: Source, offset: int):
     token = error.token
-    if token.type == "$END" or token.start_pos is None:
-        line_end = len(source.text.rstrip("\n"))
-        position = min(offset + (token.start_pos or 0), line_end) if token.start_pos else line_end
-        return source.span(position, position), ""
-    start = offset + token.start_pos
-    if token.type == "_NL":  # point at the end of the line, not at the next one
-        return source.span(start, start), ""
-    return source.span(start, offset + token.end_pos), str(token)
+    if token.type in ("$END", "_NL") or token.start_pos is None:
+        # The line ended early: point just after its last code character, before any comment.
+        start = offset + (token.start_pos or 0) if token.start_pos is not None else offset
+        line = source.position(min(start, len(source.text)))[0]
+        if token.type == "$END" and not source.line_text(line).strip() and line > 1:
+            line -= 1  # the end of the file: the last line with code is the one above
+        end = _code_span(source, line).end
+        return source.span(end, end), ""
+    return source.span(offset + token.start_pos, offset + token.end_pos), str(token)
 
 
 def _unexpected_token(error: UnexpectedToken, source: Source, offset: int) -> Diagnostic:
@@ -114,7 +123,8 @@ def _unexpected_token(error: UnexpectedToken, source: Source, offset: int) -> Di
     words, keywords = _expected_words(expected)
     want = _join(words) if words else "something else"
     line_text = source.line_text(span.line).lstrip()
-    slip = _known_slip(text, expected, keywords, line_text, span)
+    slip = _unclosed_bracket(source, span, text, expected) or _known_slip(text, expected, keywords,
+                                                                     line_text, span)
     if slip is not None:
         return slip
     if not text:
@@ -123,6 +133,30 @@ def _unexpected_token(error: UnexpectedToken, source: Source, offset: int) -> Di
                           span, help=_completion_hint(line_text))
     return Diagnostic("syntax-error", f"unexpected `{text}`: expected {want}", span,
                       help=_completion_hint(line_text))
+
+
+_CLOSERS = {"(": (")", "RPAR"), "[": ("]", "RSQB")}
+
+
+def _unclosed_bracket(source: Source, span, text: str, expected: set[str]):
+    """A diagnostic for a `(` or `[` still open where its closer was expected, or None."""
+    line_start = span.start - (span.column - 1)
+    before = source.text[line_start:span.start]
+    stack = []
+    for column, char in enumerate(before, start=1):
+        if char in _CLOSERS:
+            stack.append((char, column))
+        elif stack and char == _CLOSERS[stack[-1][0]][0]:
+            stack.pop()
+    if not stack:
+        return None
+    opener, column = stack[-1]
+    closer, terminal = _CLOSERS[opener]
+    if terminal not in expected:
+        return None
+    here = f"before `{text}`" if text else "at the end of the line"
+    return Diagnostic("syntax-error", f"the `{opener}` at column {column} is never closed", span,
+                      help=f"add `{closer}` {here}")
 
 
 def _known_slip(text, expected, keywords, line_text, span):
@@ -204,7 +238,7 @@ def describe_line_errors(source: Source) -> list[Diagnostic]:
             diagnostics.append(describe_error(error, source, line_offset))
             continue
         kinds.append((_kind(tree.data), number))
-    return diagnostics + _structure_errors(kinds, source)
+    return sorted(diagnostics + _structure_errors(kinds, source), key=sort_key)
 
 
 def _kind(rule: str) -> str:
