@@ -94,6 +94,9 @@ def _bad_character(source: Source, position: int) -> Diagnostic:
         return Diagnostic("bad-character", f"unexpected character `{char}`", span,
                           help="remove it; TL uses names, numbers, ( ) [ ] , = : + - * / % ^T "
                                "and # comments")
+    if char == "\r":
+        return Diagnostic("bad-character", "a carriage return in the middle of a line", span,
+                          help="save the file with \\n (or \\r\\n) line ends")
     name = unicodedata.name(char, "control character") if char else "character"
     shown = f"`{char}` " if char.isprintable() else ""
     return Diagnostic("bad-character",

@@ -101,7 +101,9 @@ def render_text(diagnostic: Diagnostic, source: Source) -> str:
     text = source.line_text(span.line)
     if text.strip():
         gutter = str(span.line)
-        shown = text.expandtabs(1)  # one column per character, so the caret stays aligned
+        # One column per character, so the caret stays aligned; control characters (a stray
+        # carriage return, NUL) would move the terminal's cursor, so they are shown as U+FFFD.
+        shown = "".join(c if c.isprintable() else " " if c == "\t" else "\ufffd" for c in text)
         width = span.end_column - span.column if span.end_line == span.line else len(shown)
         width = max(1, min(width, len(shown) - span.column + 1))
         lines.append(f" {gutter} | {shown}")
