@@ -18,8 +18,7 @@ class ToAst(Transformer):
     # ---- helpers ----
 
     def _span(self, meta_or_token):
-        if isinstance(meta_or_token, Token):
-            return self._source.span(meta_or_token.start_pos, meta_or_token.end_pos)
+        """Tokens and rule metadata both carry start_pos and end_pos."""
         return self._source.span(meta_or_token.start_pos, meta_or_token.end_pos)
 
     def _ident(self, token: Token) -> ast.Ident:
@@ -153,4 +152,4 @@ class ToAst(Transformer):
 
     def file(self, meta, children):
         decls, body = children
-        return ast.Plan(decls, body, span=self._span(meta) if not meta.empty else None)
+        return ast.Plan(decls, body)  # the parser adds the comments and the whole-file span

@@ -20,11 +20,6 @@ class Span:
     end_line: int
     end_column: int
 
-    def to(self, other: "Span") -> "Span":
-        """The span from the start of self to the end of other."""
-        return Span(self.start, other.end, self.line, self.column, other.end_line,
-                    other.end_column)
-
 
 NO_SPAN = Span(0, 0, 1, 1, 1, 1)
 
