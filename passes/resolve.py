@@ -14,6 +14,7 @@ from tlc.language import CLAUSE_EXAMPLES, FRAGMENT_LAYOUTS, MMA_SHAPES, OPS, STA
 from tlc.passes.scope import Scope, hint_then
 from tlc.source import NO_SPAN
 
+
 def resolve(plan: ast.Plan, ctx) -> ir.Kernel:
     """Resolve a parsed plan into an ir.Kernel, reporting through ctx.report."""
     return _Resolver(ctx).kernel(plan)
@@ -140,6 +141,8 @@ class _Resolver(Scope):
         body = self._stmts(stmt.body)
         if shadowed is None:
             del self.symbols[stmt.var.text]
+        else:
+            self.symbols[stmt.var.text] = shadowed
         return ir.Loop(stmt.var.text, start, stop, body, stmt.span)
 
     def _stmt_allocate(self, stmt: ast.Allocate):
