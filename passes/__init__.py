@@ -10,15 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tlc.diagnostics import Diagnostic
+from tlc.source import Source
+from tlc.passes.check_levels import check_levels
 from tlc.passes.complete import complete
+from tlc.passes.features import features
+from tlc.passes.gemm_orientation import gemm_orientation
+from tlc.passes.infer_shapes import infer_shapes
+from tlc.passes.link_gemms import link_gemms
+from tlc.passes.online_softmax import online_softmax
 from tlc.passes.resolve import resolve
+from tlc.passes.resources import resources
+from tlc.passes.tiling import tiling
 
 
 @dataclass
 class PassContext:
     sketch: bool = False
-    arch: str | None = None
+    arch: str | None = None  # the target to check against; None: the plan's own `for ARCH`
+    source: Source | None = None  # for fixes that edit the text
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)  # what analyses found, for reports
 
     def report(self, diagnostic: Diagnostic) -> None:
         self.diagnostics.append(diagnostic)
@@ -28,10 +39,15 @@ class PassContext:
         return any(d.is_error for d in self.diagnostics)
 
 
+# The analyses read shapes, levels and parameters that resolve and complete vouch for, so they
+# run only on a plan those two passed; all of them run, so every problem is reported at once.
+ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax, tiling,
+            resources, features)
+
 PIPELINES = {
     # A sketch states what happens; TL code must also state every parameter.
     "sketch": (resolve,),
-    "code": (resolve, complete),
+    "code": (resolve, complete) + ANALYSES,
 }
 
 
@@ -39,5 +55,7 @@ def run_passes(plan, ctx: PassContext, pipeline: str | None = None):
     """Run a named pipeline over a parsed plan; returns the last module produced."""
     module = plan
     for stage in PIPELINES[pipeline or ("sketch" if ctx.sketch else "code")]:
+        if stage is ANALYSES[0] and ctx.has_errors:
+            break
         module = stage(module, ctx)
     return module

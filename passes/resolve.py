@@ -36,8 +36,13 @@ class _Resolver(Scope):
                      "see examples/", severity=Severity.WARNING if self.sketch else
                 Severity.ERROR))
         body = self._stmts(plan.body)
-        return ir.Kernel(name, target, tuple(self.tensors.values()),
-                         tuple(ir.Param(k, v) for k, v in self.params.items()), grid, body,
+        params = tuple(ir.Param(d.name.text, self.params[d.name.text], d.span, d.value.span)
+                       for d in plan.decls if isinstance(d, ast.ParamDecl)
+                       and self.params.get(d.name.text) is not None
+                       and self.symbols.get(d.name.text) is ir.SymKind.PARAM)
+        params = tuple(p for i, p in enumerate(params)  # a duplicate keeps the first
+                       if all(q.name != p.name for q in params[:i]))
+        return ir.Kernel(name, target, tuple(self.tensors.values()), params, grid, body,
                          self.sketch, plan.span)
 
     # ---- header ----

@@ -66,7 +66,7 @@ def test_json_output(tlc_cli, tmp_path):
         (2, 8, "keyword-typo"), (3, 19, "missing-result")]
     assert set(broken["diagnostics"][0]) == {"severity", "code", "message", "help", "notes",
                                              "file", "line", "column", "end_line",
-                                             "end_column"}
+                                             "end_column", "fixes"}
 
 
 def test_sketch_flag(tlc_cli, tmp_path):

@@ -69,7 +69,7 @@ def test_json_fields():
     data = Diagnostic("syntax-error", "m", source.span(0, 1), help="h").to_json("p.tl")
     assert data == {"severity": "error", "code": "syntax-error", "message": "m", "help": "h",
                     "notes": [], "file": "p.tl", "line": 1, "column": 1, "end_line": 1,
-                    "end_column": 2}
+                    "end_column": 2, "fixes": []}
 
 
 def test_unregistered_codes_are_refused():

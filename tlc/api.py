@@ -91,7 +91,7 @@ def _check(source: Source, arch, sketch, prior) -> CheckResult:
     parsed = parse_source(source)
     if parsed.plan is None:
         return CheckResult(source, None, None, prior + parsed.diagnostics)
-    ctx = PassContext(sketch=sketch or parsed.plan.declares_sketch, arch=arch)
+    ctx = PassContext(sketch=sketch or parsed.plan.declares_sketch, arch=arch, source=source)
     kernel = run_passes(parsed.plan, ctx)
     diagnostics = prior + tuple(sorted(ctx.diagnostics, key=sort_key))
     return CheckResult(source, parsed.plan, kernel, diagnostics)
@@ -112,6 +112,27 @@ def format_plan(text: str, path: str = "<string>") -> tuple[str | None, tuple[Di
     if parsed.plan is None:
         return None, parsed.diagnostics
     return print_plan(parsed.plan, text), ()
+
+
+def fix_plan(text: str, arch: str | None = None, path: str = "<string>",
+             rounds: int = 5) -> tuple[str | None, CheckResult]:
+    """Apply the edits the diagnostics carry, re-checking after each round, then format.
+
+    Returns (the new text, or None if the plan does not parse; the check of the result).
+    """
+    from tlc.fixes import apply_edits
+
+    result = check(text, arch=arch, path=path)
+    for _ in range(rounds):
+        edits = [edit for d in result.diagnostics if d.is_error for edit in d.fixes]
+        if not edits:
+            break
+        text = apply_edits(text, edits)
+        result = check(text, arch=arch, path=path)
+    if result.plan is None:
+        return None, result
+    formatted, _ = format_plan(text, path)
+    return formatted, check(formatted, arch=arch, path=path)
 
 
 def results_to_json(results: list[CheckResult]) -> dict:

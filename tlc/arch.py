@@ -1,15 +1,105 @@
-"""Target architectures tlc knows by name.
+"""Hardware facts per target architecture, as data.
 
-The per-architecture hardware table (shared memory, registers, MMA shapes, features, with the
-PTX ISA sections they come from) is the validation issue's work; until then this module only
-names the targets so that plans and `--arch` can be checked for typos.
+Everything that differs between GPUs and that tlc checks a plan against lives here: shared
+memory and register limits, threads, the tensor-core MMA shapes for each input dtype, and the
+features a plan may need. The checker, the reports and (later) the backends and LLM prompts all
+read this one table; code asks `arch.has_cp_async`, never `arch.name == "sm_75"`.
+
+Sources, cited per field below:
+  [CC]  CUDA C++ Programming Guide, "Compute Capabilities", table "Technical Specifications per
+        Compute Capability" (shared memory per SM and per block, registers, threads, warp size;
+        the 48 KB limit of statically sized shared memory; 1 KB reserved per block on 8.x/9.0).
+  [MMA] PTX ISA, "Warp-level Matrix Multiply-Accumulate Instructions", section "mma": the
+        "Matrix shape" table and the target ISA notes (m16n8k8 .f16 needs sm_75; m16n8k16
+        .f16/.bf16 and m16n8k8 .bf16/.tf32 need sm_80; m16n8k32 .e4m3/.e5m2 needs sm_89).
+  [ASYNC] PTX ISA, "Data Movement and Conversion Instructions", cp.async: requires sm_80.
+  [LDM] PTX ISA, ldmatrix: requires sm_75.
 """
 from __future__ import annotations
 
-ARCH_NAMES = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90")
+from dataclasses import dataclass
+
+from tlc.ir import DType
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class MmaShape:
+    """One mma.sync shape [MMA]: a warp computes an m×n tile over k, accumulating in fp32."""
+
+    name: str
+    m: int
+    n: int
+    k: int
+
+
+M16N8K8 = MmaShape("m16n8k8", 16, 8, 8)
+M16N8K16 = MmaShape("m16n8k16", 16, 8, 16)
+M16N8K32 = MmaShape("m16n8k32", 16, 8, 32)
+MMA_SHAPES = {shape.name: shape for shape in (M16N8K8, M16N8K16, M16N8K32)}
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    family: str
+    smem_per_sm: int                # [CC] maximum shared memory per SM
+    smem_per_block: int             # [CC] maximum per block, with the dynamic opt-in
+    smem_reserved_per_block: int    # [CC] shared memory the system reserves per block
+    max_threads_per_sm: int         # [CC]
+    max_blocks_per_sm: int          # [CC]
+    mma: tuple[tuple[MmaShape, tuple[DType, ...]], ...]  # [MMA] shape -> input dtypes
+    has_cp_async: bool              # [ASYNC]
+    has_ldmatrix: bool = True       # [LDM]: every target tlc has is sm_75 or newer
+    smem_static_per_block: int = 48 * KIB   # [CC] without the opt-in
+    regs_per_thread: int = 255      # [CC]
+    regs_per_sm: int = 64 * KIB     # [CC] 32-bit registers
+    regs_per_block: int = 64 * KIB  # [CC]
+    max_threads_per_block: int = 1024  # [CC]
+    warp_size: int = 32             # [CC]
+
+    def mma_shapes_for(self, dtype: DType) -> tuple[MmaShape, ...]:
+        """The MMA shapes whose inputs may be of this dtype, largest k first."""
+        shapes = [shape for shape, dtypes in self.mma if dtype in dtypes]
+        return tuple(sorted(shapes, key=lambda s: -s.k))
+
+    @property
+    def mma_dtypes(self) -> tuple[DType, ...]:
+        """Every input dtype some MMA shape of this arch takes."""
+        seen: list[DType] = []
+        for _, dtypes in self.mma:
+            seen += [d for d in dtypes if d not in seen]
+        return tuple(seen)
+
+
+_F16, _BF16, _TF32 = DType.FP16, DType.BF16, DType.TF32
+_FP8 = (DType.FP8E4M3, DType.FP8E5M2)
+_AMPERE_MMA = ((M16N8K16, (_F16, _BF16)), (M16N8K8, (_F16, _BF16, _TF32)))
+
+ARCHS: dict[str, Arch] = {arch.name: arch for arch in (
+    Arch("sm_75", "Turing", smem_per_sm=64 * KIB, smem_per_block=64 * KIB,
+         smem_reserved_per_block=0, max_threads_per_sm=1024, max_blocks_per_sm=16,
+         mma=((M16N8K8, (_F16,)),), has_cp_async=False),
+    Arch("sm_80", "Ampere", smem_per_sm=164 * KIB, smem_per_block=163 * KIB,
+         smem_reserved_per_block=1 * KIB, max_threads_per_sm=2048, max_blocks_per_sm=32,
+         mma=_AMPERE_MMA, has_cp_async=True),
+    Arch("sm_86", "Ampere (GA10x)", smem_per_sm=100 * KIB, smem_per_block=99 * KIB,
+         smem_reserved_per_block=1 * KIB, max_threads_per_sm=1536, max_blocks_per_sm=16,
+         mma=_AMPERE_MMA, has_cp_async=True),
+    Arch("sm_89", "Ada", smem_per_sm=100 * KIB, smem_per_block=99 * KIB,
+         smem_reserved_per_block=1 * KIB, max_threads_per_sm=1536, max_blocks_per_sm=24,
+         mma=_AMPERE_MMA + ((M16N8K32, _FP8),), has_cp_async=True),
+    Arch("sm_90", "Hopper", smem_per_sm=228 * KIB, smem_per_block=227 * KIB,
+         smem_reserved_per_block=1 * KIB, max_threads_per_sm=2048, max_blocks_per_sm=32,
+         mma=_AMPERE_MMA + ((M16N8K32, _FP8),), has_cp_async=True),
+)}
+
+ARCH_NAMES = tuple(ARCHS)
 ARCH_ALIASES = {"turing": "sm_75", "t4": "sm_75", "ampere": "sm_80", "a100": "sm_80",
-                "hopper": "sm_90", "h100": "sm_90", "sm75": "sm_75", "sm80": "sm_80",
-                "sm86": "sm_86", "sm89": "sm_89", "sm90": "sm_90"}
+                "ada": "sm_89", "l4": "sm_89", "hopper": "sm_90", "h100": "sm_90",
+                "sm75": "sm_75", "sm80": "sm_80", "sm86": "sm_86", "sm89": "sm_89",
+                "sm90": "sm_90"}
 
 
 def suggest_arch(name: str) -> str | None:

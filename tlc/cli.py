@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="change nothing; exit 1 if a file is not in canonical form")
     fmt.add_argument("--diff", action="store_true",
                      help="change nothing; print what would change as a unified diff")
+    fmt.add_argument("--fix", action="store_true",
+                     help="also make the changes diagnostics carry as fixes (a missing "
+                          "Reshape, a `^T`, and for the target: MMA shape, stages, tile "
+                          "sizes), then re-check")
+    fmt.add_argument("--arch", type=_arch, metavar="ARCH",
+                     help="with --fix: the target to fix the plan for (default: its own)")
     fmt.set_defaults(run=run_fmt)
     return parser
 
@@ -116,14 +122,20 @@ def run_check(args) -> int:
 def run_fmt(args) -> int:
     import difflib
 
-    from tlc.api import format_plan, read_source
+    from tlc.api import fix_plan, format_plan, read_source
     from tlc.diagnostics import render_text
+    from tlc.source import Source
 
     status = EXIT_OK
     for path in args.files:
         source, problems = read_source(path)
         formatted = None
-        if not problems:
+        if not problems and args.fix:
+            formatted, checked = fix_plan(source.text, args.arch, source.path)
+            problems = () if formatted is not None else checked.diagnostics
+            for diagnostic in checked.diagnostics if formatted is not None else ():
+                print(render_text(diagnostic, Source(formatted, source.path)), file=sys.stderr)
+        elif not problems:
             formatted, problems = format_plan(source.text, source.path)
         if problems:
             for diagnostic in problems:

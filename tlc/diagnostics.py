@@ -52,6 +52,26 @@ CODES: dict[str, tuple[Severity, str]] = {
     "global-allocate": (Severity.ERROR, "TL code allocates a global tensor in the body"),
     "missing-allocation": (Severity.ERROR, "a buffer is used at a level it was not allocated in"),
     "missing-parameter": (Severity.ERROR, "TL code leaves a statement's parameter open"),
+    # shapes, levels and the pattern of attention
+    "runtime-tile": (Severity.ERROR, "a shared or register tile without a compile-time shape"),
+    "shape-mismatch": (Severity.ERROR, "shapes that meet in a statement do not agree"),
+    "dtype-mismatch": (Severity.ERROR, "dtypes that meet in a statement do not agree"),
+    "tile-extent": (Severity.ERROR, "a tile extent that does not divide its dimension"),
+    "incomplete-coordinate": (Severity.ERROR, "a Copy does not say which tile of a dimension"),
+    "layout-mismatch": (Severity.ERROR, "a fragment layout other than the statement needs"),
+    "write-input": (Severity.ERROR, "a Copy into global memory writes an input"),
+    "operand-level": (Severity.ERROR, "a Compute on data that is not in registers"),
+    "gemm-orientation": (Severity.ERROR, "a GEMM operand needs (or must drop) `^T`"),
+    "missing-reshape": (Severity.ERROR, "a GEMM takes another GEMM's accumulator unreshaped"),
+    "online-softmax": (Severity.ERROR, "a Softmax in a loop that is not an online softmax"),
+    # tiling, resources and features of the target
+    "tile-mma": (Severity.ERROR, "a GEMM tile that the MMA shape and warps do not divide"),
+    "warp-layout": (Severity.ERROR, "GEMMs of one block with different warp layouts"),
+    "vector-width": (Severity.ERROR, "a vectorised Copy of a width or alignment that cannot be"),
+    "smem-budget": (Severity.ERROR, "more shared memory than the target allows per block"),
+    "register-budget": (Severity.ERROR, "more registers per thread than the target allows"),
+    "thread-budget": (Severity.ERROR, "more threads per block than the target allows"),
+    "arch-feature": (Severity.ERROR, "an MMA shape, dtype or cp.async the target lacks"),
     "empty-plan": (Severity.WARNING, "the plan holds no statement (an error in TL code)"),
     # the tool itself
     "internal-error": (Severity.ERROR, "a bug in tlc; please report it with the plan"),
@@ -66,6 +86,7 @@ class Diagnostic:
     help: str | None = None
     notes: tuple[str, ...] = ()
     severity: Severity = field(default=None)  # type: ignore[assignment]
+    fixes: tuple = ()  # tlc.fixes.Edit: the text edits that make the change `help` names
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
@@ -89,6 +110,7 @@ class Diagnostic:
             "column": self.span.column,
             "end_line": self.span.end_line,
             "end_column": self.span.end_column,
+            "fixes": [edit.to_json() for edit in self.fixes],
         }
 
 

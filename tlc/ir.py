@@ -188,6 +188,7 @@ class Param:
     name: str
     value: int
     span: Span = _span()
+    value_span: Span = _span()  # where the value is written, for fixes that change it
 
 
 @dataclass(frozen=True)

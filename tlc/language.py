@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tlc.arch import MMA_SHAPES as MMA_SHAPE_TABLE
+
 # What a clause's value must be:
 #   flag   no value (`causal`)           expr   any expression (`vector 8`, `cap 30.0`)
 #   name   a bare name (`mma m16n8k16`)  dtype  a data type (`dtype fp32`)
@@ -64,6 +66,6 @@ STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
 # laid out as (operand A, operand B, or the accumulator C).
 FRAGMENT_LAYOUTS = ("MMA_A", "MMA_B", "MMA_C")
 
-# Tensor-core MMA shapes a GEMM may name (PTX ISA, "Matrix shape" of mma.sync); which one an
-# architecture and dtype allow is the arch table's business.
-MMA_SHAPES = ("m16n8k8", "m16n8k16")
+# Tensor-core MMA shapes a GEMM may name; which one an architecture and dtype allow is the
+# arch table's business (tlc/arch.py).
+MMA_SHAPES = tuple(MMA_SHAPE_TABLE)

@@ -1,0 +1,216 @@
+"""The resource model: shared memory a plan allocates and the registers a thread needs.
+
+Shared memory is exact: every shared buffer, times the stages of the Copy that fills it.
+
+Registers are an estimate from liveness over the statements, in 32-bit registers per thread:
+- a tile that lives in accumulator layout (a GEMM result, an elementwise result) is spread
+  over all the block's threads: elements × bytes / 4 / threads;
+- a GEMM operand copied into registers outside the GEMM's loop is held whole: each warp keeps
+  its rows of A (M / warps_m × K) or its columns of B (N / warps_n × K);
+- an operand copied inside the GEMM's own loop is streamed: only one MMA k-step of it is live,
+  at the GEMM;
+- an online softmax keeps a running max, sum and rescale factor for each row a thread owns;
+- a fixed 24 registers cover addresses, indices, loop counters and predicates.
+A tile's registers are live from the statement that fills it to its last use, and through the
+whole of any loop that uses it when it was filled before that loop. A Reshape converts
+fragment by fragment, so the re-viewed tile replaces the old one rather than adding to it. The figure has not been
+compared with ptxas yet (there is no backend to compile a plan); that comparison, and the
+bound it can hold, come with the backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlc import ir
+from tlc.passes.facts import Facts
+from tlc.passes.gemm_orientation import gemm_operands
+
+OVERHEAD_REGISTERS = 24
+SOFTMAX_STATE_PER_ROW = 3  # running max, running sum, rescale factor
+
+
+@dataclass(frozen=True)
+class SharedMemory:
+    total: int
+    parts: tuple[tuple[str, int, int], ...]  # (buffer, bytes per stage, stages)
+
+
+@dataclass(frozen=True)
+class Registers:
+    peak: int
+    at: object  # the statement where the peak is
+    parts: tuple[tuple[str, int], ...]  # what is live there, largest first
+
+
+def shared_memory(facts: Facts) -> SharedMemory | None:
+    parts = []
+    for buffer in facts.kernel.buffers:
+        if buffer.level is not ir.Level.SHARED:
+            continue
+        elements = facts.elements(buffer)
+        if elements is None or buffer.dtype is None:
+            return None
+        parts.append((buffer.name, elements * buffer.dtype.bytes, facts.stages(buffer.name)))
+    return SharedMemory(sum(size * stages for _, size, stages in parts), tuple(parts))
+
+
+def _ceil(x: float) -> int:
+    return int(-(-x // 1))
+
+
+@dataclass
+class _Live:
+    label: str
+    cost: int
+    start: int
+    end: int
+
+
+class _Liveness:
+    def __init__(self, facts: Facts):
+        self.facts = facts
+        self.warps = facts.warps
+        self.threads = facts.threads
+        self.positions = list(_flatten(facts.kernel.body))
+        self.loop_span = {}  # loop -> (first, last) position of its body
+        for index, (op, loops) in enumerate(self.positions):
+            for loop in loops:
+                first, _ = self.loop_span.get(id(loop), (index, index))
+                self.loop_span[id(loop)] = (first, index)
+        self.roles = {}  # operand name -> (gemm, "A" or "B")
+        for op, _ in self.positions:
+            if isinstance(op, ir.Gemm):
+                self.roles.setdefault(op.a.name, (op, "A"))
+                self.roles.setdefault(op.b.name, (op, "B"))
+
+    def buffer_cost(self, name: str, dtype: ir.DType | None) -> int:
+        buffer = self.facts.buffers.get((name, ir.Level.REGISTER))
+        elements = self.facts.elements(buffer) if buffer else None
+        if elements is None:
+            return 0
+        width = (dtype or buffer.dtype or ir.DType.FP32).bytes
+        return _ceil(elements * width / 4 / self.threads)
+
+    def operand_cost(self, name: str, k_extent: int | None = None) -> int:
+        """Registers of a GEMM operand for one thread: all of K, or k_extent of it."""
+        gemm, role = self.roles[name]
+        shapes = gemm_operands(self.facts, gemm)
+        buffer = self.facts.buffers.get((name, ir.Level.REGISTER))
+        if shapes is None or buffer is None or buffer.dtype is None:
+            return 0
+        (m, k), (_, n) = shapes
+        rows = self.facts.value(m) if role == "A" else self.facts.value(n)
+        depth = k_extent or self.facts.value(k)
+        split = self.warps[0] if role == "A" else self.warps[1]
+        if not all(isinstance(v, int) for v in (rows, depth)):
+            return 0
+        return _ceil(rows / split * depth * buffer.dtype.bytes / 4 / 32)
+
+    def streamed(self, name: str, copy_loops) -> bool:
+        gemm_loops = next((loops for op, loops in self.positions
+                           if isinstance(op, ir.Gemm) and name in (op.a.name, op.b.name)), ())
+        return bool(copy_loops) and copy_loops == gemm_loops
+
+    def intervals(self) -> tuple[list[_Live], set[str]]:
+        current: dict[str, _Live] = {}
+        done: list[_Live] = []
+        streamed: set[str] = set()
+
+        def define(name, cost, index, label):
+            if name in current:
+                done.append(current.pop(name))
+            current[name] = _Live(label, cost, index, index)
+
+        def use(name, index):
+            if name in streamed:
+                return  # counted at the GEMM, one k-step at a time
+            if name in current:
+                current[name].end = max(current[name].end, index)
+                for loop in self.positions[index][1]:
+                    first, last = self.loop_span[id(loop)]
+                    if current[name].start < first:
+                        current[name].end = max(current[name].end, last)
+            elif name in self.roles or (name, ir.Level.REGISTER) in self.facts.buffers:
+                define(name, self.buffer_cost(name, None), 0, name)  # an accumulator from zero
+                use(name, index)
+
+        for index, (op, loops) in enumerate(self.positions):
+            for name in _reads(op):
+                use(name, index)
+            if isinstance(op, ir.Copy) and op.dst is ir.Level.REGISTER:
+                if op.name in self.roles and self.streamed(op.name, loops):
+                    streamed.add(op.name)
+                    continue
+                cost = self.operand_cost(op.name) if op.name in self.roles else \
+                    self.buffer_cost(op.name, None)
+                define(op.name, cost, index, f"{op.name} (held operand)")
+            elif isinstance(op, ir.Gemm) and not op.accumulate:
+                define(op.out, self.buffer_cost(op.out, ir.DType.FP32), index, op.out)
+            elif isinstance(op, ir.Reshape):
+                define(op.name, self.buffer_cost(op.name, op.dtype), index,
+                       f"{op.name} ({op.dtype.value})" if op.dtype else op.name)
+            elif isinstance(op, (ir.Multiply, ir.Alibi)) and op.out not in current:
+                define(op.out, self.buffer_cost(op.out, None), index, op.out)
+        return done + list(current.values()), streamed
+
+    def softmax_state(self, facts_found) -> int:
+        rows = 0
+        for found in facts_found:
+            buffer = self.facts.buffers.get((found.scores, ir.Level.REGISTER))
+            shape = self.facts.shape(buffer) if buffer else ()
+            if shape and isinstance(shape[0], int):
+                rows += 2 * _ceil(shape[0] / (self.warps[0] * 16))
+        return rows * SOFTMAX_STATE_PER_ROW
+
+
+def registers(facts: Facts, online=()) -> Registers | None:
+    """The estimated peak of 32-bit registers per thread, or None without a warp layout."""
+    if facts.threads is None:
+        return None
+    live = _Liveness(facts)
+    intervals, streamed = live.intervals()
+    state = live.softmax_state(online)
+    best = None
+    for index, (op, _) in enumerate(live.positions):
+        parts = [(i.label, i.cost) for i in intervals if i.start <= index <= i.end and i.cost]
+        if isinstance(op, ir.Gemm):
+            mma = ir_mma_k(op)
+            for name in (op.a.name, op.b.name):
+                if name in streamed and mma:
+                    parts.append((f"{name} (one k-step)", live.operand_cost(name, mma)))
+        if state:
+            parts.append(("softmax state", state))
+        parts.append(("addresses and indices", OVERHEAD_REGISTERS))
+        total = sum(cost for _, cost in parts)
+        if best is None or total > best.peak:
+            best = Registers(total, op, tuple(sorted(parts, key=lambda p: -p[1])))
+    return best
+
+
+def ir_mma_k(gemm: ir.Gemm) -> int | None:
+    from tlc.arch import MMA_SHAPES
+
+    shape = MMA_SHAPES.get(gemm.mma or "")
+    return shape.k if shape else None
+
+
+def _flatten(ops, loops=()):
+    for op in ops:
+        if isinstance(op, ir.Loop):
+            yield from _flatten(op.body, loops + (op,))
+        else:
+            yield op, loops
+
+
+def _reads(op) -> list[str]:
+    if isinstance(op, ir.Gemm):
+        return [op.a.name, op.b.name] + ([op.out] if op.accumulate else [])
+    if isinstance(op, ir.Multiply):
+        return [r.name for r in (op.a, op.b) if isinstance(r, ir.Ref)]
+    if isinstance(op, (ir.Softmax, ir.Mask, ir.Softcap)):
+        return [op.target]
+    if isinstance(op, ir.Alibi):
+        return [op.target]
+    if isinstance(op, ir.Copy) and op.src is ir.Level.REGISTER:
+        return [op.name]
+    return []

@@ -1,0 +1,179 @@
+"""Facts the analysis passes share: values of expressions, buffer shapes, the warp layout, and
+what each register buffer holds at each point of the program.
+
+Nothing here reports; the passes decide what is wrong. Every helper is cheap enough to be
+recomputed by each pass that needs it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlc import ir
+from tlc.fixes import Edit
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a register buffer holds at a point: its fragment layout and dtype.
+
+    layout is "MMA_C" for a GEMM accumulator, "MMA_A"/"MMA_B" after a Reshape, and "data" for
+    a tile loaded by a Copy (the load lays it out as whichever operand the GEMM needs).
+    """
+
+    layout: str
+    dtype: ir.DType | None
+
+
+class Facts:
+    """What a kernel's IR says, evaluated; `overrides` gives params other values, to ask what a
+    change would do."""
+
+    def __init__(self, kernel: ir.Kernel, overrides: dict[str, int] | None = None):
+        self.kernel = kernel
+        self.params = {p.name: p for p in kernel.params}
+        self.env = {p.name: p.value for p in kernel.params} | (overrides or {})
+        self.tensors = {t.name: t for t in kernel.tensors}
+        self.buffers = {(b.name, b.level): b for b in kernel.buffers}
+        self.gemms = [op for op in ir.walk(kernel.body) if isinstance(op, ir.Gemm)]
+
+    # ---- values ----
+
+    def value(self, expr: ir.Expr | None):
+        """The compile-time value of an expression, or None for a runtime one."""
+        if expr is None:
+            return None
+        try:
+            return ir.evaluate(expr, self.env)
+        except (ir.NotConstant, ZeroDivisionError, ValueError, OverflowError, TypeError):
+            return None
+
+    def same_dim(self, x: ir.Expr, y: ir.Expr) -> bool:
+        """Whether two dimensions are the same. Two different names are different dimensions
+        even when their values agree (`D` and `BN` are both 64 in many plans); otherwise the
+        compile-time values decide."""
+        if x == y:
+            return True
+        if isinstance(x, ir.Sym) and isinstance(y, ir.Sym):
+            return False
+        vx, vy = self.value(x), self.value(y)
+        return vx is not None and vx == vy
+
+    def shape(self, buffer: ir.Buffer) -> tuple:
+        return tuple(self.value(d) for d in buffer.shape or ())
+
+    def elements(self, buffer: ir.Buffer) -> int | None:
+        count = 1
+        for extent in self.shape(buffer):
+            if not isinstance(extent, int):
+                return None
+            count *= extent
+        return count
+
+    def set_value(self, expr: ir.Expr, value: int) -> Edit | None:
+        """The edit that gives an expression a new value: the param it names, or the literal."""
+        if isinstance(expr, ir.Sym) and expr.name in self.params:
+            return Edit(self.params[expr.name].value_span, str(value))
+        if isinstance(expr, ir.Const):
+            return Edit(expr.span, str(value))
+        return None
+
+    # ---- layout of the block ----
+
+    @property
+    def warps(self) -> tuple[int, int] | None:
+        """(warps along rows, along columns) of the first GEMM that gives them."""
+        for gemm in self.gemms:
+            layout = tuple(self.value(w) for w in gemm.warps or ())
+            if len(layout) == 2 and all(isinstance(w, int) and w > 0 for w in layout):
+                return layout
+        return None
+
+    @property
+    def threads(self) -> int | None:
+        warps = self.warps
+        return 32 * warps[0] * warps[1] if warps else None
+
+    def walk_held(self, ops=None, held: dict[str, Held] | None = None, loops: tuple = ()):
+        """(op, enclosing loops, what each register buffer holds just before op), in program
+        order. A loop's body is walked once; what it leaves behind is what follows it sees."""
+        held = {} if held is None else held
+        for op in self.kernel.body if ops is None else ops:
+            yield op, loops, dict(held)
+            if isinstance(op, ir.Loop):
+                yield from self.walk_held(op.body, held, loops + (op,))
+            else:
+                self._update(op, held)
+
+    def _update(self, op, held: dict[str, Held]) -> None:
+        if isinstance(op, ir.Copy) and op.dst is ir.Level.REGISTER:
+            buffer = self.buffers.get((op.name, ir.Level.REGISTER))
+            held[op.name] = Held("data", buffer.dtype if buffer else None)
+        elif isinstance(op, ir.Gemm):
+            held[op.out] = Held("MMA_C", ir.DType.FP32)
+        elif isinstance(op, ir.Reshape) and op.dst:
+            role = op.dst[0].name if isinstance(op.dst[0], ir.Sym) else "data"
+            before = held.get(op.name)
+            held[op.name] = Held(role, op.dtype or (before.dtype if before else None))
+        elif isinstance(op, ir.Multiply) and isinstance(op.a, ir.Ref) and op.a.name in held:
+            held[op.out] = held[op.a.name]
+        elif isinstance(op, ir.Alibi) and op.target in held:
+            held[op.out] = held[op.target]
+
+    def tunable_params(self) -> list[str]:
+        """Params a plan may change without changing the problem: those in tile shapes,
+        stages and warp layouts, but not in a tensor's shape (a head dimension D)."""
+        problem = {n for t in self.tensors.values() for d in t.shape for n in _names(d)}
+        used = []
+        for op in ir.walk(self.kernel.body):
+            exprs = list(op.buffer.shape or ()) if isinstance(op, ir.Allocate) else []
+            exprs += [op.stages] if isinstance(op, ir.Copy) and op.stages else []
+            exprs += list(op.warps or ()) if isinstance(op, ir.Gemm) else []
+            used += [n for e in exprs for n in _names(e)]
+        return [n for n in dict.fromkeys(used) if n in self.params and n not in problem]
+
+    def stages(self, name: str) -> int:
+        """How many tiles deep the shared buffer `name` is: the largest `stages` of a Copy into
+        it (1 when none says)."""
+        depth = 1
+        for op in ir.walk(self.kernel.body):
+            if isinstance(op, ir.Copy) and op.dst is ir.Level.SHARED and op.name == name:
+                value = self.value(op.stages)
+                if isinstance(value, int) and value > depth:
+                    depth = value
+        return depth
+
+
+def text(expr: ir.Expr) -> str:
+    """An IR expression as a plan would write it (parenthesised where nested)."""
+    if isinstance(expr, ir.Sym):
+        return expr.name
+    if isinstance(expr, ir.Const):
+        return str(expr.value)
+    if isinstance(expr, ir.Neg):
+        return f"-{text(expr.operand)}"
+    if isinstance(expr, ir.Call):
+        return f"{expr.func}({', '.join(text(a) for a in expr.args)})"
+    inner = f"{text(expr.left)} {expr.op} {text(expr.right)}"
+    return inner if isinstance(expr.left, (ir.Sym, ir.Const)) and isinstance(
+        expr.right, (ir.Sym, ir.Const)) else f"({inner})"
+
+
+def shape_text(dims, values=None) -> str:
+    """`(BM, D)`, or `(BM, D) = (128, 64)` when the values add something."""
+    written = "(" + ", ".join(text(d) for d in dims) + ")"
+    if values is None or all(isinstance(d, ir.Const) for d in dims):
+        return written
+    shown = "(" + ", ".join("?" if v is None else str(v) for v in values) + ")"
+    return written if shown == written else f"{written} = {shown}"
+
+
+def _names(expr) -> list[str]:
+    if isinstance(expr, ir.Sym):
+        return [expr.name]
+    if isinstance(expr, ir.BinOp):
+        return _names(expr.left) + _names(expr.right)
+    if isinstance(expr, ir.Neg):
+        return _names(expr.operand)
+    if isinstance(expr, ir.Call):
+        return [n for a in expr.args for n in _names(a)]
+    return []

@@ -1,0 +1,86 @@
+"""features: the plan uses only what the target has: tensor-core shapes and dtypes, cp.async.
+
+Each rejection carries the edit that ports the plan: another MMA shape the target has for the
+dtype, fp16 for a dtype the target's tensor cores lack, or single-stage copies where there is
+no cp.async to run copies ahead.
+"""
+from __future__ import annotations
+
+import re
+
+from tlc import ir
+from tlc.arch import ARCHS, Arch
+from tlc.diagnostics import Diagnostic
+from tlc.fixes import Edit
+from tlc.passes.facts import Facts, text
+
+
+def features(kernel: ir.Kernel, ctx) -> ir.Kernel:
+    """Report MMA shapes, dtypes and asynchronous copies the target does not have."""
+    arch = ARCHS.get(ctx.arch or kernel.target or "")
+    if arch is None:
+        return kernel
+    facts = Facts(kernel)
+    reported: set = set()  # a dtype the target lacks is one problem, however many GEMMs
+    for op, _, held in facts.walk_held():
+        if isinstance(op, ir.Gemm):
+            _gemm(arch, op, held.get(op.a.name) or held.get(op.b.name), ctx, reported)
+        elif isinstance(op, ir.Copy) and op.src is ir.Level.GLOBAL and not arch.has_cp_async:
+            _stages(facts, arch, op, ctx.report)
+    return kernel
+
+
+def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set) -> None:
+    dtype = operand.dtype if operand else None
+    if dtype is None or dtype is ir.DType.FP32:
+        return
+    if dtype not in arch.mma_dtypes:
+        if dtype in reported:
+            return
+        reported.add(dtype)
+        names = ", ".join(d.value for d in arch.mma_dtypes)
+        ctx.report(Diagnostic(
+            "arch-feature", f"{arch.name} tensor cores take {names}; this GEMM's operands are "
+            f"{dtype.value}", gemm.span,
+            help=f"use fp16 in place of {dtype.value} throughout the plan ({dtype.value} needs "
+                 f"{_first_arch_with(dtype)} or newer)",
+            fixes=_replace_word(ctx.source, dtype.value, "fp16")))
+        return
+    shapes = arch.mma_shapes_for(dtype)
+    if gemm.mma and gemm.mma not in {s.name for s in shapes}:
+        better = shapes[0].name
+        ctx.report(Diagnostic(
+            "arch-feature", f"{arch.name} has no {gemm.mma} MMA for {dtype.value}; it has "
+            + ", ".join(s.name for s in shapes), gemm.span, help=f"use `mma {better}`",
+            fixes=_replace_word(ctx.source, gemm.mma, better, gemm.span)))
+
+
+def _stages(facts: Facts, arch: Arch, op: ir.Copy, report) -> None:
+    stages = facts.value(op.stages)
+    if not isinstance(stages, int) or stages <= 1:
+        return
+    edit = facts.set_value(op.stages, 1)
+    report(Diagnostic(
+        "arch-feature", f"{arch.name} has no cp.async, so a Copy cannot run {stages} stages "
+        "ahead", op.span, help=f"set {text(op.stages)} = 1 (the copy then goes through "
+                               "registers, one tile at a time)" if edit else
+        "drop the `stages` clause", fixes=(edit,) if edit else ()))
+
+
+def _first_arch_with(dtype: ir.DType) -> str:
+    return next(a.name for a in ARCHS.values() if dtype in a.mma_dtypes)
+
+
+def _replace_word(source, old: str, new: str, within=None) -> tuple[Edit, ...]:
+    """Edits replacing the word `old` by `new` in code (not comments), within a span if given."""
+    if source is None:
+        return ()
+    start, end = (within.start, within.end) if within else (0, len(source.text))
+    edits = []
+    for match in re.finditer(rf"\b{re.escape(old)}\b", source.text[start:end]):
+        at = start + match.start()
+        line_start = source.text.rfind("\n", 0, at) + 1
+        if "#" in source.text[line_start:at]:
+            continue
+        edits.append(Edit(source.span(at, at + len(old)), new))
+    return tuple(edits)

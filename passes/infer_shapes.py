@@ -1,0 +1,197 @@
+"""infer_shapes: every tile has a compile-time shape, and the shapes and dtypes that meet in a
+Copy, an elementwise Compute or a Reshape agree. (GEMM shapes: gemm_orientation.py.)
+
+Rules: a tile's extents are compile-time integers; a Copy's tile covers the trailing
+dimensions of the global tensor and equals the buffer on the other side; the dimensions before
+the tile are all named in the coordinate; a tile extent along a compile-time dimension divides
+it (one along a runtime size may leave a masked remainder); loads keep their dtype, and only
+stores out of registers convert; Softmax, Mask and Softcap work on fp32 GEMM scores.
+"""
+from __future__ import annotations
+
+from tlc import ir
+from tlc.diagnostics import Diagnostic
+from tlc.passes.facts import Facts, shape_text, text
+
+
+def infer_shapes(kernel: ir.Kernel, ctx) -> ir.Kernel:
+    """Report tiles without compile-time shapes and shapes or dtypes that do not agree."""
+    _Shapes(Facts(kernel), ctx.report).run()
+    return kernel
+
+
+class _Shapes:
+    def __init__(self, facts: Facts, report):
+        self.facts, self._report = facts, report
+
+    def report(self, code, message, span, help):
+        self._report(Diagnostic(code, message, span, help=help))
+
+    def run(self) -> None:
+        for buffer in self.facts.kernel.buffers:
+            self.buffer(buffer)
+        for op, _, held in self.facts.walk_held():
+            check = getattr(self, type(op).__name__.lower(), None)
+            if check:
+                check(op, held)
+
+    def buffer(self, buffer: ir.Buffer) -> None:
+        for dim, value in zip(buffer.shape or (), self.facts.shape(buffer)):
+            if not isinstance(value, int) or value <= 0:
+                why = "is not a positive compile-time integer" if isinstance(value, (
+                    int, float)) else "is only known at run time"
+                self.report("runtime-tile", f"the {buffer.level.value} tile `{buffer.name}` has "
+                            f"a dimension `{text(dim)}` that {why}", dim.span or buffer.span,
+                            help="give tiles compile-time shapes: use a param such as `BN`, "
+                                 "declared with `param BN = 64`")
+
+    # ---- Copy ----
+
+    def copy(self, op: ir.Copy, held) -> None:
+        if ir.Level.GLOBAL in (op.src, op.dst):
+            self._global_copy(op)
+        else:
+            self._local_copy(op)
+
+    def _global_copy(self, op: ir.Copy) -> None:
+        tensor = self.facts.tensors.get(op.name)
+        local = op.dst if op.src is ir.Level.GLOBAL else op.src
+        buffer = self.facts.buffers.get((op.name, local))
+        if tensor is None or buffer is None or buffer.shape is None:
+            return
+        if not tensor.shape:
+            self.report("shape-mismatch", f"`{op.name}` is a scalar argument, not a tensor to "
+                        "copy", op.span, help="use it directly as a Compute operand")
+            return
+        tile = op.tile or buffer.shape
+        if len(tile) > len(tensor.shape):
+            self.report("shape-mismatch", f"the tile {shape_text(tile)} has more dimensions than "
+                        f"`{op.name}` {shape_text(tensor.shape)}", op.span,
+                        help="give one extent per trailing dimension of the tensor")
+            return
+        tile_values = tuple(self.facts.value(d) for d in tile)
+        if tile_values != self.facts.shape(buffer):
+            self.report("shape-mismatch", f"the tile {shape_text(tile, tile_values)} does not "
+                        f"match the {local.value} buffer `{op.name}` "
+                        f"{shape_text(buffer.shape, self.facts.shape(buffer))}", op.span,
+                        help=f"make the tile and `Allocate {op.name} in {local.value}` the "
+                             "same shape")
+        self._tile_extents(op, tensor, tile, tile_values)
+        self._coordinate(op, tensor, len(tile))
+        if op.src is ir.Level.GLOBAL and buffer.dtype and tensor.dtype and \
+                buffer.dtype is not tensor.dtype:
+            self.report("dtype-mismatch", f"a load keeps its dtype: `{op.name}` is "
+                        f"{tensor.dtype.value} in global memory and {buffer.dtype.value} in "
+                        f"{local.value}", op.span,
+                        help=f"allocate `{op.name}` in {local.value} with dtype "
+                             f"{tensor.dtype.value}")
+
+    def _tile_extents(self, op, tensor: ir.Tensor, tile, tile_values) -> None:
+        covered = tensor.shape[len(tensor.shape) - len(tile):]
+        for dim, extent, value in zip(covered, tile, tile_values):
+            size = self.facts.value(dim)
+            if isinstance(size, int) and isinstance(value, int) and value > 0 and size % value:
+                divisors = [d for d in range(1, size + 1) if size % d == 0 and d <= value]
+                self.report("tile-extent", f"the tile extent {text(extent)} = {value} does not "
+                            f"divide {text(dim)} = {size} of `{op.name}`", extent.span or op.span,
+                            help=f"use an extent that divides {size}, e.g. {divisors[-1]} or "
+                                 f"{size}")
+
+    def _coordinate(self, op: ir.Copy, tensor: ir.Tensor, tile_rank: int) -> None:
+        leading = tensor.shape[:len(tensor.shape) - tile_rank]
+        named = {dim for dim, _ in op.coord}
+        missing = [text(d) for d in leading if text(d) not in named]
+        if missing:
+            example = ", ".join(f"{d} = …" for d in missing)
+            self.report("incomplete-coordinate", f"the tile covers the last {tile_rank} "
+                        f"dimensions of `{op.name}` {shape_text(tensor.shape)}; the coordinate "
+                        f"does not say which {', '.join(missing)}", op.span,
+                        help=f"name them in the coordinate: `[{example}, ...]`, e.g. the "
+                             "block's batch and head indices")
+
+    def _local_copy(self, op: ir.Copy) -> None:
+        src = self.facts.buffers.get((op.name, op.src))
+        dst = self.facts.buffers.get((op.name, op.dst))
+        if src is None or dst is None or src.shape is None or dst.shape is None:
+            return
+        if self.facts.shape(src) != self.facts.shape(dst):
+            self.report("shape-mismatch", f"`{op.name}` is {shape_text(src.shape)} in "
+                        f"{op.src.value} and {shape_text(dst.shape)} in {op.dst.value}", op.span,
+                        help="allocate both with the same shape")
+        if src.dtype and dst.dtype and src.dtype is not dst.dtype:
+            self.report("dtype-mismatch", f"`{op.name}` is {src.dtype.value} in {op.src.value} "
+                        f"and {dst.dtype.value} in {op.dst.value}; a Copy between them does not "
+                        "convert", op.span, help=f"allocate both as {src.dtype.value}, or "
+                                                 "convert in registers with a Reshape")
+
+    # ---- Compute on scores ----
+
+    def _scores(self, op, name: str, what: str, held) -> None:
+        now = held.get(name)
+        if now is not None and now.layout != "MMA_C":
+            self.report("layout-mismatch", f"{what} works on the fp32 scores a GEMM leaves in "
+                        f"`{name}`, but `{name}` holds {now.layout} data here", op.span,
+                        help="put it after the GEMM that computes the scores and before the "
+                             "Reshape")
+
+    def softmax(self, op: ir.Softmax, held) -> None:
+        self._scores(op, op.target, "Softmax", held)
+
+    def mask(self, op: ir.Mask, held) -> None:
+        self._scores(op, op.target, "Mask", held)
+
+    def softcap(self, op: ir.Softcap, held) -> None:
+        self._scores(op, op.target, "Softcap", held)
+
+    def alibi(self, op: ir.Alibi, held) -> None:
+        self._scores(op, op.target, "ALiBi", held)
+        slopes = self.facts.tensors.get(op.slopes)
+        if slopes is not None and len(slopes.shape) != 1:
+            self.report("shape-mismatch", f"ALiBi takes one slope per head: `{op.slopes}` has "
+                        f"shape {shape_text(slopes.shape)}", op.span,
+                        help=f"declare `input {op.slopes} (H) fp32`")
+
+    def multiply(self, op: ir.Multiply, held) -> None:
+        if not isinstance(op.a, ir.Ref):
+            return
+        a = self._register(op.a.name)
+        out = self._register(op.out)
+        if a and out and a.shape and out.shape and \
+                self.facts.shape(a) != self.facts.shape(out):
+            self.report("shape-mismatch", f"Multiply gets a {shape_text(a.shape)} result into "
+                        f"`{op.out}` {shape_text(out.shape)}", op.span,
+                        help=f"allocate `{op.out}` with the shape of `{op.a.name}`")
+        if isinstance(op.b, ir.Ref):
+            b = self._register(op.b.name)
+            rows = self.facts.shape(a)[:1] if a else ()
+            if a and b and self.facts.shape(b) not in (self.facts.shape(a), rows, rows + (1,)):
+                self.report("shape-mismatch", f"`{op.b.name}` {shape_text(b.shape)} is neither "
+                            f"a scalar, one value per row, nor the shape of `{op.a.name}`",
+                            op.span, help="multiply by a scalar, a per-row vector or a tile of "
+                                          "the same shape")
+
+    def _register(self, name: str) -> ir.Buffer | None:
+        return self.facts.buffers.get((name, ir.Level.REGISTER))
+
+    # ---- Reshape ----
+
+    def reshape(self, op: ir.Reshape, held) -> None:
+        now = held.get(op.name)
+        role = op.src[0].name if op.src and isinstance(op.src[0], ir.Sym) else None
+        if now is not None and now.layout not in ("data", role):
+            self.report("layout-mismatch", f"`{op.name}` holds {now.layout} data here, not "
+                        f"{role}", op.span,
+                        help=f"write `Reshape {op.name} from ({now.layout}, …) to (…)`")
+        buffer = self._register(op.name)
+        if buffer is None or buffer.shape is None:
+            return
+        for dims in (op.src[1:], op.dst[1:]):
+            values = tuple(self.facts.value(d) for d in dims)
+            if None in values:
+                continue  # the paper's symbolic fragment dims (MMA_M, ...) say no more
+            if values != self.facts.shape(buffer):
+                self.report("shape-mismatch", f"the Reshape names {shape_text(dims, values)} "
+                            f"but `{op.name}` is {shape_text(buffer.shape, self.facts.shape(buffer))}",
+                            op.span, help=f"a Reshape re-views `{op.name}` without changing "
+                                          "its shape: repeat the buffer's dims")
+                return

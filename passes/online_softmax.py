@@ -1,0 +1,58 @@
+"""online_softmax: recognise the online-softmax pattern, and reject a softmax that cannot be one.
+
+A `Compute Softmax S` inside the loop over key blocks, whose probabilities an accumulating
+GEMM then multiplies into O, is online softmax: the running row maximum and row sum are kept
+across iterations, O is rescaled whenever the maximum grows, and O is divided by the row sum
+once the loop ends. Anything else in a loop would normalise each key block on its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlc import ir
+from tlc.diagnostics import Diagnostic
+from tlc.passes.facts import Facts
+
+
+@dataclass(frozen=True)
+class OnlineSoftmax:
+    scores: str
+    output: str
+    loop_var: str
+
+
+def online_softmax(kernel: ir.Kernel, ctx) -> ir.Kernel:
+    """Record each online softmax in ctx.facts; report a softmax in a loop that is not one."""
+    found = []
+    for op, loops, _ in Facts(kernel).walk_held():
+        if not isinstance(op, ir.Softmax) or not loops:
+            continue
+        loop = loops[-1]
+        gemm = _consumer(loop.body, op)
+        if gemm is None:
+            ctx.report(Diagnostic(
+                "online-softmax", f"the probabilities in `{op.target}` are never multiplied "
+                "into an output in this loop", op.span,
+                help=f"follow it with `Compute GEMM {op.target}, V and accumulate O` (after the "
+                     "Reshape)"))
+        elif not gemm.accumulate:
+            ctx.report(Diagnostic(
+                "online-softmax", f"inside the loop over `{loop.var}`, `and get {gemm.out}` "
+                f"keeps only the last key block", gemm.span,
+                help=f"write `and accumulate {gemm.out}`: online softmax adds every block's "
+                     "contribution and rescales the sum"))
+        else:
+            found.append(OnlineSoftmax(op.target, gemm.out, loop.var))
+    ctx.facts["online_softmax"] = tuple(found)
+    return kernel
+
+
+def _consumer(body, softmax: ir.Softmax) -> ir.Gemm | None:
+    """The first GEMM after the softmax in the loop body that reads its scores."""
+    after = False
+    for op in ir.walk(body):
+        if op is softmax:
+            after = True
+        elif after and isinstance(op, ir.Gemm) and softmax.target in (op.a.name, op.b.name):
+            return op
+    return None

@@ -1,0 +1,165 @@
+"""resources: the plan's shared memory, registers and threads against the target's limits.
+
+Figures come from passes/estimate.py and are kept in ctx.facts for `tlc check --report`.
+Every rejection states the figure, the limit and the change that brings the plan under it,
+found by asking the same model what the change would cost (params halved in turn, an operand
+streamed instead of held), never a rule of thumb; the first change carries its edit.
+"""
+from __future__ import annotations
+
+from tlc import ir
+from tlc.arch import ARCHS, Arch
+from tlc.diagnostics import Diagnostic
+from tlc.fixes import Edit
+from tlc.passes.estimate import registers, shared_memory
+from tlc.passes.facts import Facts
+from tlc.passes.tiling import mma_fits
+
+
+def resources(kernel: ir.Kernel, ctx) -> ir.Kernel:
+    """Record the resource figures; report those over the target's limits."""
+    facts = Facts(kernel)
+    online = ctx.facts.get("online_softmax", ())
+    ctx.facts["shared_memory"] = shared_memory(facts)
+    ctx.facts["registers"] = registers(facts, online)
+    ctx.facts["threads"] = facts.threads
+    arch = ARCHS.get(ctx.arch or kernel.target or "")
+    if arch is None:
+        return kernel
+    ctx.facts["arch"] = arch.name
+    _threads(facts, arch, ctx.report)
+    _shared(facts, arch, ctx.report)
+    _registers(facts, arch, online, ctx)
+    return kernel
+
+
+def register_limit(arch: Arch, threads: int) -> int:
+    """Registers a thread may use: the per-thread maximum, and the block's share of the file."""
+    return min(arch.regs_per_thread, arch.regs_per_block // threads // 8 * 8)
+
+
+def _threads(facts: Facts, arch: Arch, report) -> None:
+    threads = facts.threads
+    if threads is not None and threads > arch.max_threads_per_block:
+        report(Diagnostic(
+            "thread-budget", f"the warp layout {facts.warps} makes {threads} threads; "
+            f"{arch.name} allows {arch.max_threads_per_block} per block", facts.gemms[0].span,
+            help=f"use at most {arch.max_threads_per_block // 32} warps in `with warps (…)`"))
+
+
+def _shared(facts: Facts, arch: Arch, report) -> None:
+    use = shared_memory(facts)
+    limit = arch.smem_per_block
+    if use is None or use.total <= limit:
+        return
+    parts = " + ".join(f"{name} {size} B" if stages == 1 else f"{name} {stages} × {size} B"
+                       for name, size, stages in use.parts)
+    changes = _param_changes(facts, lambda f: (shared_memory(f).total <= limit,
+                                               use.total - shared_memory(f).total))
+    report(Diagnostic(
+        "smem-budget", f"shared memory: {parts} = {use.total} B; {arch.name} allows {limit} B "
+        "per block", _allocation_span(facts), help=_options(changes, "B") or
+        "use smaller tiles or fewer stages", fixes=changes[0][2] if changes else ()))
+
+
+def _registers(facts: Facts, arch: Arch, online, ctx) -> None:
+    use = registers(facts, online)
+    if use is None:
+        return
+    limit = register_limit(arch, facts.threads)
+    if use.peak <= limit:
+        return
+    live = ", ".join(f"{label} {regs}" for label, regs in use.parts)
+    changes = _stream_changes(facts, use, limit, online, ctx.source)
+    changes += _param_changes(facts, lambda f: (registers(f, online).peak <= limit,
+                                                use.peak - registers(f, online).peak))
+    ctx.report(Diagnostic(
+        "register-budget", f"an estimated {use.peak} registers per thread are live here ({live}); "
+        f"{arch.name} allows {limit} with {facts.threads} threads", use.at.span,
+        help=_options(changes, "registers") or "use smaller tiles",
+        fixes=changes[0][2] if changes else ()))
+
+
+def _param_changes(facts: Facts, fits) -> list[tuple[str, int, tuple]]:
+    """(description, saving, edits) for each tunable param halved until the plan fits."""
+    changes = []
+    staged = {n for op in ir.walk(facts.kernel.body) if isinstance(op, ir.Copy) and op.stages
+              for n in [getattr(op.stages, "name", None)] if n}
+    # Fewer stages first: it costs overlap, not the tile shape the rest of the plan relies on.
+    for name in sorted(facts.tunable_params(), key=lambda n: n not in staged):
+        value = facts.env[name]
+        candidate = value // 2
+        while candidate >= 1:
+            trial = Facts(facts.kernel, {name: candidate})
+            ok, saving = fits(trial) if mma_fits(trial) else (False, 0)
+            if ok:
+                edit = Edit(facts.params[name].value_span, str(candidate))
+                changes.append((f"set {name} = {candidate}", saving, (edit,)))
+                break
+            candidate //= 2
+    return changes
+
+
+def _stream_changes(facts: Facts, use, limit, online, source) -> list[tuple[str, int, tuple]]:
+    """Moving a held operand's Copy into its GEMM's loop, when that alone makes room."""
+    changes = []
+    for copy, gemm, loop in _held_operand_copies(facts):
+        label = f"{copy.name} (held operand)"
+        held = dict(use.parts).get(label)
+        if held is None:
+            continue
+        moved = _moved_kernel(facts.kernel, copy, loop, gemm)
+        after = registers(Facts(moved), online)
+        if after is None or after.peak > limit:
+            continue
+        edits = _move_edits(source, copy, gemm) if source else ()
+        changes.append((f"stream `{copy.name}`: move `Copy {copy.name} from shared to register` "
+                        f"into the loop over `{loop.var}`, just before its GEMM",
+                        use.peak - after.peak, edits))
+    return changes
+
+
+def _held_operand_copies(facts: Facts):
+    """(copy, gemm, loop) for each register Copy of a GEMM operand made outside the GEMM's
+    loop."""
+    for loop in ir.walk(facts.kernel.body):
+        if not isinstance(loop, ir.Loop):
+            continue
+        for gemm in (op for op in loop.body if isinstance(op, ir.Gemm)):
+            for copy in facts.kernel.body:
+                if isinstance(copy, ir.Copy) and copy.dst is ir.Level.REGISTER and \
+                        copy.name in (gemm.a.name, gemm.b.name):
+                    yield copy, gemm, loop
+
+
+def _moved_kernel(kernel: ir.Kernel, copy: ir.Copy, loop: ir.Loop, gemm: ir.Gemm):
+    import dataclasses
+
+    body = []
+    for op in loop.body:
+        if op is gemm:
+            body.append(copy)
+        body.append(op)
+    new_loop = dataclasses.replace(loop, body=tuple(body))
+    top = tuple(new_loop if op is loop else op for op in kernel.body if op is not copy)
+    return dataclasses.replace(kernel, body=top)
+
+
+def _move_edits(source, copy: ir.Copy, gemm: ir.Gemm) -> tuple[Edit, ...]:
+    text = source.text
+    start = copy.span.start - (copy.span.column - 1)
+    end = text.find("\n", copy.span.end)
+    end = len(text) if end < 0 else end + 1
+    at = gemm.span.start - (gemm.span.column - 1)
+    statement = text[copy.span.start:copy.span.end]
+    return (Edit(source.span(start, end), ""),
+            Edit(source.span(at, at), " " * (gemm.span.column - 1) + statement + "\n"))
+
+
+def _options(changes, unit: str) -> str:
+    return " or ".join(f"{what} (saves {saving} {unit})" for what, saving, _ in changes[:3])
+
+
+def _allocation_span(facts: Facts):
+    shared = [b for b in facts.kernel.buffers if b.level is ir.Level.SHARED]
+    return shared[0].span if shared else facts.kernel.span
