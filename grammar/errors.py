@@ -13,6 +13,7 @@ import unicodedata
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from tlc.diagnostics import Diagnostic, closest, sort_key
+from tlc.fixes import Edit
 from tlc.source import Source
 
 _COMMENT = re.compile(r"#[^\n]*")
@@ -192,7 +193,8 @@ def _known_slip(text, expected, keywords, line_text, span):
             case_only = guess.lower() == text.lower()
             message = (f"keywords are case-sensitive: `{text}` is written `{guess}`" if case_only
                        else f"`{text}` is not a keyword here; did you mean `{guess}`?")
-            return Diagnostic("keyword-typo", message, span, help=f"write `{guess}`")
+            return Diagnostic("keyword-typo", message, span, help=f"write `{guess}`",
+                              fixes=(Edit(span, guess),))
     return None
 
 

@@ -158,6 +158,12 @@ def text(expr: ir.Expr) -> str:
         expr.right, (ir.Sym, ir.Const)) else f"({inner})"
 
 
+def named(expr: ir.Expr, value) -> str:
+    """`BM = 96` for a named value, `32` for a literal."""
+    written = text(expr)
+    return written if written == str(value) else f"{written} = {value}"
+
+
 def shape_text(dims, values=None) -> str:
     """`(BM, D)`, or `(BM, D) = (128, 64)` when the values add something."""
     written = "(" + ", ".join(text(d) for d in dims) + ")"

@@ -60,11 +60,11 @@ def _stages(facts: Facts, arch: Arch, op: ir.Copy, report) -> None:
     if not isinstance(stages, int) or stages <= 1:
         return
     edit = facts.set_value(op.stages, 1)
+    change = f"set {text(op.stages)} = 1" if isinstance(op.stages, ir.Sym) else "write `stages 1`"
     report(Diagnostic(
         "arch-feature", f"{arch.name} has no cp.async, so a Copy cannot run {stages} stages "
-        "ahead", op.span, help=f"set {text(op.stages)} = 1 (the copy then goes through "
-                               "registers, one tile at a time)" if edit else
-        "drop the `stages` clause", fixes=(edit,) if edit else ()))
+        "ahead", op.span, help=f"{change} (the copy then goes through registers, one tile at a "
+                               "time)", fixes=(edit,) if edit else ()))
 
 
 def _first_arch_with(dtype: ir.DType) -> str:

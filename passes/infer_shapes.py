@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
-from tlc.passes.facts import Facts, shape_text, text
+from tlc.passes.facts import Facts, named, shape_text, text
 
 
 def infer_shapes(kernel: ir.Kernel, ctx) -> ir.Kernel:
@@ -41,7 +41,7 @@ class _Shapes:
                 why = "is not a positive compile-time integer" if isinstance(value, (
                     int, float)) else "is only known at run time"
                 self.report("runtime-tile", f"the {buffer.level.value} tile `{buffer.name}` has "
-                            f"a dimension `{text(dim)}` that {why}", dim.span or buffer.span,
+                            f"a dimension `{text(dim)}` that {why}", dim.span,
                             help="give tiles compile-time shapes: use a param such as `BN`, "
                                  "declared with `param BN = 64`")
 
@@ -92,8 +92,8 @@ class _Shapes:
             size = self.facts.value(dim)
             if isinstance(size, int) and isinstance(value, int) and value > 0 and size % value:
                 divisors = [d for d in range(1, size + 1) if size % d == 0 and d <= value]
-                self.report("tile-extent", f"the tile extent {text(extent)} = {value} does not "
-                            f"divide {text(dim)} = {size} of `{op.name}`", extent.span or op.span,
+                self.report("tile-extent", f"the tile extent {named(extent, value)} does not "
+                            f"divide {named(dim, size)} of `{op.name}`", extent.span,
                             help=f"use an extent that divides {size}, e.g. {divisors[-1]} or "
                                  f"{size}")
 

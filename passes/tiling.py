@@ -35,13 +35,18 @@ def tiling(kernel: ir.Kernel, ctx) -> ir.Kernel:
         elif gemm.warps is not None:
             ctx.report(Diagnostic("tile-mma", "`warps` needs positive compile-time integers",
                                   gemm.span, help="e.g. `with warps (4, 1)`"))
-    remainders = []
+    partial: dict[tuple[str, str], list[str]] = {}
     for op in ir.walk(kernel.body):
         if isinstance(op, ir.Copy):
             if op.vector is not None:
                 _vector(facts, op, ctx.report)
-            remainders += _remainders(facts, op)
-    ctx.facts["remainders"] = tuple(dict.fromkeys(remainders))
+            for dim, extent in _runtime_dims(facts, op):
+                partial.setdefault((dim, extent), [])
+                if op.name not in partial[(dim, extent)]:
+                    partial[(dim, extent)].append(op.name)
+    ctx.facts["remainders"] = tuple(
+        f"{dim} need not be a multiple of {extent}: the last tile of "
+        f"{', '.join(names)} is partial, and masked" for (dim, extent), names in partial.items())
     return kernel
 
 
@@ -116,7 +121,8 @@ def _largest_divisor(value: int, limit: int) -> int:
     return max(d for d in (1, 2, 4, 8, 16) if d <= limit and value % d == 0)
 
 
-def _remainders(facts: Facts, op: ir.Copy) -> list[str]:
+def _runtime_dims(facts: Facts, op: ir.Copy) -> list[tuple[str, str]]:
+    """(dimension, tile extent) for each runtime-sized dimension a global Copy tiles."""
     tensor = facts.tensors.get(op.name)
     if tensor is None or not tensor.shape or ir.Level.GLOBAL not in (op.src, op.dst):
         return []
@@ -126,6 +132,5 @@ def _remainders(facts: Facts, op: ir.Copy) -> list[str]:
     if not tile:
         return []
     covered = tensor.shape[len(tensor.shape) - len(tile):]
-    return [f"{text(dim)} need not be a multiple of {text(extent)}: the last tile of "
-            f"`{op.name}` is partial and masked" for dim, extent in zip(covered, tile)
+    return [(text(dim), text(extent)) for dim, extent in zip(covered, tile)
             if facts.value(dim) is None]

@@ -162,3 +162,45 @@ def _timed(command, env):
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env)
     return time.perf_counter() - start
+
+
+# ---- reports and fixes ----
+
+def test_portability_table_for_every_example(tlc_cli):
+    result = tlc_cli("check", "--arch", "all", *map(str, EXAMPLES))
+    assert result.code == 0, result.out
+    for path in EXAMPLES:
+        assert str(path) in result.out
+    table = result.out.split(str(EXAMPLES[1]))[1]  # the sm_80 MHA example's table
+    rows = {line.split()[0]: line for line in table.splitlines()[2:7]}
+    assert rows["sm_80"].split()[1] == "yes"
+    assert rows["sm_75"].split()[1] == "no" and "set STAGES = 1" in rows["sm_75"]
+    assert "mma m16n8k8" in rows["sm_75"]
+
+
+def test_portability_json(tlc_cli):
+    result = tlc_cli("check", "--arch", "all", "--json", str(EXAMPLES[1]))
+    data = json.loads(result.out)
+    targets = {t["arch"]: t for t in data["files"][0]["targets"]}
+    assert data["schema"] == "tlc-portability/1"
+    assert targets["sm_80"]["ok"] and not targets["sm_75"]["ok"]
+    assert targets["sm_80"]["resources"]["shared_memory"]["bytes"] == 98304
+    assert any(d["fixes"] for d in targets["sm_75"]["diagnostics"])
+
+
+def test_report(tlc_cli):
+    result = tlc_cli("check", "--report", str(EXAMPLES[1]))
+    assert result.code == 0
+    assert "shared memory   98304 B of 166912 B" in result.out
+    assert "registers       ~" in result.out and "online softmax  S" in result.out
+    data = json.loads(tlc_cli("check", "--report", "--json", str(EXAMPLES[1])).out)
+    resources = data["files"][0]["resources"]
+    assert resources["threads"] == 128 and resources["registers"]["limit"] == 255
+
+
+def test_fmt_fix_ports_a_plan(tlc_cli, tmp_path):
+    plan = tmp_path / "plan.tl"
+    plan.write_text(EXAMPLES[1].read_text())
+    result = tlc_cli("fmt", "--fix", "--arch", "sm_75", str(plan))
+    assert result.code == 0, result.err
+    assert tlc_cli("check", "--arch", "sm_75", str(plan)).code == 0

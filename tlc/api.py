@@ -3,7 +3,7 @@ JSON-serialisable through `to_json`, for agents and the LLM loop as much as for 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tlc import ast
 from tlc.diagnostics import JSON_SCHEMA, Diagnostic, count, sort_key
@@ -16,6 +16,8 @@ class CheckResult:
     plan: ast.Plan | None
     kernel: object | None  # tlc.ir.Kernel when the plan parsed
     diagnostics: tuple[Diagnostic, ...]
+    facts: dict = field(default_factory=dict, compare=False)  # figures the analyses found
+    arch: str | None = None  # the target it was checked against
 
     @property
     def ok(self) -> bool:
@@ -94,7 +96,8 @@ def _check(source: Source, arch, sketch, prior) -> CheckResult:
     ctx = PassContext(sketch=sketch or parsed.plan.declares_sketch, arch=arch, source=source)
     kernel = run_passes(parsed.plan, ctx)
     diagnostics = prior + tuple(sorted(ctx.diagnostics, key=sort_key))
-    return CheckResult(source, parsed.plan, kernel, diagnostics)
+    target = arch or getattr(kernel, "target", None)
+    return CheckResult(source, parsed.plan, kernel, diagnostics, ctx.facts, target)
 
 
 def internal_error(error: Exception) -> Diagnostic:

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
 def _arch(value: str) -> str:
     from tlc.arch import ARCH_NAMES, suggest_arch
 
-    if value in ARCH_NAMES:
+    if value in ARCH_NAMES or value == "all":
         return value
     guess = suggest_arch(value)
     hint = f"; did you mean {guess}?" if guess else ""
@@ -45,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sketch", action="store_true",
                        help="check as a sketch: statements whose parameters are still open")
     check.add_argument("--arch", type=_arch, metavar="ARCH",
-                       help="target architecture (sm_75, sm_80, sm_86, sm_89, sm_90); "
+                       help="target architecture (sm_75, sm_80, sm_86, sm_89, sm_90), or `all` "
+                            "for a table of every target: fits or not, and what must change; "
                             "default: the plan's `kernel … for ARCH`")
+    check.add_argument("--report", action="store_true",
+                       help="also print the resource figures: shared memory, estimated "
+                            "registers, threads, grid, occupancy")
     check.set_defaults(run=run_check)
 
     fmt = commands.add_parser(
@@ -96,19 +100,28 @@ def main(argv: list[str] | None = None) -> int:
 def run_check(args) -> int:
     from tlc.api import check_source, read_source, results_to_json
     from tlc.diagnostics import count, render_text
+    from tlc.report import resources_json, resources_text
 
+    if args.arch == "all":
+        return run_portability(args)
     results = []
     for path in args.files:
         source, prior = read_source(path)
         results.append(check_source(source, arch=args.arch, sketch=args.sketch, prior=prior))
     internal = any(d.code == "internal-error" for r in results for d in r.diagnostics)
     if args.json:
-        json.dump(results_to_json(results), sys.stdout, indent=2)
+        document = results_to_json(results)
+        if args.report:
+            for entry, result in zip(document["files"], results):
+                entry["resources"] = resources_json(result)
+        json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for result in results:
             for diagnostic in result.diagnostics:
                 print(render_text(diagnostic, result.source))
+            if args.report:
+                print(resources_text(result))
         errors = sum(count(r.diagnostics)[0] for r in results)
         warnings = sum(count(r.diagnostics)[1] for r in results)
         files = f"{len(results)} file{'s' if len(results) != 1 else ''}"
@@ -117,6 +130,40 @@ def run_check(args) -> int:
     if internal:
         return EXIT_USAGE
     return EXIT_OK if all(r.ok for r in results) else EXIT_DIAGNOSTICS
+
+
+def run_portability(args) -> int:
+    """`tlc check --arch all`: every plan on every target. Exit 1 when a plan does not fit its
+    own target (or, naming none, no target at all)."""
+    from tlc.api import read_source
+    from tlc.report import portability, portability_text, resources_json
+
+    status, documents = EXIT_OK, []
+    for path in args.files:
+        source, prior = read_source(path)
+        if prior:
+            from tlc.diagnostics import render_text
+
+            for diagnostic in prior:
+                print(render_text(diagnostic, source))
+            status = EXIT_DIAGNOSTICS
+            continue
+        results = portability(source, args.sketch)
+        own = next((r for r in results if r.kernel is not None and r.arch ==
+                    getattr(r.kernel, "target", None)), None)
+        if not (own.ok if own else any(r.ok for r in results)):
+            status = EXIT_DIAGNOSTICS
+        if args.json:
+            documents.append({"file": source.path, "targets": [
+                {"arch": r.arch, "ok": r.ok, "resources": resources_json(r),
+                 "diagnostics": [d.to_json(source.path) for d in r.diagnostics]}
+                for r in results]})
+        else:
+            print(portability_text(results))
+    if args.json:
+        json.dump({"schema": "tlc-portability/1", "files": documents}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return status
 
 
 def run_fmt(args) -> int:
