@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
-from tlc.passes.facts import Facts, shape_text
+from tlc.passes.facts import Facts, register_reads, register_writes, shape_text
 
 
 def check_levels(kernel: ir.Kernel, ctx) -> ir.Kernel:
@@ -22,25 +22,12 @@ def check_levels(kernel: ir.Kernel, ctx) -> ir.Kernel:
                     "write-input", f"`{op.name}` is an input: a kernel does not write its "
                     "inputs", op.span, help=f"store into an output (`output {op.name}_out …`) "
                                             "or declare this tensor as an output"))
-        for name, reads in _register_uses(op):
-            _check_register(facts, op, name, reads, held, ctx.report)
+        if isinstance(op, (ir.Copy, ir.Allocate, ir.Loop)):
+            continue  # a Copy's levels are its own business; Compute and Reshape work here
+        reads = register_reads(op)
+        for name in dict.fromkeys(reads + register_writes(op)):
+            _check_register(facts, op, name, name in reads, held, ctx.report)
     return kernel
-
-
-def _register_uses(op):
-    """(name, whether the op reads it) for every register buffer a Compute or Reshape uses."""
-    if isinstance(op, ir.Gemm):
-        return [(op.a.name, True), (op.b.name, True), (op.out, op.accumulate)]
-    if isinstance(op, ir.Multiply):
-        refs = [(r.name, True) for r in (op.a, op.b) if isinstance(r, ir.Ref)]
-        return refs + [(op.out, False)]
-    if isinstance(op, (ir.Softmax, ir.Mask, ir.Softcap)):
-        return [(op.target, True)]
-    if isinstance(op, ir.Alibi):
-        return [(op.target, True), (op.out, False)]
-    if isinstance(op, ir.Reshape):
-        return [(op.name, True)]
-    return []
 
 
 def _check_register(facts: Facts, op, name: str, reads: bool, held, report) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tlc import ir
-from tlc.passes.facts import Facts
+from tlc.passes.facts import Facts, register_reads
 from tlc.passes.gemm_orientation import gemm_operands
 
 OVERHEAD_REGISTERS = 24
@@ -135,7 +135,8 @@ class _Liveness:
                 use(name, index)
 
         for index, (op, loops) in enumerate(self.positions):
-            for name in _reads(op):
+            # A Reshape's old registers end where its new ones begin (it converts in place).
+            for name in [] if isinstance(op, ir.Reshape) else register_reads(op):
                 use(name, index)
             if isinstance(op, ir.Copy) and op.dst is ir.Level.REGISTER:
                 if op.name in self.roles and self.streamed(op.name, loops):
@@ -200,17 +201,3 @@ def _flatten(ops, loops=()):
             yield from _flatten(op.body, loops + (op,))
         else:
             yield op, loops
-
-
-def _reads(op) -> list[str]:
-    if isinstance(op, ir.Gemm):
-        return [op.a.name, op.b.name] + ([op.out] if op.accumulate else [])
-    if isinstance(op, ir.Multiply):
-        return [r.name for r in (op.a, op.b) if isinstance(r, ir.Ref)]
-    if isinstance(op, (ir.Softmax, ir.Mask, ir.Softcap)):
-        return [op.target]
-    if isinstance(op, ir.Alibi):
-        return [op.target]
-    if isinstance(op, ir.Copy) and op.src is ir.Level.REGISTER:
-        return [op.name]
-    return []

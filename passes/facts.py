@@ -183,3 +183,25 @@ def _names(expr) -> list[str]:
     if isinstance(expr, ir.Call):
         return [n for a in expr.args for n in _names(a)]
     return []
+
+
+def register_reads(op) -> list[str]:
+    """The register buffers a statement reads (an accumulating GEMM reads its result too)."""
+    if isinstance(op, ir.Gemm):
+        return [op.a.name, op.b.name] + ([op.out] if op.accumulate else [])
+    if isinstance(op, ir.Multiply):
+        return [r.name for r in (op.a, op.b) if isinstance(r, ir.Ref)]
+    if isinstance(op, (ir.Softmax, ir.Mask, ir.Softcap, ir.Alibi)):
+        return [op.target]
+    if isinstance(op, ir.Reshape):
+        return [op.name]
+    if isinstance(op, ir.Copy) and op.src is ir.Level.REGISTER:
+        return [op.name]
+    return []
+
+
+def register_writes(op) -> list[str]:
+    """The register buffers a Compute writes."""
+    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi)):
+        return [op.out]
+    return []
