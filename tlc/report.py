@@ -98,7 +98,10 @@ def portability_text(results) -> str:
         regs = (data.get("registers") or {}).get("estimate", "-")
         changes = "; ".join(dict.fromkeys(
             (d.help or d.message) for d in result.diagnostics if d.is_error))
-        rows.append((result.arch, "yes" if result.ok else "no", str(smem), str(regs),
+        fits = "yes" if result.ok else "no"
+        if result.ok and getattr(result.kernel, "sketch", False):
+            fits = "sketch"  # a sketch leaves the parameters open: nothing to fit yet
+        rows.append((result.arch, fits, str(smem), str(regs),
                      str(data.get("threads") or "-"), changes))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     out = [path]
