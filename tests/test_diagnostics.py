@@ -75,3 +75,17 @@ def test_json_fields():
 def test_unregistered_codes_are_refused():
     with pytest.raises(ValueError):
         Diagnostic("no-such-code", "m")
+
+
+def test_documented_examples_are_what_tlc_prints():
+    """Each code's example in docs/diagnostics.md is the first line tlc prints for a fixture."""
+    text = DOCS.read_text(encoding="utf-8")
+    printed = set()
+    for path in FIXTURES.glob("*.tl"):
+        source, prior = read_source(str(path))
+        for diagnostic in check_source(source, prior=prior).diagnostics:
+            printed.add(render_text(diagnostic, source).splitlines()[0].replace(str(path),
+                                                                                 "plan.tl"))
+    shown = re.findall(r"^(plan\.tl:\d+:\d+: \w+\[[a-z-]+\]: .*)$", text, re.M)
+    assert shown
+    assert [line for line in shown if line not in printed] == []
