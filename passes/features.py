@@ -35,17 +35,16 @@ def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set) -> None:
     if dtype is None or dtype is ir.DType.FP32:
         return
     if dtype not in arch.mma_dtypes:
-        if dtype in reported:
-            return
-        reported.add(dtype)
-        names = ", ".join(d.value for d in arch.mma_dtypes)
-        ctx.report(Diagnostic(
-            "arch-feature", f"{arch.name} tensor cores take {names}; this GEMM's operands are "
-            f"{dtype.value}", gemm.span,
-            help=f"use fp16 in place of {dtype.value} throughout the plan ({dtype.value} needs "
-                 f"{_first_arch_with(dtype)} or newer)",
-            fixes=_replace_word(ctx.source, dtype.value, "fp16")))
-        return
+        if dtype not in reported:
+            reported.add(dtype)
+            names = ", ".join(d.value for d in arch.mma_dtypes)
+            ctx.report(Diagnostic(
+                "arch-feature", f"{arch.name} tensor cores take {names}; this GEMM's operands "
+                f"are {dtype.value}", gemm.span,
+                help=f"use fp16 in place of {dtype.value} throughout the plan ({dtype.value} "
+                     f"needs {_first_arch_with(dtype)} or newer)",
+                fixes=_replace_word(ctx.source, dtype.value, "fp16")))
+        dtype = ir.DType.FP16  # check the MMA shape as the fix leaves it, in the same round
     shapes = arch.mma_shapes_for(dtype)
     if gemm.mma and gemm.mma not in {s.name for s in shapes}:
         better = shapes[0].name

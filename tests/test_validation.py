@@ -26,7 +26,8 @@ def test_sm80_plans_rejected_on_sm75_come_with_changes_that_pass(name):
     rejected = check(EXAMPLE[name], arch="sm_75")
     assert not rejected.ok
     assert all(d.help for d in rejected.diagnostics)
-    fixed, result = fix_plan(EXAMPLE[name], arch="sm_75")
+    # The changes named in one check are enough: one round of fixes, then it passes.
+    fixed, result = fix_plan(EXAMPLE[name], arch="sm_75", rounds=1)
     assert result.ok, [d.message for d in result.diagnostics]
     assert "mma m16n8k8" in fixed and "param STAGES = 1" in fixed
 
