@@ -72,27 +72,24 @@ class Scope:
     # ---- words the language fixes ----
 
     def _dtype(self, ident: ast.Ident) -> ir.DType | None:
-        try:
-            return ir.DType(ident.text)
-        except ValueError:
-            guess = ir.DTYPE_ALIASES.get(ident.text.lower())
-            hint = f"write `{guess}`" if guess else did_you_mean(ident.text, [d.value for d in
-                                                                             ir.DType])
-            self.report("unknown-dtype", f"unknown data type `{ident.text}`", ident.span,
-                        help=hint_then(hint) + "Dtypes are " +
-                        ", ".join(d.value for d in ir.DType))
-            return None
+        return self._word(ident, ir.DType, ir.DTYPE_ALIASES, "unknown-dtype", "data type",
+                          "Dtypes")
 
     def _level(self, ident: ast.Ident) -> ir.Level | None:
+        return self._word(ident, ir.Level, ir.LEVEL_ALIASES, "unknown-level", "memory level",
+                          "Levels")
+
+    def _word(self, ident: ast.Ident, words, aliases, code: str, what: str, plural: str):
+        """The member of a fixed vocabulary an identifier names, or None after reporting it
+        with the spelling the language uses (for a known alias) or the closest word."""
         try:
-            return ir.Level(ident.text)
+            return words(ident.text)
         except ValueError:
-            guess = ir.LEVEL_ALIASES.get(ident.text.lower())
-            hint = f"write `{guess}`" if guess else did_you_mean(ident.text, [lv.value for lv
-                                                                             in ir.Level])
-            self.report("unknown-level", f"unknown memory level `{ident.text}`", ident.span,
-                        help=hint_then(hint) + "Levels are global, shared and "
-                                                             "register")
+            known = [word.value for word in words]
+            guess = aliases.get(ident.text.lower())
+            hint = f"write `{guess}`" if guess else did_you_mean(ident.text, known)
+            self.report(code, f"unknown {what} `{ident.text}`", ident.span,
+                        help=hint_then(hint) + f"{plural} are " + ", ".join(known))
             return None
 
     def _clauses(self, clauses, table: dict[str, str], where: str) -> dict[str, object]:
