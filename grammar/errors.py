@@ -14,6 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from tlc.diagnostics import Diagnostic, closest, sort_key
 from tlc.fixes import Edit
+from tlc.language import FORMS
 from tlc.source import Source
 
 _COMMENT = re.compile(r"#[^\n]*")
@@ -198,25 +199,9 @@ def _known_slip(text, expected, keywords, line_text, span):
     return None
 
 
-_STATEMENT_FORMS = {
-    "Allocate": "Allocate NAME in LEVEL (dims) [with clauses]",
-    "Copy": "Copy NAME [(tile)] [in coordinate [dim = index, ...]] from LEVEL to LEVEL "
-            "[with clauses]",
-    "Compute": "Compute OP operands [and get NAME | and get new NAME | and accumulate NAME] "
-               "[with clauses]",
-    "Reshape": "Reshape NAME from (dims) to (dims)",
-    "for": "for i = start: stop",
-    "kernel": "kernel NAME [for ARCH]",
-    "input": "input NAME (dims) DTYPE",
-    "output": "output NAME (dims) DTYPE",
-    "param": "param NAME = integer expression",
-    "grid": "grid (extents) as (indices)",
-}
-
-
 def _completion_hint(line_text: str) -> str | None:
     first = line_text.split(maxsplit=1)[0] if line_text.split() else ""
-    form = _STATEMENT_FORMS.get(first)
+    form = FORMS.get(first)
     if form:
         return f"the form is `{form}`"
     return "statements start with Allocate, Copy, Compute, Reshape, for or end; the header " \

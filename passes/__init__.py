@@ -40,7 +40,9 @@ class PassContext:
 
 
 # The analyses read shapes, levels and parameters that resolve and complete vouch for, so they
-# run only on a plan those two passed; all of them run, so every problem is reported at once.
+# run only on a plan those two passed; all of them run, so every problem is reported at once,
+# except the resource budgets: figures of a plan that is wrong anyway (a missing Reshape keeps
+# fp32 scores alive) would only send the reader after the wrong change.
 ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax, tiling,
             resources, features)
 
@@ -57,5 +59,7 @@ def run_passes(plan, ctx: PassContext, pipeline: str | None = None):
     for stage in PIPELINES[pipeline or ("sketch" if ctx.sketch else "code")]:
         if stage is ANALYSES[0] and ctx.has_errors:
             break
+        if stage is resources and ctx.has_errors:
+            continue
         module = stage(module, ctx)
     return module

@@ -19,6 +19,10 @@ assert str(pathlib.Path(sys.argv[1]).resolve()) not in str(here), here
 grammar = importlib.resources.files("tlc.grammar").joinpath("tl.lark")
 assert grammar.is_file(), grammar
 assert pathlib.Path(tlc.passes.__file__).parent.parent == here.parent, tlc.passes.__file__
+from tlc import examples
+from tlc.llm import prompts
+assert "kernel mha_fwd_fp16_d128 for sm_80" in examples.read("mha_fwd_fp16_d128_sm80")
+assert "{" not in prompts.system_prompt("sm_80")
 print("ok", here.parent)
 """
 

@@ -70,7 +70,59 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--arch", type=_arch, metavar="ARCH",
                      help="with --fix: the target to fix the plan for (default: its own)")
     fmt.set_defaults(run=run_fmt)
+    _generate_parser(commands)
     return parser
+
+
+def _generate_parser(commands) -> None:
+    generate = commands.add_parser(
+        "generate", help="have an LLM write a plan, checked and repaired by tlc",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Ask an LLM (any OpenAI-compatible endpoint) for a TL plan, in the paper's "
+                    "two stages:\n"
+                    "  1. a sketch (statements only), checked as a sketch;\n"
+                    "  2. TL code for --arch, checked with every check for that target.\n"
+                    "After each reply tlc extracts the ```tl block (a reply with no plan, with "
+                    "CUDA or\nPython, or an enormous one is turned away; nothing a model "
+                    "returns is ever run),\nchecks it, and sends the diagnostics back, for up "
+                    "to --max-rounds rounds a stage.",
+        epilog="The API key is read from OPENAI_API_KEY only and never written anywhere; "
+               "OPENAI_BASE_URL\nand TLC_MODEL give defaults for --base-url and --model. "
+               "Exit codes: 0 a plan passed\ntlc check; 1 none did (the best attempt is "
+               "written next to the output, with its\ndiagnostics); 2 usage error. An "
+               "existing file is never overwritten without --force.")
+    generate.add_argument("task", metavar="TASK",
+                          help='what to write, e.g. "MHA forward, D=128, causal, fp16"')
+    generate.add_argument("--arch", type=_arch_one, default="sm_80", metavar="ARCH",
+                          help="target architecture (default: sm_80)")
+    generate.add_argument("-o", "--output", metavar="FILE",
+                          help="where to write the accepted plan (default: standard output)")
+    generate.add_argument("--model", default=os.environ.get("TLC_MODEL"),
+                          help="model name (default: $TLC_MODEL)")
+    generate.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
+                          help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
+    generate.add_argument("--max-rounds", type=_positive, default=4, metavar="N",
+                          help="replies per stage before giving up (default: 4)")
+    generate.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                          help="per request (default: 120)")
+    generate.add_argument("--transcript", metavar="FILE",
+                          help="write every exchange as JSON lines (the key is never written)")
+    generate.add_argument("--force", action="store_true",
+                          help="overwrite the output file if it exists")
+    generate.set_defaults(run=run_generate)
+
+
+def _arch_one(value: str) -> str:
+    if value == "all":
+        raise argparse.ArgumentTypeError("generate writes a plan for one target")
+    return _arch(value)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +218,90 @@ def run_portability(args) -> int:
     return status
 
 
+def run_generate(args) -> int:
+    from tlc.llm.client import ChatModel, LLMError
+    from tlc.llm.loop import generate
+    from tlc.llm.transcript import Transcript
+
+    key = os.environ.get("OPENAI_API_KEY", "")
+    problem = _generate_usage(args, key)
+    if problem:
+        print(f"tlc generate: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    import importlib.util
+
+    if importlib.util.find_spec("openai") is None:
+        print("tlc generate: needs the `openai` package: pip install 'tlc[llm]'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    transcript = Transcript(args.transcript, secrets=[key])
+    model = ChatModel(args.model, args.base_url, key or "unused", timeout=args.timeout,
+                      transcript=transcript)
+    progress = lambda line: print(f"tlc generate: {line}", file=sys.stderr)  # noqa: E731
+    try:
+        outcome = generate(args.task, args.arch, model, args.max_rounds, transcript, progress)
+    except LLMError as error:
+        transcript.write("error", message=str(error))
+        print(f"tlc generate: the model could not be reached: {error}", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    finally:
+        transcript.close()
+    return _write_outcome(args, outcome)
+
+
+def _generate_usage(args, key: str) -> str | None:
+    if not args.model:
+        return "name the model with --model or TLC_MODEL"
+    local = args.base_url and any(host in args.base_url for host in ("127.0.0.1", "localhost"))
+    if not key and not local:
+        return "set OPENAI_API_KEY (the key is read from the environment only)"
+    if args.output and os.path.exists(args.output) and not args.force:
+        return f"{args.output} exists; pass --force to overwrite it"
+    return None
+
+
+def _write_outcome(args, outcome) -> int:
+    rounds = outcome.summary()["rounds"]
+    if outcome.ok:
+        if args.output:
+            write_atomically(args.output, outcome.plan, create=True)
+            print(f"tlc generate: plan accepted after {rounds['sketch']} sketch and "
+                  f"{rounds['code']} code round(s); written to {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(outcome.plan)
+        return EXIT_OK
+    best = outcome.best
+    where = None
+    if best is not None:
+        where = _free_path(args.output or "tlc-generate.tl")
+        write_atomically(where, _annotated(best), create=True)
+    print(f"tlc generate: no plan passed tlc check in {args.max_rounds} round(s) of the "
+          f"{outcome.failed_stage} stage" + (f"; the best attempt ({best.errors} error(s)) and "
+                                             f"its diagnostics are in {where}" if where else
+                                             "; no reply held a plan"), file=sys.stderr)
+    return EXIT_DIAGNOSTICS
+
+
+def _annotated(attempt) -> str:
+    lines = [f"# tlc generate: best attempt ({attempt.stage} stage, round {attempt.round}); "
+             "tlc check reported:"]
+    for d in attempt.diagnostics:
+        lines.append(f"#   line {d['line']}: {d['severity']}[{d['code']}]: {d['message']}")
+        if d.get("help"):
+            lines.append(f"#     help: {d['help']}")
+    return "\n".join(lines) + "\n" + attempt.plan
+
+
+def _free_path(output: str) -> str:
+    """`plan.attempt.tl` beside `plan.tl`, or `plan.attempt-2.tl` … if that exists."""
+    stem = output[:-3] if output.endswith(".tl") else output
+    candidate, number = f"{stem}.attempt.tl", 1
+    while os.path.exists(candidate):
+        number += 1
+        candidate = f"{stem}.attempt-{number}.tl"
+    return candidate
+
+
 def run_fmt(args) -> int:
     import difflib
 
@@ -208,10 +344,10 @@ def run_fmt(args) -> int:
     return status
 
 
-def write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str, create: bool = False) -> None:
     """Replace a file's contents so that a crash leaves either the old or the new file."""
     folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777
+    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) or not create else 0o644
     handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False,
                                          prefix=".tlc-fmt-", suffix=".tmp", newline="")
     try:

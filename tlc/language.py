@@ -8,6 +8,24 @@ from dataclasses import dataclass, field
 
 from tlc.arch import MMA_SHAPES as MMA_SHAPE_TABLE
 
+# The form of each line, keyed by its first word: syntax errors quote it, prompts list it.
+FORMS = {
+    "kernel": "kernel NAME [for ARCH]",
+    "sketch": "sketch NAME [for ARCH]",
+    "input": "input NAME (dims) DTYPE",
+    "output": "output NAME (dims) DTYPE",
+    "param": "param NAME = integer expression",
+    "grid": "grid (extents) as (indices)",
+    "Allocate": "Allocate NAME in LEVEL (dims) [with clauses]",
+    "Copy": "Copy NAME [(tile)] [in coordinate [dim = index, ...]] from LEVEL to LEVEL "
+            "[with clauses]",
+    "Compute": "Compute OP operands [and get NAME | and get new NAME | and accumulate NAME] "
+               "[with clauses]",
+    "Reshape": "Reshape NAME from (LAYOUT, dims) to (LAYOUT, dims) [with clauses]",
+    "for": "for i = start: stop",
+    "end": "end",
+}
+
 # What a clause's value must be:
 #   flag   no value (`causal`)           expr   any expression (`vector 8`, `cap 30.0`)
 #   name   a bare name (`mma m16n8k16`)  dtype  a data type (`dtype fp32`)
