@@ -261,6 +261,8 @@ def _generate_usage(args, key: str) -> str | None:
 
 
 def _write_outcome(args, outcome) -> int:
+    from tlc.llm.loop import attempt_path
+
     rounds = outcome.summary()["rounds"]
     if outcome.ok:
         if args.output:
@@ -273,33 +275,13 @@ def _write_outcome(args, outcome) -> int:
     best = outcome.best
     where = None
     if best is not None:
-        where = _free_path(args.output or "tlc-generate.tl")
-        write_atomically(where, _annotated(best), create=True)
+        where = attempt_path(args.output or "tlc-generate.tl")
+        write_atomically(where, best.annotated(), create=True)
     print(f"tlc generate: no plan passed tlc check in {args.max_rounds} round(s) of the "
           f"{outcome.failed_stage} stage" + (f"; the best attempt ({best.errors} error(s)) and "
                                              f"its diagnostics are in {where}" if where else
                                              "; no reply held a plan"), file=sys.stderr)
     return EXIT_DIAGNOSTICS
-
-
-def _annotated(attempt) -> str:
-    lines = [f"# tlc generate: best attempt ({attempt.stage} stage, round {attempt.round}); "
-             "tlc check reported:"]
-    for d in attempt.diagnostics:
-        lines.append(f"#   line {d['line']}: {d['severity']}[{d['code']}]: {d['message']}")
-        if d.get("help"):
-            lines.append(f"#     help: {d['help']}")
-    return "\n".join(lines) + "\n" + attempt.plan
-
-
-def _free_path(output: str) -> str:
-    """`plan.attempt.tl` beside `plan.tl`, or `plan.attempt-2.tl` … if that exists."""
-    stem = output[:-3] if output.endswith(".tl") else output
-    candidate, number = f"{stem}.attempt.tl", 1
-    while os.path.exists(candidate):
-        number += 1
-        candidate = f"{stem}.attempt-{number}.tl"
-    return candidate
 
 
 def run_fmt(args) -> int:

@@ -24,6 +24,30 @@ class Attempt:
     rejected: str | None = None  # why the reply held no plan
 
 
+    def annotated(self) -> str:
+        """The plan, headed by its diagnostics as comments (so it still parses)."""
+        lines = [f"# tlc generate: best attempt ({self.stage} stage, round {self.round}); "
+                 "tlc check reported:"]
+        for d in self.diagnostics:
+            lines.append(f"#   line {d['line']}: {d['severity']}[{d['code']}]: {d['message']}")
+            if d.get("help"):
+                lines.append(f"#     help: {d['help']}")
+        return "\n".join(lines) + "\n" + (self.plan or "")
+
+
+def attempt_path(output: str) -> str:
+    """`plan.attempt.tl` beside `plan.tl`, or `plan.attempt-2.tl` … if that exists: an attempt
+    never replaces a file."""
+    import os
+
+    stem = output[:-3] if output.endswith(".tl") else output
+    candidate, number = f"{stem}.attempt.tl", 1
+    while os.path.exists(candidate):
+        number += 1
+        candidate = f"{stem}.attempt-{number}.tl"
+    return candidate
+
+
 @dataclass
 class Outcome:
     ok: bool
