@@ -1,0 +1,156 @@
+"""The oracle: attention in float64, the same attention done plainly in low precision, and the
+tolerance rule that compares a kernel against them (DESIGN §5, as FlashAttention's tests state
+it).
+
+Conventions (FlashAttention >= 2.1): causal masking is aligned bottom-right, so query i sees key
+j iff j <= i + Nk - Nq; a window (left, right) shows key j iff
+i + Nk - Nq - left <= j <= i + Nk - Nq + right; with GQA query head h reads K/V head
+h // (H / Hkv); the scale is 1/sqrt(D) unless given; softcap is cap * tanh(s / cap), applied to
+the scaled scores; ALiBi adds -slope[h] * |i + Nk - Nq - j|; a query row that sees no key
+outputs exactly 0. Tensors are (batch, heads, sequence, head dim).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What is computed besides plain softmax attention."""
+
+    causal: bool = False
+    window: tuple[int | None, int | None] | None = None  # (left, right); None = unbounded
+    softcap: float | None = None
+    scale: float | None = None  # None: 1 / sqrt(D)
+
+
+def visible(nq: int, nk: int, variant: Variant) -> np.ndarray:
+    """(Nq, Nk) booleans: which keys each query row sees."""
+    i = np.arange(nq)[:, None] + (nk - nq)  # the query's diagonal, aligned bottom-right
+    j = np.arange(nk)[None, :]
+    mask = np.ones((nq, nk), dtype=bool)
+    if variant.causal:
+        mask &= j <= i
+    if variant.window is not None:
+        left, right = variant.window
+        if left is not None:
+            mask &= j >= i - left
+        if right is not None:
+            mask &= j <= i + right
+    return mask
+
+
+def _scores(q, k, variant: Variant, slopes, dot) -> np.ndarray:
+    """Scaled, capped, biased and masked scores (B, H, Nq, Nk); hidden ones are -inf."""
+    heads, kv_heads = q.shape[1], k.shape[1]
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads do not share {kv_heads} K/V heads evenly")
+    k = np.repeat(k, heads // kv_heads, axis=1)  # query head h reads K/V head h // group
+    scale = variant.scale if variant.scale is not None else 1.0 / np.sqrt(q.shape[-1])
+    scores = dot(q, k, scale)
+    if variant.softcap:
+        scores = variant.softcap * np.tanh(scores / variant.softcap)
+    nq, nk = q.shape[2], k.shape[2]
+    if slopes is not None:
+        distance = np.abs(np.arange(nq)[:, None] + (nk - nq) - np.arange(nk)[None, :])
+        scores = scores - np.asarray(slopes, dtype=np.float64)[None, :, None, None] * distance
+    return np.where(visible(nq, nk, variant), scores, -np.inf)
+
+
+def _softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Row softmax that gives 0 (not NaN) to a row with no visible key."""
+    top = np.max(scores, axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    weights = np.exp(scores - top)
+    total = np.sum(weights, axis=-1, keepdims=True)
+    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+
+
+def attention(q, k, v, variant: Variant = Variant(), slopes=None) -> np.ndarray:
+    """The float64 reference output (B, H, Nq, D)."""
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    scores = _scores(q, k, variant, slopes, lambda a, b, s: (a @ np.swapaxes(b, -1, -2)) * s)
+    v = np.repeat(v, q.shape[1] // v.shape[1], axis=1)
+    return _softmax_rows(scores) @ v
+
+
+def to_dtype(x, dtype: str) -> np.ndarray:
+    """x rounded to fp16, bf16 (round to nearest even) or fp32, returned as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    if dtype == "fp16":
+        return x.astype(np.float16).astype(np.float32)
+    if dtype == "bf16":
+        bits = x.view(np.uint32).astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        out = rounded.astype(np.uint32).view(np.float32)
+        return np.where(np.isnan(x), x, out)
+    if dtype == "fp32":
+        return x
+    raise ValueError(f"no rounding for {dtype}")
+
+
+def attention_low(q, k, v, dtype: str, variant: Variant = Variant(), slopes=None) -> np.ndarray:
+    """The same attention done plainly in the input dtype: each product rounded to it, the
+    scale applied to K first, as the peers' tests do. Its error against the reference is the
+    yardstick for a kernel's."""
+    q, k, v = (to_dtype(x, dtype) for x in (q, k, v))
+
+    def dot(a, b, scale):
+        scaled = to_dtype(b * np.float32(scale), dtype)
+        return to_dtype(a @ np.swapaxes(scaled, -1, -2), dtype).astype(np.float64)
+
+    scores = _scores(q, k, variant, slopes, dot)
+    probabilities = to_dtype(_softmax_rows(scores), dtype)
+    v = np.repeat(v, q.shape[1] // v.shape[1], axis=1)
+    return to_dtype(probabilities @ v, dtype).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    max_error: float
+    max_bound: float
+    mean_error: float
+    mean_bound: float | None
+    problems: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "max_error": self.max_error, "max_bound": self.max_bound,
+                "mean_error": self.mean_error, "mean_bound": self.mean_bound,
+                "problems": list(self.problems)}
+
+
+def compare(out, ref, low, dtype: str, q_len: int | None = None, k_len: int | None = None,
+            variant: Variant = Variant(), softcap: bool = False,
+            long_keys: int = 1024) -> Verdict:
+    """The tolerance rule: max|out - ref| <= r * max|low - ref| + atol, with r = 2 (3 with
+    softcap) and atol = 2 * max|(ref + 0.3 - 0.3) - ref| in the output dtype; no NaN or Inf;
+    rows that see no key exactly 0; and for key sequences of at least `long_keys`,
+    mean|out - ref| <= 1.5 * mean|low - ref|, which catches accumulation in too low a
+    precision."""
+    out = np.asarray(out, dtype=np.float64)
+    ref_rounded = to_dtype(ref, dtype).astype(np.float64)
+    problems = []
+    if not np.all(np.isfinite(out)):
+        problems.append(f"{int(np.sum(~np.isfinite(out)))} outputs are NaN or Inf")
+    shifted = to_dtype(to_dtype(ref_rounded + 0.3, dtype) - 0.3, dtype).astype(np.float64)
+    atol = 2.0 * float(np.max(np.abs(shifted - ref_rounded), initial=0.0))
+    ratio = 3.0 if softcap or variant.softcap else 2.0
+    finite = np.where(np.isfinite(out), out, np.inf)
+    max_error = float(np.max(np.abs(finite - ref_rounded), initial=0.0))
+    max_bound = ratio * float(np.max(np.abs(low - ref_rounded), initial=0.0)) + atol
+    if max_error > max_bound:
+        problems.append(f"max error {max_error:.3g} exceeds {max_bound:.3g}")
+    if q_len is not None and k_len is not None:
+        empty = ~visible(q_len, k_len, variant).any(axis=1)
+        if empty.any() and np.any(out[..., empty, :] != 0):
+            problems.append("a query row that sees no key is not exactly 0")
+    mean_error = float(np.mean(np.abs(finite - ref_rounded))) if out.size else 0.0
+    mean_bound = None
+    if k_len is not None and k_len >= long_keys:
+        mean_bound = 1.5 * float(np.mean(np.abs(low - ref_rounded)))
+        if mean_error > mean_bound:
+            problems.append(f"mean error {mean_error:.3g} exceeds {mean_bound:.3g}")
+    return Verdict(not problems, max_error, max_bound, mean_error, mean_bound, tuple(problems))
