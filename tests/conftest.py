@@ -37,3 +37,22 @@ def plan_errors(text, sketch=False):
 
     result = tlc.check(text, sketch=sketch)
     return [(d.span.line, d.code) for d in result.diagnostics]
+
+
+# ---- GPU tests: tests/gpu/, marked `gpu`, skipped with the reason where there is no GPU ----
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if f"{Path('tests', 'gpu')}" in str(item.fspath):
+            item.add_marker(pytest.mark.gpu)
+
+
+@pytest.fixture(scope="session")
+def gpu():
+    """(pycuda.driver, the GPU's arch), or a skip that says why there is none."""
+    from tlc.runtime import GpuUnavailable, device_arch, driver
+
+    try:
+        return driver(), device_arch()
+    except GpuUnavailable as why:
+        pytest.skip(f"no GPU: {why}")

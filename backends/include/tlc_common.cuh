@@ -1,0 +1,78 @@
+// tlc_common.cuh: device helpers every target shares. Generated kernels call these by name;
+// the PTX inside is reviewed here once rather than emitted inline.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+namespace tlc {
+
+// Two floats packed into the 32-bit register an MMA operand takes (low half = first value).
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+}
+
+__device__ __forceinline__ uint32_t pack_bf162(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+}
+
+// 2^x in one SFU instruction; softmax uses exp2 with log2(e) folded into the scale.
+__device__ __forceinline__ float exp2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// Reductions over the 4 lanes of a quad: the lanes that share one row of an MMA fragment.
+__device__ __forceinline__ float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// The shared-memory address space pointer that ldmatrix and cp.async take.
+__device__ __forceinline__ uint32_t smem_address(const void* pointer) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+// ldmatrix (PTX ISA, "ldmatrix", sm_75+): each of four 8x8 b16 matrices comes from 8 row
+// addresses given by lanes 8i..8i+7; lane l receives elements (l / 4, 2 (l % 4) + {0, 1}) of
+// each matrix, one 32-bit register per matrix. .trans delivers the transposed matrices.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(address));
+}
+
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(address));
+}
+
+// Fragment layouts of mma.sync (PTX ISA, "Matrix fragments for mma.m16n8k16" and
+// "... mma.m16n8k8"), with group = lane / 4 and pair = 2 * (lane % 4):
+//   C, D (16x8 fp32), c[0..3]: (group, pair + {0,1}), (group + 8, pair + {0,1})
+//   A (16x16 b16), a[0..3]:    (group, pair..+1), (group+8, pair..+1), (group, pair+8..+9),
+//                              (group+8, pair+8..+9)              [row, column]
+//   B (16x8 b16), b[0..1]:     (pair..+1, group), (pair+8..+9, group)  [k, n]
+//   A (16x8 b16, m16n8k8), a[0..1]: (group, pair..+1), (group+8, pair..+1)
+//   B (8x8 b16, m16n8k8), b[0]: (pair..+1, group)
+__device__ __forceinline__ int fragment_group(int lane) { return lane >> 2; }
+__device__ __forceinline__ int fragment_pair(int lane) { return (lane & 3) * 2; }
+
+}  // namespace tlc
