@@ -49,3 +49,100 @@ def load_module(path):
     if str(path).endswith(".ptx"):
         data += b"\0"
     return driver().module_from_buffer(data)
+
+
+class ArgumentError(ValueError):
+    """An argument that does not fit the kernel: the message names it."""
+
+
+class LoadedKernel:
+    """A plan built for the GPU present, callable with NumPy arrays (fp16 as numpy.float16,
+    bf16 as the uint16 bit patterns)."""
+
+    def __init__(self, kernel, lowered, module, built_for: str, how: str):
+        self.kernel, self.lowered, self.built_for, self.how = kernel, lowered, built_for, how
+        cuda = driver()
+        self.function = module.get_function(lowered.name)
+        if lowered.shared_memory > 48 * 1024:
+            self.function.set_attribute(
+                cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, lowered.shared_memory)
+
+    def sizes(self, arrays: dict) -> dict:
+        """The runtime sizes, read off the tensors' shapes, checked for agreement."""
+        from tlc import ir
+
+        sizes: dict[str, int] = {}
+        params = {p.name: p.value for p in self.kernel.params}
+        for tensor in self.kernel.tensors:
+            if not tensor.shape or tensor.role == "output":
+                continue  # outputs are allocated here, from the sizes of the inputs
+            if tensor.name not in arrays:
+                raise ArgumentError(f"{tensor.name}: missing (the plan's inputs are "
+                                    f"{', '.join(t.name for t in self.kernel.tensors if t.role == 'input')})")
+            array = arrays[tensor.name]
+            if array.ndim != len(tensor.shape):
+                raise ArgumentError(f"{tensor.name}: {array.ndim} dimensions, the plan has "
+                                    f"{len(tensor.shape)}")
+            for dim, extent in zip(tensor.shape, array.shape):
+                if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE:
+                    if sizes.setdefault(dim.name, extent) != extent:
+                        raise ArgumentError(f"{tensor.name}: {dim.name} = {extent}, but another "
+                                            f"argument has {dim.name} = {sizes[dim.name]}")
+                else:
+                    expected = ir.evaluate(dim, params)
+                    if expected != extent:
+                        raise ArgumentError(f"{tensor.name}: dimension of {extent} where the plan "
+                                            f"has {expected}")
+        return sizes
+
+    def __call__(self, **arrays):
+        import numpy as np
+
+        from tlc import ir
+
+        cuda = driver()
+        sizes = self.sizes(arrays)
+        arguments, outputs = [], {}
+        for name, kind in self.lowered.arguments:
+            if kind == "size":
+                arguments.append(np.int32(sizes[name]))
+            elif kind.startswith("scalar"):
+                arguments.append(np.float32(arrays[name]))
+            else:
+                tensor = self.kernel.tensor(name)
+                if tensor.role == "output":
+                    shape = tuple(sizes.get(d.name, None) if isinstance(d, ir.Sym) and
+                                  d.kind is ir.SymKind.SIZE else ir.evaluate(d, {
+                                      p.name: p.value for p in self.kernel.params})
+                                  for d in tensor.shape)
+                    host = np.full(shape, np.nan, dtype=np.float16) if kind.endswith("fp16") \
+                        else np.full(shape, 0x7FC0, dtype=np.uint16)  # poisoned: NaN
+                    outputs[name] = host
+                    arguments.append(cuda.InOut(host))
+                else:
+                    array = np.ascontiguousarray(arrays[name])
+                    arguments.append(cuda.In(array))
+        env = {p.name: p.value for p in self.kernel.params} | sizes
+        grid = tuple(int(ir.evaluate(e, env)) for e in self.kernel.grid.extents)
+        grid = grid + (1,) * (3 - len(grid))
+        self.function(*arguments, block=(self.lowered.threads, 1, 1), grid=grid,
+                      shared=self.lowered.shared_memory)
+        return outputs
+
+
+def load(plan: str, arch: str | None = None, cache_dir=None) -> LoadedKernel:
+    """Check a plan, lower it for its target, and build it for the GPU present: natively for
+    that GPU's arch from the same source (a cubin for sm_80 does not load on sm_90)."""
+    from tlc.api import check
+    from tlc.backends.sm80 import Sm80
+    from tlc.build import build
+
+    result = check(plan, arch=arch)
+    if not result.ok:
+        raise ArgumentError("the plan does not pass tlc check:\n" + "\n".join(
+            f"  line {d.span.line}: {d.code}: {d.message}" for d in result.diagnostics))
+    lowered = Sm80().lower(result.kernel)
+    present = device_arch()
+    built = build(lowered.source, present, cache_dir=cache_dir)
+    how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
+    return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)

@@ -7,6 +7,8 @@
 
 namespace tlc {
 
+__host__ __device__ __forceinline__ constexpr int cdiv(int a, int b) { return (a + b - 1) / b; }
+
 // Two floats packed into the 32-bit register an MMA operand takes (low half = first value).
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     __half2 h = __floats2half2_rn(lo, hi);

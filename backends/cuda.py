@@ -1,0 +1,526 @@
+"""The shared CUDA emitter: every IR statement lowers by its own rule (`emit_<op>`), calling
+the reviewed helpers of backends/include; a target's differences come from its Backend's
+attributes. An IR node without a rule is an internal error, never silence.
+
+The lowering this version supports, checked by the GPU tests: warps split the rows of every
+GEMM (`warps (W, 1)`), 16-bit operands with the m16n8k16 MMA, tiles whose rows are whole rows
+of their tensor (the head dimension in one tile), global -> shared copies by cp.async in
+16-byte chunks (zero-filled past the end of a sequence), software-pipelined `stages` deep
+inside a loop, operands streamed from shared memory by ldmatrix one k-step at a time or held
+in registers, online softmax with exp2 and quad reductions, and the accumulator -> A-operand
+Reshape. Anything else is refused with BackendUnsupported, saying what.
+"""
+from __future__ import annotations
+
+import re
+
+from tlc import ir
+from tlc.backends.base import BackendUnsupported, Lowered
+from tlc.passes.facts import Facts
+from tlc.passes.gemm_orientation import gemm_operands
+
+C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
+PACK = {ir.DType.FP16: "tlc::pack_half2", ir.DType.BF16: "tlc::pack_bf162"}
+MMA = {ir.DType.FP16: "tlc::mma_m16n8k16_f16", ir.DType.BF16: "tlc::mma_m16n8k16_bf16"}
+LOG2E = 1.4426950408889634
+
+
+class CudaEmitter:
+    def __init__(self, kernel: ir.Kernel, backend):
+        self.kernel, self.backend, self.facts = kernel, backend, Facts(kernel)
+        warps = self.facts.warps
+        if warps is None or warps[1] != 1:
+            raise BackendUnsupported(f"warps {warps}: this backend splits GEMM rows over warps "
+                                     "only; write `with warps (W, 1)`")
+        self.warps = warps[0]
+        self.threads = 32 * self.warps
+        self.lines: list[str] = []
+        self.depth = 1
+        self.loop_stack: list[ir.Loop] = []
+        self.shared = self._layout_shared()
+        self.gemm_of = {}  # accumulator name -> GEMM that produced it
+        self.streamed = self._streamed_operands()
+        self.online = self._online_softmax()
+
+    # ---- output helpers ----
+
+    def line(self, text: str = "") -> None:
+        self.lines.append("    " * self.depth + text if text else "")
+
+    def open(self, text: str) -> None:
+        self.line(text + " {")
+        self.depth += 1
+
+    def block(self, comment: str) -> None:
+        """A `{` scope headed by a comment line."""
+        self.line(comment)
+        self.line("{")
+        self.depth += 1
+
+    def close(self, text: str = "}") -> None:
+        self.depth -= 1
+        self.line(text)
+
+    def expr(self, e: ir.Expr, rename: dict | None = None) -> str:
+        """An IR expression in C (integer arithmetic; float literals stay floats)."""
+        rename = rename or {}
+        if isinstance(e, ir.Const):
+            return repr(float(e.value)) + "f" if isinstance(e.value, float) else str(e.value)
+        if isinstance(e, ir.Sym):  # plan names live under p_, apart from tlc's own
+            return rename.get(e.name, f"p_{e.name}")
+        if isinstance(e, ir.Neg):
+            return f"(-{self.expr(e.operand, rename)})"
+        if isinstance(e, ir.Call):
+            args = ", ".join(self.expr(a, rename) for a in e.args)
+            return {"cdiv": "tlc::cdiv", "min": "min", "max": "max", "sqrt": "sqrtf",
+                    "rsqrt": "rsqrtf", "log2": "log2f", "exp2": "exp2f"}[e.func] + f"({args})"
+        return f"({self.expr(e.left, rename)} {e.op} {self.expr(e.right, rename)})"
+
+    # ---- analysis of the plan ----
+
+    def _layout_shared(self) -> dict:
+        """name -> (rows, cols, stride, stages, C type, byte offset) of each shared buffer."""
+        layout, offset = {}, 0
+        for buffer in self.kernel.buffers:
+            if buffer.level is not ir.Level.SHARED:
+                continue
+            shape = self.facts.shape(buffer)
+            if len(shape) != 2 or buffer.dtype not in PACK:
+                raise BackendUnsupported(f"shared buffer `{buffer.name}`: this backend takes 2-D "
+                                         "tiles of fp16 or bf16")
+            rows, cols = shape
+            stride = cols + self.backend.smem_padding
+            stages = self.facts.stages(buffer.name)
+            layout[buffer.name] = (rows, cols, stride, stages, C_TYPES[buffer.dtype], offset)
+            offset += (rows * stride * buffer.dtype.bytes * stages + 15) // 16 * 16
+        self.shared_bytes = offset
+        return layout
+
+    def _streamed_operands(self) -> set[str]:
+        streamed, loops_of = set(), {}
+        for op, loops, _ in self.facts.walk_held():
+            loops_of.setdefault(id(op), loops)
+            if isinstance(op, ir.Copy) and op.dst is ir.Level.REGISTER:
+                for gemm, gloops, _ in self.facts.walk_held():
+                    if isinstance(gemm, ir.Gemm) and op.name in (gemm.a.name, gemm.b.name) \
+                            and loops and gloops == loops:
+                        streamed.add(op.name)
+        return streamed
+
+    def _online_softmax(self) -> dict:
+        """scores name -> output accumulator its probabilities are multiplied into."""
+        pairs = {}
+        for op in ir.walk(self.kernel.body):
+            if isinstance(op, ir.Gemm) and op.accumulate:
+                pairs.setdefault(op.a.name, op.out)
+        return pairs
+
+    def gemm_dims(self, gemm: ir.Gemm) -> tuple[int, int, int]:
+        shapes = gemm_operands(self.facts, gemm)
+        (m, k), (_, n) = shapes
+        values = tuple(self.facts.value(d) for d in (m, n, k))
+        if not all(isinstance(v, int) for v in values):
+            raise BackendUnsupported("GEMM tiles need compile-time shapes")
+        return values
+
+    def tiles(self, gemm: ir.Gemm) -> tuple[int, int, int]:
+        m, n, k = self.gemm_dims(gemm)
+        if gemm.mma not in self.backend.mma_shapes:
+            raise BackendUnsupported(f"mma {gemm.mma}: this backend emits "
+                                     f"{', '.join(self.backend.mma_shapes)}")
+        return m // (self.warps * 16), n // 8, k // 16
+
+    # ---- the kernel ----
+
+    def emit(self) -> Lowered:
+        arguments = self._arguments()
+        self.lines = [f'#include "{self.backend.header}"', "",
+                      f"// {self.kernel.name}: lowered by tlc for {self.backend.arch}",
+                      f'extern "C" __global__ void __launch_bounds__({self.threads}) '
+                      f"{self.kernel.name}(" + ", ".join(self._parameter(n, k) for n, k in
+                                                        arguments) + ") {"]
+        self._prologue()
+        for op in self.kernel.body:
+            self.emit_op(op)
+        self.lines.append("}")
+        # Every loop of tlc's own has a compile-time trip count: unrolled, its fragment arrays
+        # stay in registers (indexed at run time they would spill to local memory).
+        self.lines = [re.sub(r"\bfor \(int (?!p_)", '_Pragma("unroll") for (int ', line)
+                      for line in self.lines]
+        grid = tuple(self.expr(e) for e in self.kernel.grid.extents)
+        return Lowered(self.kernel.name, "\n".join(self.lines) + "\n", arguments, grid,
+                       self.threads, self.shared_bytes)
+
+    def _arguments(self) -> tuple[tuple[str, str], ...]:
+        tensors = [(t.name, f"tensor:{t.dtype.value}") for t in self.kernel.tensors if t.shape]
+        scalars = [(t.name, f"scalar:{t.dtype.value}") for t in self.kernel.tensors
+                   if not t.shape]
+        sizes = []
+        for tensor in self.kernel.tensors:
+            for dim in tensor.shape:
+                if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE and \
+                        (dim.name, "size") not in sizes:
+                    sizes.append((dim.name, "size"))
+        return tuple(tensors + scalars + sizes)
+
+    def _parameter(self, name: str, kind: str) -> str:
+        if kind == "size":
+            return f"const int p_{name}"
+        dtype = ir.DType(kind.split(":")[1])
+        if kind.startswith("scalar"):
+            return f"const float p_{name}"
+        const = "" if self.kernel.tensor(name).role == "output" else "const "
+        return f"{const}{C_TYPES[dtype]}* __restrict__ {name}_g"
+
+    def _prologue(self) -> None:
+        for param in self.kernel.params:
+            self.line(f"constexpr int p_{param.name} = {param.value};")
+        for axis, index in zip("xyz", self.kernel.grid.indices):
+            self.line(f"const int p_{index} = blockIdx.{axis};")
+        self.line("const int tlc_warp = threadIdx.x / 32, tlc_lane = threadIdx.x % 32;")
+        self.line("const int tlc_group = tlc::fragment_group(tlc_lane), tlc_pair = tlc::fragment_pair(tlc_lane);")
+        self.line("extern __shared__ __align__(16) unsigned char tlc_smem[];")
+        for name, (rows, cols, stride, stages, ctype, offset) in self.shared.items():
+            self.line(f"{ctype}* {name}_s = reinterpret_cast<{ctype}*>(tlc_smem + {offset});"
+                      f"  // {stages} x {rows} x {cols}, rows {stride} apart")
+        for op in ir.walk(self.kernel.body):
+            if isinstance(op, ir.Gemm) and op.out not in self.gemm_of:
+                self.gemm_of[op.out] = op
+                mt, nt, _ = self.tiles(op)
+                self.line(f"float {op.out}_acc[{mt}][{nt}][4] = {{}};")
+        for scores in self.online:
+            if scores in self.gemm_of:
+                mt, _, _ = self.tiles(self.gemm_of[scores])
+                self.line(f"float {scores}_max[{mt}][2], {scores}_sum[{mt}][2];")
+                self.line(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h) "
+                          f"{{ {scores}_max[i][h] = -INFINITY; {scores}_sum[i][h] = 0.f; }}")
+
+    def emit_op(self, op) -> None:
+        method = getattr(self, f"emit_{type(op).__name__.lower()}", None)
+        if method is None:
+            raise TypeError(f"no lowering rule for {type(op).__name__}")  # a tlc bug
+        method(op)
+
+    # ---- statements ----
+
+    def emit_allocate(self, op: ir.Allocate) -> None:
+        pass  # storage is laid out in the prologue, from the whole plan
+
+    def emit_loop(self, op: ir.Loop) -> None:
+        start, stop = self.expr(op.start), self.expr(op.stop)
+        staged = [c for c in op.body if isinstance(c, ir.Copy) and c.src is ir.Level.GLOBAL]
+        depth = max([self.facts.stages(c.name) for c in staged] or [1])
+        var = f"p_{op.var}"
+        self.line(f"const int {var}_start = {start}, {var}_stop = {stop};")
+        for ahead in range(depth - 1):  # the pipeline's prologue: the first tiles in flight
+            self.open(f"if ({var}_start + {ahead} < {var}_stop)")
+            self._issue_tiles(staged, f"({var}_start + {ahead})", str(ahead), op.var)
+            self.close()
+            self.line("tlc::cp_async_commit();")
+        self.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
+        self.loop_stack.append(op)
+        if staged:
+            self.line(f"const int tlc_next = {var} + {depth - 1};")
+            self.open(f"if (tlc_next < {var}_stop)")
+            self._issue_tiles(staged, "tlc_next", f"((tlc_next - {var}_start) % {depth})", op.var)
+            self.close()
+            self.line("tlc::cp_async_commit();")
+            self.line(f"tlc::cp_async_wait<{depth - 1}>();")
+            self.line("__syncthreads();")
+            self.line(f"const int tlc_stage = ({var} - {var}_start) % {depth};")
+        for inner in op.body:
+            self.emit_op(inner)
+        if staged:
+            self.line("__syncthreads();  // the next iteration refills a stage just read")
+        self.loop_stack.pop()
+        self.close()
+
+    def emit_copy(self, op: ir.Copy) -> None:
+        if op.src is ir.Level.GLOBAL and op.dst is ir.Level.SHARED:
+            if self.loop_stack:
+                self.line(f"// Copy {op.name}: issued by the loop's pipeline")
+                return
+            self._issue_tiles([op], None, "0", None)
+            self.line("tlc::cp_async_commit();")
+            self.line("tlc::cp_async_wait<0>();")
+            self.line("__syncthreads();")
+        elif op.src is ir.Level.SHARED and op.dst is ir.Level.REGISTER:
+            if op.name in self.streamed:
+                self.line(f"// Copy {op.name}: streamed into its GEMM one k-step at a time")
+            else:
+                self._hold_operand(op.name)
+        elif op.src is ir.Level.REGISTER and op.dst is ir.Level.GLOBAL:
+            self._store(op)
+        else:
+            raise BackendUnsupported(f"Copy from {op.src.value} to {op.dst.value}")
+
+    def _tile_address(self, op: ir.Copy, rename: dict):
+        """(C offset of the tile's first element, first tlc_row, tlc_row limit, tlc_row length)."""
+        tensor = self.kernel.tensor(op.name)
+        rows, cols = self.shared[op.name][:2]
+        shape = tensor.shape
+        if self.facts.value(shape[-1]) != cols:
+            raise BackendUnsupported(f"Copy {op.name}: a tile holds whole rows of the tensor")
+        coord = dict(op.coord)
+        terms, stride = [], "1LL"
+        first_row = "0"
+        for position in range(len(shape) - 1, -1, -1):
+            dim = shape[position]
+            name = dim.name if isinstance(dim, ir.Sym) else None
+            index = self.expr(coord[name], rename) if name in coord else "0"
+            if position == len(shape) - 2:
+                first_row = f"({index}) * {rows}"
+                index = first_row
+            if index != "0":
+                terms.append(f"(long long)({index}) * {stride}")
+            stride = f"{stride} * {self.expr(dim)}"
+        offset = " + ".join(terms) or "0"
+        return offset, first_row, self.expr(shape[-2]), self.expr(shape[-1])
+
+    def _issue_tiles(self, copies, index: str | None, stage: str, var: str | None) -> None:
+        for op in copies:
+            rows, cols, stride, stages, ctype, _ = self.shared[op.name]
+            rename = {var: index} if var else {}
+            offset, first_row, limit, length = self._tile_address(op, rename)
+            self.block(f"// Copy {op.name} ({rows} x {cols}) from global to shared")
+            self.line(f"{ctype}* tlc_dst = {op.name}_s + ({stage}) * {rows * stride};")
+            self.line(f"const {ctype}* tlc_src = {op.name}_g + {offset};")
+            self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+            self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; tlc_c += {self.threads})")
+            self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
+            self.line("const bool tlc_valid = tlc_r < tlc_rows_left;")
+            self.line(f"tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * {stride} + tlc_col), "
+                      f"tlc_src + (tlc_valid ? (long long)tlc_r * {length} + tlc_col : 0), tlc_valid);")
+            self.close()
+            self.close()
+
+    def _smem(self, name: str) -> str:
+        """The shared tile of `name` that the current loop iteration reads."""
+        rows, _, stride, stages, _, _ = self.shared[name]
+        staged = any(isinstance(c, ir.Copy) and c.name == name and c.src is ir.Level.GLOBAL
+                     for loop in self.loop_stack for c in loop.body)
+        return f"({name}_s + tlc_stage * {rows * stride})" if staged else f"{name}_s"
+
+    def _hold_operand(self, name: str) -> None:
+        gemm = next(g for g in self.facts.gemms if g.a.name == name)
+        if gemm.b.name == name:
+            raise BackendUnsupported(f"holding `{name}` as a B operand in registers")
+        mt, _, kt = self.tiles(gemm)
+        stride = self.shared[name][2]
+        self.line(f"uint32_t {name}_frag[{mt}][{kt}][4];")
+        self.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {kt}; ++kk)")
+        self.line(f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc::smem_address({self._smem(name)} + "
+                  f"(tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * {stride} + kk * 16 + "
+                  "(tlc_lane / 16) * 8));")
+        self.close()
+
+    def emit_gemm(self, op: ir.Gemm) -> None:
+        if op.a.transposed:
+            raise BackendUnsupported("a transposed A operand")
+        mt, nt, kt = self.tiles(op)
+        a_dtype = self._operand_dtype(op.a.name)
+        self.block(f"// Compute GEMM {op.a.name}, {op.b.name}{'^T' if op.b.transposed else ''} "
+                  f"{'accumulating into' if op.accumulate else 'into'} {op.out}")
+        if not op.accumulate:
+            self.line(f"for (int i = 0; i < {mt}; ++i) for (int j = 0; j < {nt}; ++j) "
+                      f"for (int e = 0; e < 4; ++e) {op.out}_acc[i][j][e] = 0.f;")
+        self.open(f"for (int kk = 0; kk < {kt}; ++kk)")
+        self._a_fragments(op, mt)
+        self._b_fragments_and_mma(op, mt, nt, a_dtype)
+        self.close()
+        self.close()
+
+    def _operand_dtype(self, name: str) -> ir.DType:
+        for buffer in self.kernel.buffers:
+            if buffer.name == name and buffer.dtype in MMA:
+                return buffer.dtype
+        for op in ir.walk(self.kernel.body):
+            if isinstance(op, ir.Reshape) and op.name == name and op.dtype in MMA:
+                return op.dtype
+        raise BackendUnsupported(f"`{name}`: GEMM operands are fp16 or bf16")
+
+    def _a_fragments(self, op: ir.Gemm, mt: int) -> None:
+        name = op.a.name
+        if name in self.streamed:
+            stride = self.shared[name][2]
+            self.line(f"uint32_t a[{mt}][4];")
+            self.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4(a[i], tlc::smem_address("
+                      f"{self._smem(name)} + (tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * {stride}"
+                      " + kk * 16 + (tlc_lane / 16) * 8));")
+            self.line("#define TLC_A(i) a[i]")
+        else:  # held whole in registers, or re-viewed by a Reshape
+            self.line(f"#define TLC_A(i) {name}_frag[i][kk]")
+
+    def _b_fragments_and_mma(self, op: ir.Gemm, mt: int, nt: int, dtype: ir.DType) -> None:
+        name = op.b.name
+        if name not in self.shared:
+            raise BackendUnsupported(f"B operand `{name}` without a shared tile")
+        stride = self.shared[name][2]
+        base = self._smem(name)
+        self.open(f"for (int j = 0; j + 1 < {nt}; j += 2)")
+        self.line("uint32_t b[4];")
+        if op.b.transposed:  # stored (N, K): rows are n, read as they are
+            self.line(f"tlc::ldmatrix_x4(b, tlc::smem_address({base} + (j * 8 + (tlc_lane / 16) * 8 "
+                      f"+ tlc_lane % 8) * {stride} + kk * 16 + ((tlc_lane / 8) % 2) * 8));")
+        else:  # stored (K, N): rows are k, read transposed
+            self.line(f"tlc::ldmatrix_x4_trans(b, tlc::smem_address({base} + (kk * 16 + "
+                      f"((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + j * 8 + (tlc_lane / 16) * 8));")
+        self.line("const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};")
+        self.open(f"for (int i = 0; i < {mt}; ++i)")
+        self.line(f"{MMA[dtype]}({op.out}_acc[i][j], TLC_A(i), tlc_b0, {op.out}_acc[i][j]);")
+        self.line(f"{MMA[dtype]}({op.out}_acc[i][j + 1], TLC_A(i), tlc_b1, {op.out}_acc[i][j + 1]);")
+        self.close()
+        self.close()
+        if nt % 2:
+            self.block("// the odd last n-tile")
+            self.line(f"const int j = {nt - 1};")
+            self.line("uint32_t b[2];")
+            if op.b.transposed:
+                self.line(f"tlc::ldmatrix_x2(b, tlc::smem_address({base} + (j * 8 + tlc_lane % 8) * "
+                          f"{stride} + kk * 16 + ((tlc_lane / 8) % 2) * 8));")
+            else:
+                self.line(f"tlc::ldmatrix_x2_trans(b, tlc::smem_address({base} + (kk * 16 + "
+                          f"((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + j * 8));")
+            self.line(f"for (int i = 0; i < {mt}; ++i) {MMA[dtype]}({op.out}_acc[i][j], "
+                      f"TLC_A(i), b, {op.out}_acc[i][j]);")
+            self.close()
+        self.line("#undef TLC_A")
+
+    # ---- elementwise work on the scores ----
+
+    def _each_score(self, name: str, body: str) -> None:
+        """Run `body` for every accumulator element of `name`, with tlc_row/tlc_col in the tile."""
+        mt, nt, _ = self.tiles(self.gemm_of[name])
+        self.open(f"for (int i = 0; i < {mt}; ++i) for (int j = 0; j < {nt}; ++j) "
+                  "for (int e = 0; e < 4; ++e)")
+        self.line(f"float& x = {name}_acc[i][j][e];")
+        self.line(f"const int tlc_row = tlc_warp * {mt * 16} + i * 16 + tlc_group + (e / 2) * 8;")
+        self.line("const int tlc_col = j * 8 + tlc_pair + (e % 2);")
+        self.line(body)
+        self.close()
+
+    def emit_multiply(self, op: ir.Multiply) -> None:
+        factor = op.b
+        if isinstance(factor, ir.Ref):  # a scalar argument is named like a tensor
+            tensor = self.kernel.tensor(factor.name)
+            if tensor is None or tensor.shape:
+                raise BackendUnsupported("Multiply by a tile")
+            factor = ir.Sym(factor.name, ir.SymKind.SCALAR)
+        if not isinstance(op.a, ir.Ref) or op.out != op.a.name:
+            raise BackendUnsupported("Multiply of a tile by a scalar, in place, only")
+        self.line(f"// Compute Multiply {op.a.name} by a scalar")
+        self._each_score(op.a.name, f"x *= (float)({self.expr(factor)}); (void)tlc_row; (void)tlc_col;")
+
+    def _score_origin(self, name: str):
+        """C expressions: (first query tlc_row, query count, first tlc_key, tlc_key count) of a score
+        tile, from the copies that brought its GEMM's operands."""
+        gemm = self.gemm_of[name]
+        origin = []
+        for operand in (gemm.a.name, gemm.b.name):
+            copy = next(c for c in ir.walk(self.kernel.body) if isinstance(c, ir.Copy)
+                        and c.name == operand and c.src is ir.Level.GLOBAL)
+            _, first_row, limit, _ = self._tile_address(copy, {})
+            origin += [first_row, limit]
+        return origin
+
+    def emit_mask(self, op: ir.Mask) -> None:
+        q0, nq, k0, nk = self._score_origin(op.target)
+        tests = []
+        diagonal = f"(({q0}) + tlc_row + {nk} - {nq})"
+        if op.causal:
+            tests.append(f"tlc_key > {diagonal}")
+        if op.window is not None:
+            left, right = (self.expr(w) for w in op.window)
+            tests += [f"tlc_key < {diagonal} - ({left})", f"tlc_key > {diagonal} + ({right})"]
+        self.line(f"// Compute Mask {op.target}")
+        self._each_score(op.target, f"const int tlc_key = ({k0}) + tlc_col; "
+                                    f"if ({' || '.join(tests)}) x = -INFINITY;")
+
+    def emit_softmax(self, op: ir.Softmax) -> None:
+        name = op.target
+        out = self.online.get(name)
+        mt, nt, _ = self.tiles(self.gemm_of[name])
+        _, _, k0, nk = self._score_origin(name)
+        self.block(f"// Compute Softmax {name}: online, rescaling {out}")
+        self._each_score(name, f"if (({k0}) + tlc_col >= {nk}) x = -INFINITY; (void)tlc_row;")
+        out_nt = self.tiles(self.gemm_of[out])[1] if out in self.gemm_of else 0
+        self.open(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h)")
+        self.line("float tlc_top = -INFINITY;")
+        self.line(f"for (int j = 0; j < {nt}; ++j) tlc_top = fmaxf(tlc_top, fmaxf({name}_acc[i][j][2 * h],"
+                  f" {name}_acc[i][j][2 * h + 1]));")
+        self.line(f"const float tlc_old = {name}_max[i][h], tlc_now = fmaxf(tlc_old, tlc::quad_max(tlc_top));")
+        self.line("const float tlc_base = tlc_now == -INFINITY ? 0.f : tlc_now * " + f"{LOG2E}f;")
+        self.line(f"const float tlc_alpha = tlc_now == -INFINITY ? 1.f : tlc::exp2_approx(tlc_old * {LOG2E}f"
+                  " - tlc_base);")
+        self.line("float tlc_sum = 0.f;")
+        self.open(f"for (int j = 0; j < {nt}; ++j) for (int e = 2 * h; e < 2 * h + 2; ++e)")
+        self.line(f"float& x = {name}_acc[i][j][e];")
+        self.line(f"x = tlc::exp2_approx(x * {LOG2E}f - tlc_base);")
+        self.line("tlc_sum += x;")
+        self.close()
+        self.line(f"{name}_sum[i][h] = {name}_sum[i][h] * tlc_alpha + tlc_sum;")
+        self.line(f"{name}_max[i][h] = tlc_now;")
+        if out_nt:
+            self.line(f"for (int j = 0; j < {out_nt}; ++j) {{ {out}_acc[i][j][2 * h] *= tlc_alpha; "
+                      f"{out}_acc[i][j][2 * h + 1] *= tlc_alpha; }}")
+        self.close()
+        self.close()
+
+    def emit_reshape(self, op: ir.Reshape) -> None:
+        role = op.dst[0].name if op.dst and isinstance(op.dst[0], ir.Sym) else None
+        if role != "MMA_A" or op.dtype not in PACK:
+            raise BackendUnsupported("Reshape to MMA_A fp16 or bf16 only")
+        mt, nt, _ = self.tiles(self.gemm_of[op.name])
+        pack = PACK[op.dtype]
+        self.line(f"// Reshape {op.name}: accumulator pairs of n-tiles become A fragments")
+        self.line(f"uint32_t {op.name}_frag[{mt}][{nt // 2}][4];")
+        self.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk)")
+        acc = f"{op.name}_acc[i]"
+        self.line(f"{op.name}_frag[i][kk][0] = {pack}({acc}[2 * kk][0], {acc}[2 * kk][1]);")
+        self.line(f"{op.name}_frag[i][kk][1] = {pack}({acc}[2 * kk][2], {acc}[2 * kk][3]);")
+        self.line(f"{op.name}_frag[i][kk][2] = {pack}({acc}[2 * kk + 1][0], {acc}[2 * kk + 1][1]);")
+        self.line(f"{op.name}_frag[i][kk][3] = {pack}({acc}[2 * kk + 1][2], {acc}[2 * kk + 1][3]);")
+        self.close()
+
+    def _store(self, op: ir.Copy) -> None:
+        tensor = self.kernel.tensor(op.name)
+        if op.name not in self.gemm_of or tensor.dtype not in PACK:
+            raise BackendUnsupported(f"store of `{op.name}`: an accumulator into fp16 or bf16")
+        mt, nt, _ = self.tiles(self.gemm_of[op.name])
+        scores = next((s for s, o in self.online.items() if o == op.name), None)
+        offset, first_row, limit, length = self._tile_address(op, {}) if op.name in self.shared \
+            else self._register_tile_address(op)
+        ctype = C_TYPES[tensor.dtype]
+        self.block(f"// Copy {op.name} from register to global" +
+                  (f", divided by the tlc_row sums of {scores}" if scores else ""))
+        self.line(f"{ctype}* tlc_dst = {op.name}_g + {offset};")
+        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        self.open(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h)")
+        self.line(f"const int tlc_row = tlc_warp * {mt * 16} + i * 16 + tlc_group + h * 8;")
+        if scores:
+            self.line(f"const float tlc_total = tlc::quad_sum({scores}_sum[i][h]);")
+            self.line("const float tlc_inverse = tlc_total > 0.f ? 1.f / tlc_total : 0.f;")
+        else:
+            self.line("const float tlc_inverse = 1.f;")
+        self.open("if (tlc_row < tlc_rows_left)")
+        self.open(f"for (int j = 0; j < {nt}; ++j)")
+        pack = PACK[tensor.dtype]
+        self.line(f"const uint32_t v = {pack}({op.name}_acc[i][j][2 * h] * tlc_inverse, "
+                  f"{op.name}_acc[i][j][2 * h + 1] * tlc_inverse);")
+        self.line(f"*reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * {length} + j * 8 + tlc_pair)"
+                  " = v;")
+        self.close()
+        self.close()
+        self.close()
+        self.close()
+
+    def _register_tile_address(self, op: ir.Copy):
+        tensor = self.kernel.tensor(op.name)
+        rows = self.facts.value(op.tile[0]) if op.tile else None
+        if rows is None:
+            raise BackendUnsupported(f"store of `{op.name}` needs a tile shape")
+        self.shared[op.name] = (rows, self.facts.value(tensor.shape[-1]), 0, 1, "", 0)
+        try:
+            return self._tile_address(op, {})
+        finally:
+            del self.shared[op.name]
