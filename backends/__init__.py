@@ -1,5 +1,14 @@
-"""Code generation for each target architecture (sm_80 Ampere, sm_75 Turing).
+"""Code generation per target architecture.
 
-Empty until the backend issues: the package exists so the layout and the installed wheel have
-their final shape.
+`backend_for(arch)` gives the Backend that lowers plans for a target: sm_80 and the newer
+targets share the Ampere lowering (their differences are limits the checker already holds).
+Turing (sm_75) has no backend yet.
 """
+from __future__ import annotations
+
+
+def backend_for(arch: str):
+    """The Backend for a target, or None where tlc cannot generate code for it yet."""
+    from tlc.backends.sm80 import Sm80
+
+    return Sm80() if arch in ("sm_80", "sm_86", "sm_89", "sm_90") else None

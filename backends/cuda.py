@@ -79,21 +79,24 @@ class CudaEmitter:
     # ---- analysis of the plan ----
 
     def _layout_shared(self) -> dict:
-        """name -> (rows, cols, stride, stages, C type, byte offset) of each shared buffer."""
+        """name -> (rows, cols, stride, stages, C type, byte offset) of each shared buffer,
+        placed as passes/estimate.py counts them (so the report's figure is the kernel's)."""
+        from tlc.passes.estimate import shared_memory
+
+        use = shared_memory(self.facts, self.backend.smem_padding)
         layout, offset = {}, 0
-        for buffer in self.kernel.buffers:
-            if buffer.level is not ir.Level.SHARED:
-                continue
-            shape = self.facts.shape(buffer)
+        buffers = {b.name: b for b in self.kernel.buffers if b.level is ir.Level.SHARED}
+        for name, size, stages in use.parts:
+            buffer, shape = buffers[name], self.facts.shape(buffers[name])
             if len(shape) != 2 or buffer.dtype not in PACK:
-                raise BackendUnsupported(f"shared buffer `{buffer.name}`: this backend takes 2-D "
+                raise BackendUnsupported(f"shared buffer `{name}`: this backend takes 2-D "
                                          "tiles of fp16 or bf16")
             rows, cols = shape
-            stride = cols + self.backend.smem_padding
-            stages = self.facts.stages(buffer.name)
-            layout[buffer.name] = (rows, cols, stride, stages, C_TYPES[buffer.dtype], offset)
-            offset += (rows * stride * buffer.dtype.bytes * stages + 15) // 16 * 16
+            layout[name] = (rows, cols, cols + self.backend.smem_padding, stages,
+                            C_TYPES[buffer.dtype], offset)
+            offset += -(-size * stages // 16) * 16
         self.shared_bytes = offset
+        assert offset == use.total
         return layout
 
     def _streamed_operands(self) -> set[str]:
@@ -136,7 +139,9 @@ class CudaEmitter:
         arguments = self._arguments()
         self.lines = [f'#include "{self.backend.header}"', "",
                       f"// {self.kernel.name}: lowered by tlc for {self.backend.arch}",
-                      f'extern "C" __global__ void __launch_bounds__({self.threads}) '
+                      # (threads, 1): one block per SM is enough, so ptxas may use all the
+                      # registers the plan was checked for rather than spill to fit two.
+                      f'extern "C" __global__ void __launch_bounds__({self.threads}, 1) '
                       f"{self.kernel.name}(" + ", ".join(self._parameter(n, k) for n, k in
                                                         arguments) + ") {"]
         self._prologue()
@@ -145,7 +150,11 @@ class CudaEmitter:
         self.lines.append("}")
         # Every loop of tlc's own has a compile-time trip count: unrolled, its fragment arrays
         # stay in registers (indexed at run time they would spill to local memory).
-        self.lines = [re.sub(r"\bfor \(int (?!p_)", '_Pragma("unroll") for (int ', line)
+        # The copy loop stays rolled: unrolled, its per-chunk addresses would be hoisted out of
+        # the key loop and held in registers for all of it.
+        self.lines = [re.sub(r"\bfor \(int (?!p_|tlc_c\b)", '_Pragma("unroll") for (int ', line)
+                      for line in self.lines]
+        self.lines = [line.replace("for (int tlc_c ", '_Pragma("unroll 1") for (int tlc_c ')
                       for line in self.lines]
         grid = tuple(self.expr(e) for e in self.kernel.grid.extents)
         return Lowered(self.kernel.name, "\n".join(self.lines) + "\n", arguments, grid,
@@ -308,10 +317,11 @@ class CudaEmitter:
         mt, _, kt = self.tiles(gemm)
         stride = self.shared[name][2]
         self.line(f"uint32_t {name}_frag[{mt}][{kt}][4];")
-        self.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {kt}; ++kk)")
-        self.line(f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc::smem_address({self._smem(name)} + "
-                  f"(tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * {stride} + kk * 16 + "
-                  "(tlc_lane / 16) * 8));")
+        self.block(f"// Copy {name} from shared to register, held whole")
+        self.line(f"const uint32_t tlc_base = tlc::smem_address({self._smem(name)}) + "
+                  f"((tlc_warp * {mt * 16} + tlc_lane % 16) * {stride} + (tlc_lane / 16) * 8) * 2;")
+        self.line(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {kt}; ++kk) "
+                  f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc_base + (i * {16 * stride} + kk * 16) * 2);")
         self.close()
 
     def emit_gemm(self, op: ir.Gemm) -> None:
@@ -324,6 +334,7 @@ class CudaEmitter:
         if not op.accumulate:
             self.line(f"for (int i = 0; i < {mt}; ++i) for (int j = 0; j < {nt}; ++j) "
                       f"for (int e = 0; e < 4; ++e) {op.out}_acc[i][j][e] = 0.f;")
+        self._operand_bases(op, mt)
         self.open(f"for (int kk = 0; kk < {kt}; ++kk)")
         self._a_fragments(op, mt)
         self._b_fragments_and_mma(op, mt, nt, a_dtype)
@@ -344,43 +355,50 @@ class CudaEmitter:
         if name in self.streamed:
             stride = self.shared[name][2]
             self.line(f"uint32_t a[{mt}][4];")
-            self.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4(a[i], tlc::smem_address("
-                      f"{self._smem(name)} + (tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * {stride}"
-                      " + kk * 16 + (tlc_lane / 16) * 8));")
+            self.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + "
+                      f"(i * {16 * stride} + kk * 16) * 2);")
             self.line("#define TLC_A(i) a[i]")
         else:  # held whole in registers, or re-viewed by a Reshape
             self.line(f"#define TLC_A(i) {name}_frag[i][kk]")
+
+    def _operand_bases(self, op: ir.Gemm, mt: int) -> None:
+        """32-bit shared addresses of this lane's first ldmatrix row, once per GEMM: the
+        k-steps and tiles then add compile-time byte offsets (cheaper than 64-bit pointers)."""
+        if op.a.name in self.streamed:
+            stride = self.shared[op.a.name][2]
+            self.line(f"const uint32_t tlc_a_base = tlc::smem_address({self._smem(op.a.name)}) + "
+                      f"((tlc_warp * {mt * 16} + tlc_lane % 16) * {stride} + (tlc_lane / 16) * 8) * 2;")
+        stride = self.shared[op.b.name][2]
+        if op.b.transposed:  # stored (N, K): rows are n, read as they are
+            lane = f"((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + ((tlc_lane / 8) % 2) * 8"
+        else:  # stored (K, N): rows are k, read transposed
+            lane = f"(((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + (tlc_lane / 16) * 8"
+        self.line(f"const uint32_t tlc_b_base = tlc::smem_address({self._smem(op.b.name)}) + "
+                  f"({lane}) * 2;")
 
     def _b_fragments_and_mma(self, op: ir.Gemm, mt: int, nt: int, dtype: ir.DType) -> None:
         name = op.b.name
         if name not in self.shared:
             raise BackendUnsupported(f"B operand `{name}` without a shared tile")
         stride = self.shared[name][2]
-        base = self._smem(name)
+        # Byte offset of n-tile j at k-step kk from this lane's first row.
+        step = f"(j * {8 * stride} + kk * 16) * 2" if op.b.transposed else \
+            f"(kk * {16 * stride} + j * 8) * 2"
+        load = "tlc::ldmatrix_x4" if op.b.transposed else "tlc::ldmatrix_x4_trans"
         self.open(f"for (int j = 0; j + 1 < {nt}; j += 2)")
         self.line("uint32_t b[4];")
-        if op.b.transposed:  # stored (N, K): rows are n, read as they are
-            self.line(f"tlc::ldmatrix_x4(b, tlc::smem_address({base} + (j * 8 + (tlc_lane / 16) * 8 "
-                      f"+ tlc_lane % 8) * {stride} + kk * 16 + ((tlc_lane / 8) % 2) * 8));")
-        else:  # stored (K, N): rows are k, read transposed
-            self.line(f"tlc::ldmatrix_x4_trans(b, tlc::smem_address({base} + (kk * 16 + "
-                      f"((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + j * 8 + (tlc_lane / 16) * 8));")
+        self.line(f"{load}(b, tlc_b_base + {step});")
         self.line("const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};")
         self.open(f"for (int i = 0; i < {mt}; ++i)")
         self.line(f"{MMA[dtype]}({op.out}_acc[i][j], TLC_A(i), tlc_b0, {op.out}_acc[i][j]);")
         self.line(f"{MMA[dtype]}({op.out}_acc[i][j + 1], TLC_A(i), tlc_b1, {op.out}_acc[i][j + 1]);")
         self.close()
         self.close()
-        if nt % 2:
+        if nt % 2:  # the odd last n-tile: two 8x8 matrices; lanes 16-31 repeat lanes 0-15
             self.block("// the odd last n-tile")
             self.line(f"const int j = {nt - 1};")
             self.line("uint32_t b[2];")
-            if op.b.transposed:
-                self.line(f"tlc::ldmatrix_x2(b, tlc::smem_address({base} + (j * 8 + tlc_lane % 8) * "
-                          f"{stride} + kk * 16 + ((tlc_lane / 8) % 2) * 8));")
-            else:
-                self.line(f"tlc::ldmatrix_x2_trans(b, tlc::smem_address({base} + (kk * 16 + "
-                          f"((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + j * 8));")
+            self.line(f"{load.replace('x4', 'x2')}(b, tlc_b_base + {step});")
             self.line(f"for (int i = 0; i < {mt}; ++i) {MMA[dtype]}({op.out}_acc[i][j], "
                       f"TLC_A(i), b, {op.out}_acc[i][j]);")
             self.close()

@@ -81,20 +81,32 @@ def _registers(facts: Facts, arch: Arch, online, ctx) -> None:
 
 
 def _param_changes(facts: Facts, fits) -> list[tuple[str, int, tuple]]:
-    """(description, saving, edits) for each tunable param halved until the plan fits."""
-    changes = []
+    """(description, saving, edits) for each tunable param halved until the plan fits; when no
+    single param does it, one stage first and then each other param halved."""
     staged = {n for op in ir.walk(facts.kernel.body) if isinstance(op, ir.Copy) and op.stages
               for n in [getattr(op.stages, "name", None)] if n}
     # Fewer stages first: it costs overlap, not the tile shape the rest of the plan relies on.
-    for name in sorted(facts.tunable_params(), key=lambda n: n not in staged):
-        value = facts.env[name]
-        candidate = value // 2
+    names = sorted(facts.tunable_params(), key=lambda n: n not in staged)
+    changes = _halvings(facts, fits, names, {})
+    single_stage = {n: 1 for n in staged if n in facts.env and facts.env[n] > 1}
+    if not changes and single_stage:
+        changes = _halvings(facts, fits, [n for n in names if n not in staged], single_stage)
+    return changes
+
+
+def _halvings(facts: Facts, fits, names, base: dict) -> list[tuple[str, int, tuple]]:
+    changes = []
+    for name in names:
+        candidate = facts.env[name] // 2
         while candidate >= 1:
-            trial = Facts(facts.kernel, {name: candidate})
+            trial = Facts(facts.kernel, base | {name: candidate})
             ok, saving = fits(trial) if mma_fits(trial) else (False, 0)
             if ok:
-                edit = Edit(facts.params[name].value_span, str(candidate))
-                changes.append((f"set {name} = {candidate}", saving, (edit,)))
+                settings = base | {name: candidate}
+                edits = tuple(Edit(facts.params[n].value_span, str(v)) for n, v in
+                              settings.items())
+                what = " and ".join(f"{n} = {v}" for n, v in settings.items())
+                changes.append((f"set {what}", saving, edits))
                 break
             candidate //= 2
     return changes

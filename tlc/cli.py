@@ -70,8 +70,56 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--arch", type=_arch, metavar="ARCH",
                      help="with --fix: the target to fix the plan for (default: its own)")
     fmt.set_defaults(run=run_fmt)
+    _compile_parser(commands)
     _generate_parser(commands)
     return parser
+
+
+def _compile_parser(commands) -> None:
+    compile_ = commands.add_parser(
+        "compile", help="lower a plan to CUDA and build it",
+        description="Check a plan, lower it for the target and write <kernel>.cu, and with nvcc "
+                    "present <kernel>.ptx and <kernel>.cubin, with <kernel>.manifest.json (the "
+                    "arguments, grid and block, shared memory, ptxas registers and spills). "
+                    "Same plan, target and tlc version: byte-identical CUDA, and a cached build.")
+    compile_.add_argument("file", metavar="FILE", help="the plan")
+    compile_.add_argument("--arch", type=_arch_one, metavar="ARCH",
+                          help="target (default: the plan's `kernel … for ARCH`)")
+    compile_.add_argument("-o", "--output", default=".", metavar="DIR",
+                          help="the folder to write into (default: .)")
+    compile_.add_argument("--emit", choices=("ir", "cuda", "ptx", "cubin"), default="cubin",
+                          help="how far to go: the IR, the CUDA source, PTX, or a cubin (default)")
+    compile_.set_defaults(run=run_compile)
+
+
+def run_compile(args) -> int:
+    from tlc.api import read_source
+    from tlc.compile import CompileError, compile_plan
+    from tlc.diagnostics import render_text
+
+    source, problems = read_source(args.file)
+    if problems:
+        for diagnostic in problems:
+            print(render_text(diagnostic, source))
+        return EXIT_DIAGNOSTICS
+    try:
+        compiled = compile_plan(source, args.arch, args.output, args.emit)
+    except CompileError as error:
+        print(f"tlc compile: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    for diagnostic in compiled.check.diagnostics:
+        print(render_text(diagnostic, source))
+    if not compiled.check.ok:
+        return EXIT_DIAGNOSTICS
+    for path in compiled.files:
+        print(f"wrote {path}")
+    ptxas = compiled.manifest.get("ptxas")
+    if ptxas:
+        print(f"ptxas: {ptxas['registers']} registers, {ptxas['spill_stores']} bytes spill "
+              f"stores, {ptxas['spill_loads']} bytes spill loads")
+    if compiled.skipped:
+        print(f"tlc compile: {compiled.skipped}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _generate_parser(commands) -> None:

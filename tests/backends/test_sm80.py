@@ -1,0 +1,87 @@
+"""The sm_80 backend on the CPU: golden CUDA per example, nvcc builds with 0 bytes of spills,
+and the checker's promise exercised: parameter choices `tlc check --arch sm_80` accepts
+build without spilling. (Running the kernels is tests/gpu.)"""
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlc.api import check
+from tlc.backends import backend_for
+from tlc.build import build, find_nvcc
+from tlc.cli import main
+from tlc.compile import compile_plan
+from tlc.source import Source
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "sm_80"
+SM80_EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*_sm80.tl"))
+needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc is not on this machine")
+
+
+def lowered(text: str, arch: str = "sm_80"):
+    result = check(text, arch=arch)
+    assert result.ok, [d.message for d in result.diagnostics]
+    return backend_for(arch).lower(result.kernel)
+
+
+@pytest.mark.parametrize("path", SM80_EXAMPLES, ids=lambda p: p.stem)
+def test_golden_cuda(path):
+    """Same plan, same tlc: byte-identical CUDA. TLC_UPDATE_GOLDEN=1 rewrites the files, to be
+    reviewed as a diff."""
+    source = lowered(path.read_text()).source
+    golden = GOLDEN / f"{path.stem}.cu"
+    if os.environ.get("TLC_UPDATE_GOLDEN"):
+        golden.write_text(source)
+    assert source == golden.read_text()
+    assert source == lowered(path.read_text()).source  # deterministic
+
+
+@needs_nvcc
+@pytest.mark.parametrize("path", SM80_EXAMPLES, ids=lambda p: p.stem)
+def test_compile_writes_cu_cubin_and_manifest_with_no_spills(path, tmp_path):
+    assert main(["compile", str(path), "--arch", "sm_80", "-o", str(tmp_path)]) == 0
+    manifest = json.loads(next(tmp_path.glob("*.manifest.json")).read_text())
+    assert {p.suffix for p in tmp_path.iterdir()} == {".cu", ".ptx", ".cubin", ".json"}
+    assert manifest["ptxas"]["spill_stores"] == manifest["ptxas"]["spill_loads"] == 0
+    assert manifest["shared_memory"] == check(path.read_text()).facts["shared_memory"].total
+    assert [a["name"] for a in manifest["arguments"]][:4] == ["Q", "K", "V", "O"]
+
+
+def test_compile_without_nvcc_writes_the_cuda_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("tlc.build.find_nvcc", lambda: None)
+    assert main(["compile", str(SM80_EXAMPLES[0]), "-o", str(tmp_path)]) == 0
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".cu", ".json"]
+    assert "nvcc was not found" in capsys.readouterr().err
+
+
+def test_compile_refuses_a_plan_with_errors(tmp_path, capsys):
+    plan = tmp_path / "bad.tl"
+    plan.write_text(SM80_EXAMPLES[0].read_text().replace("mma m16n8k16", "mma m16n8k8"))
+    assert main(["compile", str(plan), "--arch", "sm_75", "-o", str(tmp_path / "o")]) == 1
+
+
+SOUND = SM80_EXAMPLES[0].read_text()  # the GQA causal bf16 plan
+
+
+@needs_nvcc
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=st.sampled_from([32, 64, 96, 128, 256]), bm=st.sampled_from([64, 128]),
+       bn=st.sampled_from([32, 64, 128]), stages=st.integers(1, 3),
+       arch=st.sampled_from(["sm_80", "sm_90"]))
+def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, stages, arch, tmp_path_factory):
+    text = (SOUND.replace("param D = 64", f"param D = {d}")
+            .replace("param BM = 128", f"param BM = {bm}")
+            .replace("param BN = 64", f"param BN = {bn}")
+            .replace("param STAGES = 2", f"param STAGES = {stages}"))
+    result = check(text, arch=arch)
+    if not result.ok:
+        return  # rejected: the promise is about what is accepted
+    kernel = backend_for(arch).lower(result.kernel)
+    built = build(kernel.source, arch, cache_dir=tmp_path_factory.mktemp("k"))
+    report = built.function(kernel.name)
+    assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, stages, arch)
+    assert kernel.shared_memory == result.facts["shared_memory"].total

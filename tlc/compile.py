@@ -1,0 +1,100 @@
+"""`tlc compile`: a checked plan, lowered by its target's backend, written as CUDA, built by
+nvcc where there is one, with a manifest of how to launch it."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tlc.api import CheckResult, check_source
+from tlc.source import Source
+
+EMITS = ("ir", "cuda", "ptx", "cubin")
+
+
+class CompileError(Exception):
+    """The plan could not be compiled: diagnostics, no backend, or nvcc failing."""
+
+
+@dataclass
+class Compiled:
+    check: CheckResult
+    files: list[Path] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+    skipped: str | None = None  # what was not built, and why
+
+
+def compile_plan(source: Source, arch: str | None, out_dir: str | Path, emit: str = "cubin",
+                 cache_dir=None) -> Compiled:
+    """Write <kernel>.cu (and .ptx, .cubin, .manifest.json) for a plan into out_dir."""
+    from tlc.backends import backend_for
+    from tlc.backends.base import BackendUnsupported
+    from tlc.build import BuildError, build, find_nvcc, nvcc_version
+
+    result = check_source(source, arch=arch)
+    compiled = Compiled(result)
+    if not result.ok:
+        return compiled
+    target = result.arch
+    backend = backend_for(target or "")
+    if backend is None:
+        raise CompileError(f"no backend generates code for {target} yet")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = result.kernel.name
+    if emit == "ir":
+        compiled.files.append(_write(out / f"{name}.ir.txt", _ir_text(result.kernel)))
+        return compiled
+    try:
+        lowered = backend.lower(result.kernel)
+    except BackendUnsupported as error:
+        raise CompileError(f"the {target} backend cannot lower this plan yet: {error}") from None
+    compiled.files.append(_write(out / f"{name}.cu", lowered.source))
+    manifest = {"tlc": _version(), "arch": target, **lowered.manifest(),
+                "source_sha256": hashlib.sha256(lowered.source.encode()).hexdigest()}
+    if emit != "cuda":
+        nvcc = find_nvcc()
+        if nvcc is None:
+            compiled.skipped = "nvcc was not found: wrote the .cu only, no .ptx or .cubin"
+        else:
+            manifest["nvcc"] = nvcc_version(nvcc)
+            kinds = ("ptx", "cubin") if emit == "cubin" else ("ptx",)
+            for kind in kinds:
+                try:
+                    built = build(lowered.source, target, output=kind, cache_dir=cache_dir)
+                except BuildError as error:
+                    raise CompileError(f"{error}\nThis is a tlc bug: a plan that passes tlc check "
+                                       "must build. Please report it with the plan.") from None
+                compiled.files.append(_write(out / f"{name}.{kind}", built.path.read_bytes()))
+                manifest[f"{kind}_cached"] = built.cached
+                if kind == "cubin":
+                    function = built.function(name)
+                    manifest["ptxas"] = {"registers": function.registers,
+                                         "spill_stores": function.spill_stores,
+                                         "spill_loads": function.spill_loads,
+                                         "stack_frame": function.stack_frame}
+    compiled.manifest = manifest
+    compiled.files.append(_write(out / f"{name}.manifest.json",
+                                 json.dumps(manifest, indent=2) + "\n"))
+    return compiled
+
+
+def _write(path: Path, data) -> Path:
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def _version() -> str:
+    from tlc import __version__
+
+    return __version__
+
+
+def _ir_text(kernel) -> str:
+    import pprint
+
+    return pprint.pformat(kernel, width=100) + "\n"
