@@ -130,19 +130,26 @@ class LoadedKernel:
         return outputs
 
 
-def load(plan: str, arch: str | None = None, cache_dir=None) -> LoadedKernel:
+def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None) -> LoadedKernel:
     """Check a plan, lower it for its target, and build it for the GPU present: natively for
-    that GPU's arch from the same source (a cubin for sm_80 does not load on sm_90)."""
+    that GPU's arch from the same source (a cubin for sm_80 does not load on sm_90).
+    `prebuilt` is a (lowered, build result) pair made earlier, e.g. by parallel builds."""
     from tlc.api import check
-    from tlc.backends.sm80 import Sm80
+    from tlc.backends import backend_for
     from tlc.build import build
 
     result = check(plan, arch=arch)
     if not result.ok:
         raise ArgumentError("the plan does not pass tlc check:\n" + "\n".join(
             f"  line {d.span.line}: {d.code}: {d.message}" for d in result.diagnostics))
-    lowered = Sm80().lower(result.kernel)
+    backend = backend_for(result.arch or "")
+    if backend is None:
+        raise ArgumentError(f"no backend generates code for {result.arch} yet")
     present = device_arch()
-    built = build(lowered.source, present, cache_dir=cache_dir)
+    if prebuilt is not None:
+        lowered, built = prebuilt
+    else:
+        lowered = backend.lower(result.kernel)
+        built = build(lowered.source, present, cache_dir=cache_dir)
     how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
     return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)

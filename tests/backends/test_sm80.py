@@ -13,8 +13,6 @@ from tlc.api import check
 from tlc.backends import backend_for
 from tlc.build import build, find_nvcc
 from tlc.cli import main
-from tlc.compile import compile_plan
-from tlc.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "sm_80"

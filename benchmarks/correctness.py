@@ -1,0 +1,116 @@
+"""The GPU correctness matrix of the Ampere backend, on the GPU present.
+
+For every case: a plan from benchmarks/plans.py (checked by tlc), built for the GPU present,
+run on fresh normal inputs with the output poisoned (NaN), compared with the float64
+reference by the peers' tolerance rule (tlc.reference.compare). Full results go to
+$OUT/correctness.json (or --json PATH); a short table is printed last.
+
+    python3 benchmarks/correctness.py [--quick] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plans import plan  # noqa: E402
+
+from tlc.reference import Variant, attention, attention_low, compare, to_dtype  # noqa: E402
+
+HEADS = {"MHA": (2, 2, 1), "GQA 4:1": (8, 2, 4), "MQA": (4, 1, 4)}  # H, Hkv, GROUP
+SEQS = [(1, 1), (113, 203), (203, 113), (1041, 1041), (1, 1041)]
+
+
+def device_inputs(rounded, dtype):
+    if dtype == "fp16":
+        return [r.astype(np.float16) for r in rounded]
+    return [(r.view(np.uint32) >> 16).astype(np.uint16) for r in rounded]
+
+
+def as_float(out, dtype):
+    if dtype == "fp16":
+        return out.astype(np.float64)
+    return (out.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def run_case(kernel, dtype, d, causal, heads, seq, batch, seed):
+    h, hkv, _ = HEADS[heads]
+    nq, nk = seq
+    rng = np.random.default_rng(seed)
+    rounded = [to_dtype(rng.standard_normal((batch, n_heads, n, d)), dtype)
+               for n_heads, n in ((h, nq), (hkv, nk), (hkv, nk))]
+    q, k, v = rounded
+    qd, kd, vd = device_inputs(rounded, dtype)
+    out = kernel(Q=qd, K=kd, V=vd, scale=1 / np.sqrt(d))["O"]
+    variant = Variant(causal=causal)
+    ref = attention(q, k, v, variant)
+    low = attention_low(q, k, v, dtype, variant)
+    return compare(as_float(out, dtype), ref, low, dtype, q_len=nq, k_len=nk, variant=variant)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few small cases (sanitizers)")
+    parser.add_argument("--json", default=os.path.join(os.environ.get("OUT", "."),
+                                                       "correctness.json"))
+    args = parser.parse_args()
+    from tlc.runtime import device_arch, device_name, load
+
+    arch = device_arch()  # in this thread: the CUDA context belongs to it
+
+    dtypes, dims, seqs = ["fp16", "bf16"], [32, 64, 96, 128, 256], SEQS
+    if args.quick:
+        dims, seqs = [64, 128], [(113, 203), (1, 65)]
+    plans = {(dt, d, c, g): plan(dt, d, c, g) for dt, d, c, g in
+             itertools.product(dtypes, dims, [False, True], [1, 4])}
+    started = time.time()
+    with ThreadPoolExecutor(8) as pool:  # nvcc runs in parallel; loading needs the context
+        built = dict(zip(plans, pool.map(lambda key: _build(plans[key], arch), plans)))
+    kernels = {key: load(plans[key], prebuilt=built[key]) for key in plans}
+    print(f"built {len(kernels)} kernels in {time.time() - started:.0f} s on {device_name()}",
+          flush=True)
+    rows, seed = [], 0
+    for dt, d, causal, heads, seq in itertools.product(dtypes, dims, [False, True], HEADS,
+                                                       seqs):
+        seed += 1
+        batch = 1 + seed % 3 if seq[0] * seq[1] < 1041 * 1041 else 1
+        kernel = kernels[(dt, d, causal, HEADS[heads][2])]
+        verdict = run_case(kernel, dt, d, causal, heads, seq, batch, seed)
+        rows.append({"dtype": dt, "head_dim": d, "causal": causal, "heads": heads,
+                     "nq": seq[0], "nk": seq[1], "batch": batch, **verdict.to_json()})
+        if not verdict.ok:
+            print("FAILED", rows[-1], flush=True)
+    with open(args.json, "w") as handle:
+        json.dump({"device": device_name(), "how": kernels[next(iter(kernels))].how,
+                   "cases": rows}, handle, indent=1)
+    failed = [r for r in rows if not r["ok"]]
+    print(f"{'dtype':5} {'D':>4} {'causal':>6} {'heads':>8}  cases  passed  worst max/bound")
+    for (dt, d, causal, heads), group in itertools.groupby(
+            rows, key=lambda r: (r["dtype"], r["head_dim"], r["causal"], r["heads"])):
+        group = list(group)
+        worst = max(r["max_error"] / r["max_bound"] for r in group)
+        print(f"{dt:5} {d:>4} {str(causal):>6} {heads:>8}  {len(group):>5}  "
+              f"{sum(r['ok'] for r in group):>6}  {worst:.2f}")
+    print(f"correctness: {len(rows) - len(failed)}/{len(rows)} cases passed on {device_name()}")
+    return 1 if failed else 0
+
+
+def _build(text, arch):
+    from tlc.api import check
+    from tlc.backends import backend_for
+    from tlc.build import build
+
+    result = check(text)
+    lowered = backend_for(result.arch).lower(result.kernel)
+    return lowered, build(lowered.source, arch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
