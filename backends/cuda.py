@@ -48,6 +48,7 @@ class CudaEmitter:
         self.lines.append("    " * self.depth + text if text else "")
 
     def open(self, text: str) -> None:
+        assert "//" not in text, "a comment would swallow the brace: use block()"
         self.line(text + " {")
         self.depth += 1
 
@@ -443,16 +444,25 @@ class CudaEmitter:
 
     def emit_mask(self, op: ir.Mask) -> None:
         q0, nq, k0, nk = self._score_origin(op.target)
-        tests = []
+        mt, nt, _ = self.tiles(self.gemm_of[op.target])
+        rows, keys = self.warps * mt * 16, nt * 8
+        tests, needed = [], []
         diagonal = f"(({q0}) + tlc_row + {nk} - {nq})"
+        # The whole tile's extremes decide whether any element of it is hidden: a tile left of
+        # every row's diagonal (and inside every window) skips the per-element work.
+        first, last = f"(({q0}) + {nk} - {nq})", f"(({q0}) + {rows - 1} + {nk} - {nq})"
         if op.causal:
             tests.append(f"tlc_key > {diagonal}")
+            needed.append(f"({k0}) + {keys - 1} > {first}")
         if op.window is not None:
             left, right = (self.expr(w) for w in op.window)
             tests += [f"tlc_key < {diagonal} - ({left})", f"tlc_key > {diagonal} + ({right})"]
-        self.line(f"// Compute Mask {op.target}")
+            needed += [f"({k0}) < {last} - ({left})", f"({k0}) + {keys - 1} > {first} + ({right})"]
+        self.line(f"// Compute Mask {op.target}, on the tiles that cross a boundary")
+        self.open(f"if ({' || '.join(needed)})")
         self._each_score(op.target, f"const int tlc_key = ({k0}) + tlc_col; "
                                     f"if ({' || '.join(tests)}) x = -INFINITY;")
+        self.close()
 
     def emit_softmax(self, op: ir.Softmax) -> None:
         name = op.target
@@ -460,7 +470,11 @@ class CudaEmitter:
         mt, nt, _ = self.tiles(self.gemm_of[name])
         _, _, k0, nk = self._score_origin(name)
         self.block(f"// Compute Softmax {name}: online, rescaling {out}")
+        keys = nt * 8
+        self.line("// the last key tile: hide the keys past the end")
+        self.open(f"if (({k0}) + {keys} > {nk})")
         self._each_score(name, f"if (({k0}) + tlc_col >= {nk}) x = -INFINITY; (void)tlc_row;")
+        self.close()
         out_nt = self.tiles(self.gemm_of[out])[1] if out in self.gemm_of else 0
         self.open(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h)")
         self.line("float tlc_top = -INFINITY;")

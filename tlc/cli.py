@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --fix: the target to fix the plan for (default: its own)")
     fmt.set_defaults(run=run_fmt)
     _compile_parser(commands)
+    run = commands.add_parser(
+        "run", help="run a plan on the GPU: error against the reference, and TFLOP/s",
+        description="Build a plan for the GPU present, run it on random normal inputs, compare "
+                    "two (batch, head) slices with the float64 reference (the peers' tolerance "
+                    "rule), and time it with CUDA events (median of --iters launches).")
+    run.add_argument("file", metavar="FILE", help="the plan")
+    run.add_argument("--shape", required=True, metavar="SIZES",
+                     help="the runtime sizes, e.g. B=2,H=16,N=4096 (N sets Nq and Nk)")
+    run.add_argument("--arch", type=_arch_one, metavar="ARCH",
+                     help="the plan's target (default: its `for ARCH`)")
+    run.add_argument("--iters", type=_positive, default=20, help="timed launches (default 20)")
+    run.set_defaults(run=run_run)
     _generate_parser(commands)
     return parser
 
@@ -90,6 +102,52 @@ def _compile_parser(commands) -> None:
     compile_.add_argument("--emit", choices=("ir", "cuda", "ptx", "cubin"), default="cubin",
                           help="how far to go: the IR, the CUDA source, PTX, or a cubin (default)")
     compile_.set_defaults(run=run_compile)
+
+
+def run_run(args) -> int:
+    from tlc.api import read_source
+    from tlc.runtime import ArgumentError, GpuUnavailable, load, run_random
+
+    source, problems = read_source(args.file)
+    if problems:
+        print(problems[0].message, file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    try:
+        shape = {}
+        for item in args.shape.split(","):
+            name, _, value = item.partition("=")
+            shape[name.strip()] = int(value)
+    except ValueError:
+        print(f"tlc run: --shape takes NAME=INT,... not {args.shape!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if "N" in shape:
+        shape.setdefault("Nq", shape["N"])
+        shape.setdefault("Nk", shape["N"])
+    try:
+        kernel = load(source.text, arch=args.arch)
+        missing = [d for d in _size_names(kernel.kernel) if d not in shape]
+        if missing:
+            print(f"tlc run: --shape lacks {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
+        verdict, milliseconds, tflops = run_random(kernel, shape, args.iters)
+    except GpuUnavailable as error:
+        print(f"tlc run: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArgumentError as error:
+        print(f"tlc run: {error}", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    print(f"{kernel.how}")
+    print(f"error: max {verdict.max_error:.3g} (bound {verdict.max_bound:.3g}), mean "
+          f"{verdict.mean_error:.3g}: {'ok' if verdict.ok else 'FAILED ' + '; '.join(verdict.problems)}")
+    print(f"time: {milliseconds:.3f} ms, {tflops:.1f} TFLOP/s")
+    return EXIT_OK if verdict.ok else EXIT_DIAGNOSTICS
+
+
+def _size_names(kernel) -> list[str]:
+    from tlc import ir
+
+    return list(dict.fromkeys(d.name for t in kernel.tensors for d in t.shape
+                              if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE))
 
 
 def run_compile(args) -> int:

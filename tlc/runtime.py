@@ -95,39 +95,116 @@ class LoadedKernel:
                                             f"has {expected}")
         return sizes
 
+    def _shape(self, tensor, sizes) -> tuple[int, ...]:
+        from tlc import ir
+
+        params = {p.name: p.value for p in self.kernel.params}
+        return tuple(sizes[d.name] if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE
+                     else ir.evaluate(d, params) for d in tensor.shape)
+
     def __call__(self, **arrays):
+        """Run on NumPy arrays, PyCUDA GPUArrays or PyTorch CUDA tensors (every tensor argument
+        of one kind); returns the outputs in that kind, each poisoned with NaN before the
+        launch so that an element the kernel does not write shows."""
         import numpy as np
 
         from tlc import ir
 
-        cuda = driver()
+        driver()
+        _keep_alive.clear()
         sizes = self.sizes(arrays)
-        arguments, outputs = [], {}
-        for name, kind in self.lowered.arguments:
-            if kind == "size":
+        kind = _kind(next(arrays[t.name] for t in self.kernel.tensors if t.shape and
+                          t.role == "input"))
+        arguments, outputs, copies = [], {}, []
+        for name, what in self.lowered.arguments:
+            if what == "size":
                 arguments.append(np.int32(sizes[name]))
-            elif kind.startswith("scalar"):
+            elif what.startswith("scalar"):
                 arguments.append(np.float32(arrays[name]))
             else:
                 tensor = self.kernel.tensor(name)
+                dtype = what.split(":")[1]
                 if tensor.role == "output":
-                    shape = tuple(sizes.get(d.name, None) if isinstance(d, ir.Sym) and
-                                  d.kind is ir.SymKind.SIZE else ir.evaluate(d, {
-                                      p.name: p.value for p in self.kernel.params})
-                                  for d in tensor.shape)
-                    host = np.full(shape, np.nan, dtype=np.float16) if kind.endswith("fp16") \
-                        else np.full(shape, 0x7FC0, dtype=np.uint16)  # poisoned: NaN
-                    outputs[name] = host
-                    arguments.append(cuda.InOut(host))
+                    pointer, handle = _poisoned(kind, self._shape(tensor, sizes), dtype)
+                    outputs[name] = handle
+                    arguments.append(pointer)
+                    if kind == "numpy":
+                        copies.append((name, handle))
                 else:
-                    array = np.ascontiguousarray(arrays[name])
-                    arguments.append(cuda.In(array))
+                    arguments.append(_pointer(kind, arrays[name], name, dtype))
         env = {p.name: p.value for p in self.kernel.params} | sizes
         grid = tuple(int(ir.evaluate(e, env)) for e in self.kernel.grid.extents)
-        grid = grid + (1,) * (3 - len(grid))
+        self.launch_args = (arguments, grid + (1,) * (3 - len(grid)))
+        self.launch()
+        for name, handle in copies:
+            outputs[name] = handle.get()
+        return outputs
+
+    def launch(self) -> None:
+        """Launch again with the arguments of the last call (for timing)."""
+        arguments, grid = self.launch_args
         self.function(*arguments, block=(self.lowered.threads, 1, 1), grid=grid,
                       shared=self.lowered.shared_memory)
-        return outputs
+
+
+_NUMPY_DTYPES = {"fp16": "float16", "bf16": "uint16", "fp32": "float32"}
+_TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+_NAN_BITS = {"fp16": 0x7E00, "bf16": 0x7FC0}
+
+
+def _kind(array) -> str:
+    if hasattr(array, "gpudata"):
+        return "gpuarray"
+    if hasattr(array, "data_ptr") and hasattr(array, "is_cuda"):
+        return "torch"
+    return "numpy"
+
+
+def _pointer(kind: str, array, name: str, dtype: str):
+    import numpy as np
+
+    if _kind(array) != kind:
+        raise ArgumentError(f"{name}: pass every tensor as the same kind of array")
+    if kind == "torch":
+        import torch
+
+        if not array.is_cuda or array.dtype != getattr(torch, _TORCH_DTYPES[dtype]):
+            raise ArgumentError(f"{name}: expected a CUDA tensor of torch.{_TORCH_DTYPES[dtype]}")
+        if not array.is_contiguous():
+            raise ArgumentError(f"{name}: expected a contiguous tensor")
+        return np.uintp(array.data_ptr())
+    if array.dtype != np.dtype(_NUMPY_DTYPES[dtype]):
+        raise ArgumentError(f"{name}: expected {_NUMPY_DTYPES[dtype]} ({dtype}), got "
+                            f"{array.dtype}")
+    if kind == "gpuarray":
+        if not array.flags.c_contiguous:
+            raise ArgumentError(f"{name}: expected a contiguous array")
+        return array.gpudata
+    from pycuda import gpuarray
+
+    device = gpuarray.to_gpu(np.ascontiguousarray(array))
+    _keep_alive.append(device)
+    return device.gpudata
+
+
+_keep_alive: list = []  # device copies of NumPy inputs, alive until the next call
+
+
+def _poisoned(kind: str, shape, dtype: str):
+    """(launch argument, handle) for an output filled with NaN."""
+    import numpy as np
+
+    if kind == "torch":
+        import torch
+
+        out = torch.full(shape, float("nan"), dtype=getattr(torch, _TORCH_DTYPES[dtype]),
+                         device="cuda")
+        return np.uintp(out.data_ptr()), out
+    from pycuda import gpuarray
+
+    host = np.full(shape, _NAN_BITS[dtype], dtype=np.uint16).view(_NUMPY_DTYPES[dtype])
+    out = gpuarray.to_gpu(host)
+    return out.gpudata, out
 
 
 def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None) -> LoadedKernel:
@@ -153,3 +230,75 @@ def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None) -> L
         built = build(lowered.source, present, cache_dir=cache_dir)
     how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
     return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)
+
+
+def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, seed: int = 0):
+    """Run a loaded plan on fresh normal inputs of the given sizes: returns (the verdict of
+    two (batch, head) slices against the float64 reference, milliseconds per launch, TFLOP/s).
+    """
+    import numpy as np
+
+    from tlc import ir
+    from tlc.reference import Variant, attention, attention_low, compare, to_dtype
+
+    rng = np.random.default_rng(seed)
+    params = {p.name: p.value for p in kernel.kernel.params}
+    arrays, rounded = {}, {}
+    for tensor in kernel.kernel.tensors:
+        if tensor.role != "input":
+            continue
+        if not tensor.shape:
+            last = [t for t in kernel.kernel.tensors if t.shape][0].shape[-1]
+            arrays[tensor.name] = 1.0 / np.sqrt(ir.evaluate(last, params))  # softmax scale
+            continue
+        dims = tuple(shape[d.name] if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE
+                     else ir.evaluate(d, params) for d in tensor.shape)
+        dtype = tensor.dtype.value
+        values = to_dtype(rng.standard_normal(dims, dtype=np.float32), dtype)
+        rounded[tensor.name] = values
+        arrays[tensor.name] = values.astype(np.float16) if dtype == "fp16" else \
+            (values.view(np.uint32) >> 16).astype(np.uint16)
+    q_name, k_name, v_name = [t.name for t in kernel.kernel.tensors
+                              if t.role == "input" and t.shape][:3]
+    out_name = next(t.name for t in kernel.kernel.tensors if t.role == "output")
+    dtype = kernel.kernel.tensor(q_name).dtype.value
+    out = kernel(**arrays)[out_name]
+    out = out.astype(np.float64) if out.dtype == np.float16 else \
+        (out.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    causal = any(isinstance(op, ir.Mask) and op.causal for op in ir.walk(kernel.kernel.body))
+    variant = Variant(causal=causal)
+    q, k, v = rounded[q_name], rounded[k_name], rounded[v_name]
+    group = q.shape[1] // k.shape[1]
+    picks = {(0, 0), (q.shape[0] - 1, q.shape[1] - 1)}
+    slices = [(b, h) for b, h in sorted(picks)]
+    ref = np.stack([attention(q[b, h][None, None], k[b, h // group][None, None],
+                              v[b, h // group][None, None], variant)[0, 0] for b, h in slices])
+    low = np.stack([attention_low(q[b, h][None, None], k[b, h // group][None, None],
+                                  v[b, h // group][None, None], dtype, variant)[0, 0]
+                    for b, h in slices])
+    got = np.stack([out[b, h] for b, h in slices])
+    verdict = compare(got, ref, low, dtype, q_len=q.shape[2], k_len=k.shape[2],
+                      variant=variant)
+    milliseconds = time_launches(kernel, iters)
+    flops = 4.0 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
+    if causal:
+        flops /= 2
+    return verdict, milliseconds, flops / milliseconds / 1e9
+
+
+def time_launches(kernel: LoadedKernel, iters: int) -> float:
+    """Median milliseconds of `iters` launches after 3 warm-up launches, by CUDA events."""
+    import statistics
+
+    cuda = driver()
+    for _ in range(3):
+        kernel.launch()
+    times = []
+    for _ in range(iters):
+        start, end = cuda.Event(), cuda.Event()
+        start.record()
+        kernel.launch()
+        end.record()
+        end.synchronize()
+        times.append(start.time_till(end))
+    return statistics.median(times)

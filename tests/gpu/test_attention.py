@@ -66,3 +66,41 @@ def test_gqa_causal_bf16_d64(gqa, b, hkv, nq, nk):
     verdict = compare(as_float(out, "bf16"), ref, low, "bf16", q_len=nq, k_len=nk,
                       variant=variant)
     assert verdict.ok, verdict.problems
+
+
+def test_torch_tensors_and_gpu_arrays(mha):
+    torch = pytest.importorskip("torch")
+    from pycuda import gpuarray
+
+    rng = np.random.default_rng(11)
+    (q, k, v), (qd, kd, vd) = inputs(rng, 1, 2, 2, 70, 90, 128, "fp16")
+    expected = mha(Q=qd, K=kd, V=vd, scale=0.1)["O"]
+    on_gpu = mha(Q=gpuarray.to_gpu(qd), K=gpuarray.to_gpu(kd), V=gpuarray.to_gpu(vd),
+                 scale=0.1)["O"]
+    np.testing.assert_array_equal(on_gpu.get(), expected)
+    tensors = {n: torch.from_numpy(a).cuda() for n, a in zip("QKV", (qd, kd, vd))}
+    out = mha(**tensors, scale=0.1)["O"]
+    assert out.is_cuda and out.dtype == torch.float16
+    np.testing.assert_array_equal(out.cpu().numpy(), expected)
+
+
+def test_argument_mismatches_are_named(mha):
+    from tlc.runtime import ArgumentError
+
+    rng = np.random.default_rng(12)
+    _, (qd, kd, vd) = inputs(rng, 1, 2, 2, 16, 16, 128, "fp16")
+    with pytest.raises(ArgumentError, match="K: .*dimension of 64"):
+        mha(Q=qd, K=kd[..., :64], V=vd, scale=0.1)
+    with pytest.raises(ArgumentError, match="V: expected float16"):
+        mha(Q=qd, K=kd, V=vd.astype(np.float32), scale=0.1)
+    with pytest.raises(ArgumentError, match="V: missing"):
+        mha(Q=qd, K=kd, scale=0.1)
+
+
+def test_tlc_run(gpu, capsys):
+    from tlc.cli import main
+
+    assert main(["run", str(EXAMPLES / "gqa_causal_fwd_bf16_d64_sm80.tl"), "--shape",
+                 "B=2,H=8,Hkv=2,N=1000", "--iters", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "built natively for sm_" in out and ": ok" in out and "TFLOP/s" in out

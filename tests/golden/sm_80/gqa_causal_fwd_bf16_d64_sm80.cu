@@ -125,20 +125,25 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_fwd_bf16_d64(con
             const int tlc_col = j * 8 + tlc_pair + (e % 2);
             x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
         }
-        // Compute Mask S
-        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-            float& x = S_acc[i][j][e];
-            const int tlc_row = tlc_warp * 32 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = j * 8 + tlc_pair + (e % 2);
-            const int tlc_key = ((p_n) * 64) + tlc_col; if (tlc_key > (((p_m) * 128) + tlc_row + p_Nk - p_Nq)) x = -INFINITY;
-        }
-        // Compute Softmax S: online, rescaling O
-        {
+        // Compute Mask S, on the tiles that cross a boundary
+        if (((p_n) * 64) + 63 > (((p_m) * 128) + p_Nk - p_Nq)) {
             _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
                 float& x = S_acc[i][j][e];
                 const int tlc_row = tlc_warp * 32 + i * 16 + tlc_group + (e / 2) * 8;
                 const int tlc_col = j * 8 + tlc_pair + (e % 2);
-                if (((p_n) * 64) + tlc_col >= p_Nk) x = -INFINITY; (void)tlc_row;
+                const int tlc_key = ((p_n) * 64) + tlc_col; if (tlc_key > (((p_m) * 128) + tlc_row + p_Nk - p_Nq)) x = -INFINITY;
+            }
+        }
+        // Compute Softmax S: online, rescaling O
+        {
+            // the last key tile: hide the keys past the end
+            if (((p_n) * 64) + 64 > p_Nk) {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                    float& x = S_acc[i][j][e];
+                    const int tlc_row = tlc_warp * 32 + i * 16 + tlc_group + (e / 2) * 8;
+                    const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                    if (((p_n) * 64) + tlc_col >= p_Nk) x = -INFINITY; (void)tlc_row;
+                }
             }
             _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
                 float tlc_top = -INFINITY;

@@ -124,11 +124,14 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __h
         }
         // Compute Softmax S: online, rescaling O
         {
-            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-                float& x = S_acc[i][j][e];
-                const int tlc_row = tlc_warp * 32 + i * 16 + tlc_group + (e / 2) * 8;
-                const int tlc_col = j * 8 + tlc_pair + (e % 2);
-                if (((p_n) * 32) + tlc_col >= p_Nk) x = -INFINITY; (void)tlc_row;
+            // the last key tile: hide the keys past the end
+            if (((p_n) * 32) + 32 > p_Nk) {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                    float& x = S_acc[i][j][e];
+                    const int tlc_row = tlc_warp * 32 + i * 16 + tlc_group + (e / 2) * 8;
+                    const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                    if (((p_n) * 32) + tlc_col >= p_Nk) x = -INFINITY; (void)tlc_row;
+                }
             }
             _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
                 float tlc_top = -INFINITY;
