@@ -22,7 +22,10 @@ def driver():
             cuda.init()
             if cuda.Device.count() == 0:
                 raise GpuUnavailable("the CUDA driver sees no GPU")
-            _context = cuda.Device(0).make_context()
+            # The device's primary context: the one PyTorch uses, so that kernels loaded here
+            # can run on tensors PyTorch allocated.
+            _context = cuda.Device(0).retain_primary_context()
+            _context.push()
             import atexit
 
             atexit.register(_context.pop)
