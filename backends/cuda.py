@@ -261,6 +261,10 @@ class CudaEmitter:
                 self._hold_operand(op.name)
         elif op.src is ir.Level.REGISTER and op.dst is ir.Level.GLOBAL:
             self._store(op)
+        elif op.src is ir.Level.REGISTER and op.dst is ir.Level.SHARED:
+            self._stage(op)
+        elif op.src is ir.Level.SHARED and op.dst is ir.Level.GLOBAL:
+            self._store_rows(op)
         else:
             raise BackendUnsupported(f"Copy from {op.src.value} to {op.dst.value}")
 
@@ -515,18 +519,27 @@ class CudaEmitter:
         self.close()
 
     def _store(self, op: ir.Copy) -> None:
+        """Accumulator fragments straight into global memory (4 bytes a thread; a plan that
+        stages the tile through shared memory gets coalesced 16-byte stores instead)."""
         tensor = self.kernel.tensor(op.name)
         if op.name not in self.gemm_of or tensor.dtype not in PACK:
             raise BackendUnsupported(f"store of `{op.name}`: an accumulator into fp16 or bf16")
         mt, nt, _ = self.tiles(self.gemm_of[op.name])
-        scores = next((s for s, o in self.online.items() if o == op.name), None)
-        offset, first_row, limit, length = self._tile_address(op, {}) if op.name in self.shared \
-            else self._register_tile_address(op)
-        ctype = C_TYPES[tensor.dtype]
-        self.block(f"// Copy {op.name} from register to global" +
-                  (f", divided by the tlc_row sums of {scores}" if scores else ""))
-        self.line(f"{ctype}* tlc_dst = {op.name}_g + {offset};")
+        offset, first_row, limit, length = self._register_tile_address(op)
+        self.block(f"// Copy {op.name} from register to global")
+        self.line(f"{C_TYPES[tensor.dtype]}* tlc_dst = {op.name}_g + {offset};")
         self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        self._normalised_rows(op, mt, f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {nt}; "
+                              f"++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * "
+                              f"{length} + j * 8 + tlc_pair) = {PACK[tensor.dtype]}("
+                              f"{op.name}_acc[i][j][2 * h] * tlc_inverse, "
+                              f"{op.name}_acc[i][j][2 * h + 1] * tlc_inverse);")
+        self.close()
+
+    def _normalised_rows(self, op: ir.Copy, mt: int, write: str) -> None:
+        """For each accumulator row this thread holds: the online softmax's division by the
+        row sum (when `op.name` is its output), then `write` for each n-tile."""
+        scores = next((s for s, o in self.online.items() if o == op.name), None)
         self.open(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h)")
         self.line(f"const int tlc_row = tlc_warp * {mt * 16} + i * 16 + tlc_group + h * 8;")
         if scores:
@@ -534,15 +547,40 @@ class CudaEmitter:
             self.line("const float tlc_inverse = tlc_total > 0.f ? 1.f / tlc_total : 0.f;")
         else:
             self.line("const float tlc_inverse = 1.f;")
-        self.open("if (tlc_row < tlc_rows_left)")
-        self.open(f"for (int j = 0; j < {nt}; ++j)")
-        pack = PACK[tensor.dtype]
-        self.line(f"const uint32_t v = {pack}({op.name}_acc[i][j][2 * h] * tlc_inverse, "
-                  f"{op.name}_acc[i][j][2 * h + 1] * tlc_inverse);")
-        self.line(f"*reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * {length} + j * 8 + tlc_pair)"
-                  " = v;")
+        self.line(write)
         self.close()
+
+    def _stage(self, op: ir.Copy) -> None:
+        """Accumulator fragments into a shared tile (converting), for a coalesced store."""
+        buffer = next(b for b in self.kernel.buffers if b.name == op.name and
+                      b.level is ir.Level.SHARED)
+        if op.name not in self.gemm_of or buffer.dtype not in PACK:
+            raise BackendUnsupported(f"Copy {op.name} from register to shared: an accumulator "
+                                     "into an fp16 or bf16 tile")
+        mt, nt, _ = self.tiles(self.gemm_of[op.name])
+        stride = self.shared[op.name][2]
+        pack = PACK[buffer.dtype]
+        self.block(f"// Copy {op.name} from register to shared")
+        self._normalised_rows(op, mt, f"for (int j = 0; j < {nt}; ++j) *reinterpret_cast<"
+                              f"uint32_t*>({op.name}_s + tlc_row * {stride} + j * 8 + tlc_pair) = "
+                              f"{pack}({op.name}_acc[i][j][2 * h] * tlc_inverse, "
+                              f"{op.name}_acc[i][j][2 * h + 1] * tlc_inverse);")
         self.close()
+        self.line("__syncthreads();")
+
+    def _store_rows(self, op: ir.Copy) -> None:
+        """A shared tile into global memory, 16 bytes a thread along each row: coalesced."""
+        rows, cols, stride, _, ctype, _ = self.shared[op.name]
+        offset, first_row, limit, length = self._tile_address(op, {})
+        self.block(f"// Copy {op.name} ({rows} x {cols}) from shared to global")
+        self.line(f"{ctype}* tlc_dst = {op.name}_g + {offset};")
+        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; "
+                  f"tlc_c += {self.threads})")
+        self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
+        self.line("if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + "
+                  f"(long long)tlc_r * {length} + tlc_col) = *reinterpret_cast<const int4*>("
+                  f"{op.name}_s + tlc_r * {stride} + tlc_col);")
         self.close()
         self.close()
 

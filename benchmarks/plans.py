@@ -27,7 +27,7 @@ Allocate K in register (BN, D)
 Allocate V in register (BN, D)
 Allocate S in register (BM, BN)
 Allocate O in register (BM, D)
-
+{staging}
 Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared with vector 8
 for n = 0: {stop}
   Copy K (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] from global to shared with vector 8, stages STAGES
@@ -41,24 +41,32 @@ for n = 0: {stop}
   Copy V from shared to register
   Compute GEMM S, V and accumulate O with warps (WARPS, 1), mma m16n8k16
 end
-Copy O (BM, D) in coordinate [B = b, H = h, Nq = m] from register to global
-"""
+{store}"""
 
 # Tiles per head dim, largest first; the first that `tlc check` accepts is used.
 TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2)]
 
 
+STAGED = ("Allocate O in shared (BM, D)\n",
+          "Copy O from register to shared\n"
+          "Copy O (BM, D) in coordinate [B = b, H = h, Nq = m] from shared to global "
+          "with vector 8\n")
+DIRECT = ("", "Copy O (BM, D) in coordinate [B = b, H = h, Nq = m] from register to global\n")
+
+
 def plan(dtype: str, d: int, causal: bool, group: int, arch: str = "sm_80",
-         stages: int = 2) -> str:
-    """The first tiling of the template that passes `tlc check` for arch."""
+         stages: int = 2, staged: bool = True) -> str:
+    """The first tiling of the template that passes `tlc check` for arch; O leaves registers
+    through a shared tile (coalesced) or, with staged=False, straight to global memory."""
     from tlc.api import check
 
+    staging, store = STAGED if staged else DIRECT
     stop = "cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)" if causal else "cdiv(Nk, BN)"
     mask = "  Compute Mask S with causal\n" if causal else ""
     for bm, bn, warps in TILES:
         text = TEMPLATE.format(dtype=dtype, d=d, suffix="_causal" if causal else "",
                                arch=arch, group=group, bm=bm, bn=bn, warps=warps, stop=stop,
-                               mask=mask, stages=stages)
+                               mask=mask, stages=stages, staging=staging, store=store)
         if check(text, arch=arch).ok:
             return text
     raise ValueError(f"no tiling of the template fits {dtype} D={d} on {arch}")

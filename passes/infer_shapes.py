@@ -118,7 +118,8 @@ class _Shapes:
             self.report("shape-mismatch", f"`{op.name}` is {shape_text(src.shape)} in "
                         f"{op.src.value} and {shape_text(dst.shape)} in {op.dst.value}", op.span,
                         help="allocate both with the same shape")
-        if src.dtype and dst.dtype and src.dtype is not dst.dtype:
+        if src.dtype and dst.dtype and src.dtype is not dst.dtype and \
+                op.src is not ir.Level.REGISTER:  # a store out of registers converts
             self.report("dtype-mismatch", f"`{op.name}` is {src.dtype.value} in {op.src.value} "
                         f"and {dst.dtype.value} in {op.dst.value}; a Copy between them does not "
                         "convert", op.span, help=f"allocate both as {src.dtype.value}, or "

@@ -168,17 +168,18 @@ class _Resolver(Scope):
                         f"{level.value}", stmt.name.span,
                         help="allocate each buffer once, before the loop that uses it")
             return None
-        buffer = ir.Buffer(stmt.name.text, level, shape, self._buffer_dtype(stmt, clauses),
-                           clauses.get("offset"), stmt.span)
+        dtype = self._buffer_dtype(stmt, clauses, level)
+        buffer = ir.Buffer(stmt.name.text, level, shape, dtype, clauses.get("offset"), stmt.span)
         self.buffers[key] = buffer
         return ir.Allocate(buffer, stmt.span)
 
-    def _buffer_dtype(self, stmt: ast.Allocate, clauses) -> ir.DType | None:
-        """Explicit `with dtype`, else fp32 for a GEMM result (an accumulator), else the dtype
-        of the global tensor of the same name."""
+    def _buffer_dtype(self, stmt: ast.Allocate, clauses, level: ir.Level) -> ir.DType | None:
+        """Explicit `with dtype`, else fp32 for a GEMM result in registers (an accumulator),
+        else the dtype of the global tensor of the same name (a staging tile in shared memory
+        holds what is stored)."""
         if "dtype" in clauses:
             return clauses["dtype"]
-        if stmt.name.text in self.gemm_results:
+        if stmt.name.text in self.gemm_results and level is ir.Level.REGISTER:
             return ir.DType.FP32
         tensor = self.tensors.get(stmt.name.text)
         return tensor.dtype if tensor else None

@@ -184,14 +184,14 @@ def test_portability_json(tlc_cli):
     targets = {t["arch"]: t for t in data["files"][0]["targets"]}
     assert data["schema"] == "tlc-portability/1"
     assert targets["sm_80"]["ok"] and not targets["sm_75"]["ok"]
-    assert targets["sm_80"]["resources"]["shared_memory"]["bytes"] == 69632
+    assert targets["sm_80"]["resources"]["shared_memory"]["bytes"] == 104448
     assert any(d["fixes"] for d in targets["sm_75"]["diagnostics"])
 
 
 def test_report(tlc_cli):
     result = tlc_cli("check", "--report", str(EXAMPLES[1]))
     assert result.code == 0
-    assert "shared memory   69632 B of 166912 B" in result.out
+    assert "shared memory   104448 B of 166912 B" in result.out
     assert "registers       ~" in result.out and "online softmax  S" in result.out
     data = json.loads(tlc_cli("check", "--report", "--json", str(EXAMPLES[1])).out)
     resources = data["files"][0]["resources"]

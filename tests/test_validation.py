@@ -34,9 +34,9 @@ def test_sm80_plans_rejected_on_sm75_come_with_changes_that_pass(name):
 
 def test_shared_memory_is_every_shared_buffer_times_its_stages():
     facts = check(EXAMPLE["mha_fwd_fp16_d128_sm80"]).facts
-    # Q 128×128 fp16 once, K and V 32×128 fp16 twice each (STAGES = 2); every row padded by
-    # 8 elements, as the backend lays them out
-    assert facts["shared_memory"].total == 128 * 136 * 2 + 2 * (32 * 136 * 2) * 2
+    # Q and the O staging tile 128×128 fp16 once each, K and V 32×128 fp16 twice each
+    # (STAGES = 2); every row padded by 8 elements, as the backend lays them out
+    assert facts["shared_memory"].total == 2 * 128 * 136 * 2 + 2 * (32 * 136 * 2) * 2
 
 
 def test_register_estimate_follows_the_model():

@@ -175,6 +175,9 @@ def _pointer(kind: str, array, name: str, dtype: str):
             raise ArgumentError(f"{name}: expected a CUDA tensor of torch.{_TORCH_DTYPES[dtype]}")
         if not array.is_contiguous():
             raise ArgumentError(f"{name}: expected a contiguous tensor")
+        if array.data_ptr() % 16:
+            raise ArgumentError(f"{name}: the kernel reads 16-byte pieces; the tensor's data "
+                                "must start on a 16-byte boundary")
         return np.uintp(array.data_ptr())
     if array.dtype != np.dtype(_NUMPY_DTYPES[dtype]):
         raise ArgumentError(f"{name}: expected {_NUMPY_DTYPES[dtype]} ({dtype}), got "

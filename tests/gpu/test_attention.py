@@ -104,3 +104,21 @@ def test_tlc_run(gpu, capsys):
                  "B=2,H=8,Hkv=2,N=1000", "--iters", "3"]) == 0
     out = capsys.readouterr().out
     assert "built natively for sm_" in out and ": ok" in out and "TFLOP/s" in out
+
+
+@pytest.mark.parametrize("staged", [True, False], ids=["through-shared", "direct"])
+def test_both_ways_out_of_registers(gpu, staged, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
+    from plans import plan
+
+    kernel = load(plan("fp16", 64, True, 4, staged=staged), cache_dir=tmp_path)
+    rng = np.random.default_rng(21)
+    (q, k, v), (qd, kd, vd) = inputs(rng, 2, 8, 2, 77, 130, 64, "fp16")
+    out = kernel(Q=qd, K=kd, V=vd, scale=0.125)["O"]
+    variant = Variant(causal=True, scale=0.125)
+    verdict = compare(as_float(out, "fp16"), attention(q, k, v, variant),
+                      attention_low(q, k, v, "fp16", variant), "fp16", q_len=77, k_len=130,
+                      variant=variant)
+    assert verdict.ok, verdict.problems

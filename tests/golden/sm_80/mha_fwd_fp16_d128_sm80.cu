@@ -16,6 +16,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __h
     __half* Q_s = reinterpret_cast<__half*>(tlc_smem + 0);  // 1 x 128 x 128, rows 136 apart
     __half* K_s = reinterpret_cast<__half*>(tlc_smem + 34816);  // 2 x 32 x 128, rows 136 apart
     __half* V_s = reinterpret_cast<__half*>(tlc_smem + 52224);  // 2 x 32 x 128, rows 136 apart
+    __half* O_s = reinterpret_cast<__half*>(tlc_smem + 69632);  // 1 x 128 x 128, rows 136 apart
     float S_acc[2][4][4] = {};
     float O_acc[2][16][4] = {};
     float S_max[2][2], S_sum[2][2];
@@ -178,20 +179,23 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __h
         }
         __syncthreads();  // the next iteration refills a stage just read
     }
-    // Copy O from register to global, divided by the tlc_row sums of S
+    // Copy O from register to shared
     {
-        __half* tlc_dst = O_g + (long long)((p_m) * 128) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
-        const int tlc_rows_left = p_Nq - (p_m) * 128;
         _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
             const int tlc_row = tlc_warp * 32 + i * 16 + tlc_group + h * 8;
             const float tlc_total = tlc::quad_sum(S_sum[i][h]);
             const float tlc_inverse = tlc_total > 0.f ? 1.f / tlc_total : 0.f;
-            if (tlc_row < tlc_rows_left) {
-                _Pragma("unroll") for (int j = 0; j < 16; ++j) {
-                    const uint32_t v = tlc::pack_half2(O_acc[i][j][2 * h] * tlc_inverse, O_acc[i][j][2 * h + 1] * tlc_inverse);
-                    *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * p_D + j * 8 + tlc_pair) = v;
-                }
-            }
+            _Pragma("unroll") for (int j = 0; j < 16; ++j) *reinterpret_cast<uint32_t*>(O_s + tlc_row * 136 + j * 8 + tlc_pair) = tlc::pack_half2(O_acc[i][j][2 * h] * tlc_inverse, O_acc[i][j][2 * h + 1] * tlc_inverse);
+        }
+    }
+    __syncthreads();
+    // Copy O (128 x 128) from shared to global
+    {
+        __half* tlc_dst = O_g + (long long)((p_m) * 128) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        const int tlc_rows_left = p_Nq - (p_m) * 128;
+        _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 2048; tlc_c += 128) {
+            const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
+            if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + (long long)tlc_r * p_D + tlc_col) = *reinterpret_cast<const int4*>(O_s + tlc_r * 136 + tlc_col);
         }
     }
 }
