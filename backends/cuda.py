@@ -22,6 +22,7 @@ from tlc.passes.gemm_orientation import gemm_operands
 C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
 PACK = {ir.DType.FP16: "tlc::pack_half2", ir.DType.BF16: "tlc::pack_bf162"}
 MMA = {ir.DType.FP16: "tlc::mma_m16n8k16_f16", ir.DType.BF16: "tlc::mma_m16n8k16_bf16"}
+MMA_K8 = {ir.DType.FP16: "tlc::mma_m16n8k8_f16", ir.DType.BF16: "tlc::mma_m16n8k8_bf16"}
 LOG2E = 1.4426950408889634
 
 
@@ -320,14 +321,23 @@ class CudaEmitter:
         if gemm.b.name == name:
             raise BackendUnsupported(f"holding `{name}` as a B operand in registers")
         mt, _, kt = self.tiles(gemm)
+        tail = self.k_tail(gemm)
         stride = self.shared[name][2]
-        self.line(f"uint32_t {name}_frag[{mt}][{kt}][4];")
+        self.line(f"uint32_t {name}_frag[{mt}][{kt + tail}][4];")
         self.block(f"// Copy {name} from shared to register, held whole")
         self.line(f"const uint32_t tlc_base = tlc::smem_address({self._smem(name)}) + "
                   f"((tlc_warp * {mt * 16} + tlc_lane % 16) * {stride} + (tlc_lane / 16) * 8) * 2;")
         self.line(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {kt}; ++kk) "
                   f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc_base + (i * {16 * stride} + kk * 16) * 2);")
+        if tail:  # the last 8 columns: two 8x8 matrices, rows 0-7 and 8-15 (lanes 16-31 idle)
+            self.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(*reinterpret_cast<uint32_t"
+                      f"(*)[2]>({name}_frag[i][{kt}]), tlc::smem_address({self._smem(name)}) + "
+                      f"((tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * {stride} + {kt * 16}) * 2);")
         self.close()
+
+    def k_tail(self, gemm: ir.Gemm) -> int:
+        """1 when the GEMM's K leaves 8 after its 16-deep steps: one m16n8k8 step ends it."""
+        return 1 if self.gemm_dims(gemm)[2] % 16 == 8 else 0
 
     def emit_gemm(self, op: ir.Gemm) -> None:
         if op.a.transposed:
@@ -343,6 +353,39 @@ class CudaEmitter:
         self.open(f"for (int kk = 0; kk < {kt}; ++kk)")
         self._a_fragments(op, mt)
         self._b_fragments_and_mma(op, mt, nt, a_dtype)
+        self.close()
+        if self.k_tail(op):
+            self._k8_tail(op, mt, nt, kt, a_dtype)
+        self.close()
+
+    def _k8_tail(self, op: ir.Gemm, mt: int, nt: int, kt: int, dtype: ir.DType) -> None:
+        """The last 8 of K with m16n8k8: A is the first half of an m16n8k16 A fragment, B one
+        8x8 matrix per n-tile (ldmatrix.x2: lanes 8-15 repeat lanes 0-7)."""
+        self.block("// the last 8 of K: one m16n8k8 step")
+        name = op.a.name
+        if name in self.streamed:
+            stride = self.shared[name][2]
+            self.line(f"uint32_t a[{mt}][2];")
+            self.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(a[i], tlc::smem_address("
+                      f"{self._smem(name)}) + ((tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * "
+                      f"{stride} + {kt * 16}) * 2);")
+        else:
+            self.line(f"uint32_t a[{mt}][2];")
+            self.line(f"for (int i = 0; i < {mt}; ++i) {{ a[i][0] = {name}_frag[i][{kt}][0]; "
+                      f"a[i][1] = {name}_frag[i][{kt}][1]; }}")
+        stride = self.shared[op.b.name][2]
+        if op.b.transposed:  # rows are n: row j*8 + lane % 8, the columns from kt*16
+            where = f"((j * 8 + tlc_lane % 8) * {stride} + {kt * 16}) * 2"
+            load = "tlc::ldmatrix_x2"
+        else:  # rows are k: row kt*16 + lane % 8, the columns of n-tile j
+            where = f"(({kt * 16} + tlc_lane % 8) * {stride} + j * 8) * 2"
+            load = "tlc::ldmatrix_x2_trans"
+        self.open(f"for (int j = 0; j < {nt}; ++j)")
+        self.line("uint32_t b[2];")
+        self.line(f"{load}(b, tlc::smem_address({self._smem(op.b.name)}) + {where});")
+        self.line("const uint32_t tlc_b0[1] = {b[0]};")
+        self.line(f"for (int i = 0; i < {mt}; ++i) {MMA_K8[dtype]}({op.out}_acc[i][j], a[i], "
+                  f"tlc_b0, {op.out}_acc[i][j]);")
         self.close()
         self.close()
 
@@ -509,7 +552,7 @@ class CudaEmitter:
         mt, nt, _ = self.tiles(self.gemm_of[op.name])
         pack = PACK[op.dtype]
         self.line(f"// Reshape {op.name}: accumulator pairs of n-tiles become A fragments")
-        self.line(f"uint32_t {op.name}_frag[{mt}][{nt // 2}][4];")
+        self.line(f"uint32_t {op.name}_frag[{mt}][{(nt + 1) // 2}][4];")
         self.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk)")
         acc = f"{op.name}_acc[i]"
         self.line(f"{op.name}_frag[i][kk][0] = {pack}({acc}[2 * kk][0], {acc}[2 * kk][1]);")
@@ -517,6 +560,11 @@ class CudaEmitter:
         self.line(f"{op.name}_frag[i][kk][2] = {pack}({acc}[2 * kk + 1][0], {acc}[2 * kk + 1][1]);")
         self.line(f"{op.name}_frag[i][kk][3] = {pack}({acc}[2 * kk + 1][2], {acc}[2 * kk + 1][3]);")
         self.close()
+        if nt % 2:  # an odd last n-tile is the first half of an A fragment: a k8 step's A
+            last = nt - 1
+            self.line(f"for (int i = 0; i < {mt}; ++i) {{ {op.name}_frag[i][{nt // 2}][0] = "
+                      f"{pack}({acc}[{last}][0], {acc}[{last}][1]); {op.name}_frag[i][{nt // 2}][1]"
+                      f" = {pack}({acc}[{last}][2], {acc}[{last}][3]); }}")
 
     def _store(self, op: ir.Copy) -> None:
         """Accumulator fragments straight into global memory (4 bytes a thread; a plan that

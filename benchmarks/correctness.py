@@ -65,7 +65,7 @@ def main() -> int:
 
     arch = device_arch()  # in this thread: the CUDA context belongs to it
 
-    dtypes, dims, seqs = ["fp16", "bf16"], [32, 64, 96, 128, 256], SEQS
+    dtypes, dims, seqs = ["fp16", "bf16"], [32, 40, 64, 72, 96, 128, 256], SEQS
     if args.quick:
         dims, seqs = [64, 128], [(113, 203), (1, 65)]
     plans = {(dt, d, c, g): plan(dt, d, c, g) for dt, d, c, g in

@@ -67,7 +67,7 @@ SOUND = SM80_EXAMPLES[0].read_text()  # the GQA causal bf16 plan
 
 @needs_nvcc
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(d=st.sampled_from([32, 64, 96, 128, 256]), bm=st.sampled_from([64, 128]),
+@given(d=st.sampled_from([32, 40, 64, 72, 96, 128, 256]), bm=st.sampled_from([64, 128]),
        bn=st.sampled_from([32, 64, 128]), stages=st.integers(1, 3),
        arch=st.sampled_from(["sm_80", "sm_90"]))
 def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, stages, arch, tmp_path_factory):

@@ -122,3 +122,29 @@ def test_both_ways_out_of_registers(gpu, staged, tmp_path):
                       attention_low(q, k, v, "fp16", variant), "fp16", q_len=77, k_len=130,
                       variant=variant)
     assert verdict.ok, verdict.problems
+
+
+@pytest.mark.parametrize("d, bn, held", [(40, 64, False), (72, 40, True), (136, 32, False)])
+def test_head_dims_that_are_multiples_of_8(gpu, d, bn, held, tmp_path):
+    """K = D ending in 8 (an m16n8k8 step), an odd number of n-tiles, and a Reshape of an odd
+    number of score tiles (BN = 40) into the second GEMM's A operand."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
+    from plans import TEMPLATE
+
+    text = TEMPLATE.format(dtype="bf16", d=d, suffix="", arch="sm_80", group=1, bm=64, bn=bn,
+                           warps=4, stop="cdiv(Nk, BN)", mask="", stages=2,
+                           staging="Allocate O in shared (BM, D)\n",
+                           store="Copy O from register to shared\nCopy O (BM, D) in coordinate "
+                                 "[B = b, H = h, Nq = m] from shared to global with vector 8\n")
+    if held:
+        text = text.replace("  Copy Q from shared to register\n", "").replace(
+            "for n = 0:", "Copy Q from shared to register\nfor n = 0:")
+    kernel = load(text, cache_dir=tmp_path)
+    rng = np.random.default_rng(d)
+    (q, k, v), (qd, kd, vd) = inputs(rng, 2, 3, 3, 99, 157, d, "bf16")
+    out = kernel(Q=qd, K=kd, V=vd, scale=1 / np.sqrt(d))["O"]
+    verdict = compare(as_float(out, "bf16"), attention(q, k, v),
+                      attention_low(q, k, v, "bf16"), "bf16", q_len=99, k_len=157)
+    assert verdict.ok, verdict.problems
