@@ -34,6 +34,10 @@ class Backend:
     mma_shapes: tuple[str, ...] = ()
     smem_padding: int = 8      # elements added to each shared row: ldmatrix rows stay 16-byte
                                # aligned and consecutive rows fall in different banks
+    # What the lowering covers, checked by `tlc check` (passes/features.py) so that a plan it
+    # accepts for a target always compiles for it.
+    computes: tuple[str, ...] = ()   # Compute operations with a lowering rule
+    warp_columns: int = 1            # warps a GEMM may split its columns over
 
     def lower(self, kernel) -> Lowered:
         from tlc.backends.cuda import CudaEmitter

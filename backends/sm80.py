@@ -7,3 +7,4 @@ class Sm80(Backend):
     header = "tlc_sm80.cuh"
     has_cp_async = True
     mma_shapes = ("m16n8k16",)
+    computes = ("GEMM", "Multiply", "Softmax", "Mask")

@@ -21,6 +21,7 @@ def features(kernel: ir.Kernel, ctx) -> ir.Kernel:
     if arch is None:
         return kernel
     facts = Facts(kernel)
+    _backend_coverage(kernel, facts, arch, ctx.report)
     reported: set = set()  # a dtype the target lacks is one problem, however many GEMMs
     for op, _, held in facts.walk_held():
         if isinstance(op, ir.Gemm):
@@ -64,6 +65,32 @@ def _stages(facts: Facts, arch: Arch, op: ir.Copy, report) -> None:
         "arch-feature", f"{arch.name} has no cp.async, so a Copy cannot run {stages} stages "
         "ahead", op.span, help=f"{change} (the copy then goes through registers, one tile at a "
                                "time)", fixes=(edit,) if edit else ()))
+
+
+def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report) -> None:
+    """What the target's code generator cannot lower yet, rejected here rather than failing
+    in `tlc compile`: a plan `tlc check` accepts for a target must compile for it."""
+    from tlc.backends import backend_for
+
+    backend = backend_for(arch.name)
+    if backend is None:
+        return  # no code generator for this target: checking is all tlc offers there
+    names = {ir.Gemm: "GEMM", ir.Multiply: "Multiply", ir.Softmax: "Softmax", ir.Mask: "Mask",
+             ir.Softcap: "Softcap", ir.Alibi: "ALiBi"}
+    for op in ir.walk(kernel.body):
+        name = names.get(type(op))
+        if name and name not in backend.computes:
+            report(Diagnostic(
+                "backend-unsupported", f"tlc cannot generate code for Compute {name} on "
+                f"{arch.name} yet", op.span,
+                help=f"leave Compute {name} out, or check the plan without a target to "
+                     "validate it anyway; the lowering comes with the attention-variants work"))
+    warps = facts.warps
+    if warps and warps[1] > backend.warp_columns:
+        report(Diagnostic(
+            "backend-unsupported", f"tlc's {arch.name} code splits GEMM rows over warps, not "
+            f"columns: warps {warps}", facts.gemms[0].span,
+            help=f"write `with warps ({warps[0] * warps[1]}, 1)` on every GEMM"))
 
 
 def _first_arch_with(dtype: ir.DType) -> str:
