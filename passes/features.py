@@ -21,7 +21,7 @@ def features(kernel: ir.Kernel, ctx) -> ir.Kernel:
     if arch is None:
         return kernel
     facts = Facts(kernel)
-    _backend_coverage(kernel, facts, arch, ctx.report)
+    _backend_coverage(kernel, facts, arch, ctx.report, ctx.source)
     reported: set = set()  # a dtype the target lacks is one problem, however many GEMMs
     for op, _, held in facts.walk_held():
         if isinstance(op, ir.Gemm):
@@ -67,7 +67,7 @@ def _stages(facts: Facts, arch: Arch, op: ir.Copy, report) -> None:
                                "time)", fixes=(edit,) if edit else ()))
 
 
-def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report) -> None:
+def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report, source) -> None:
     """What the target's code generator cannot lower yet, rejected here rather than failing
     in `tlc compile`: a plan `tlc check` accepts for a target must compile for it."""
     from tlc.backends import backend_for
@@ -85,6 +85,13 @@ def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report) -> No
                 f"{arch.name} yet", op.span,
                 help=f"leave Compute {name} out, or check the plan without a target to "
                      "validate it anyway; the lowering comes with the attention-variants work"))
+    for gemm in facts.gemms:
+        if gemm.mma and gemm.mma not in backend.mma_shapes:
+            better = backend.mma_shapes[0]
+            report(Diagnostic(
+                "backend-unsupported", f"tlc's {arch.name} code uses the {better} MMA, not "
+                f"{gemm.mma}", gemm.span, help=f"use `mma {better}`",
+                fixes=_replace_word(source, gemm.mma, better, gemm.span)))
     warps = facts.warps
     if warps and warps[1] > backend.warp_columns:
         report(Diagnostic(

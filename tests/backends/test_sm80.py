@@ -83,3 +83,18 @@ def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, stages, arch,
     report = built.function(kernel.name)
     assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, stages, arch)
     assert kernel.shared_memory == result.facts["shared_memory"].total
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.tl")), ids=lambda p: p.stem)
+def test_every_example_the_checker_accepts_for_a_target_builds(path, arch, tmp_path):
+    """The promise across the examples: accepted for arch (its own or not) means it compiles
+    for arch with no spills; rejected means the diagnostics say why."""
+    result = check(path.read_text(), arch=arch)
+    if not result.ok or result.kernel.sketch:
+        assert result.kernel is None or result.kernel.sketch or result.diagnostics
+        return
+    kernel = backend_for(arch).lower(result.kernel)
+    report = build(kernel.source, arch, cache_dir=tmp_path).function(kernel.name)
+    assert report.spill_stores == report.spill_loads == 0
