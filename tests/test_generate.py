@@ -126,3 +126,37 @@ def test_prompts_come_from_the_tables():
     assert str(ARCHS["sm_75"].smem_per_block) in system and "m16n8k8" in system
     assert "m16n8k16" not in prompts.hardware_card(ARCHS["sm_75"])
     assert "kernel mha_fwd_fp16_d64 for sm_75" in prompts.code_prompt(SKETCH, "sm_75")
+
+
+def test_verify_feeds_back_a_wrong_result_then_keeps_the_fastest(generate, monkeypatch):
+    """--verify with tlc.evaluate replaced by a scripted one (the CPU has no GPU): a wrong
+    result is sent back, a correct plan gets an optimisation round, the fastest is kept."""
+    faster = GOOD.replace("param STAGES = 2", "param STAGES = 3")
+    results = iter([
+        {"ok": True, "correct": False, "verdict": {"problems": ["max error 0.5 exceeds 0.01"]},
+         "device": "a GPU"},
+        {"ok": True, "correct": True, "tflops": 200.0, "device": "a GPU", "shape": {"B": 1}},
+        {"ok": True, "correct": True, "tflops": 250.0, "device": "a GPU", "shape": {"B": 1}},
+    ])
+    monkeypatch.setattr("tlc.cli._verifier", lambda args: lambda plan: next(results))
+    script = [tl(SKETCH), tl(GOOD), tl(GOOD), tl(faster)]
+    result, server, transcript = generate(script, "--verify", "--optimize-rounds", "1")
+    assert result.code == 0, result.err
+    assert result.out == faster
+    assert "computed a wrong result: max error 0.5 exceeds 0.01" in server.user_messages(2)
+    assert "200.0 TFLOP/s" in server.user_messages(3)
+    assert [e["correct"] for e in transcript if e["event"] == "verify"] == [False, True, True]
+    assert transcript[-1]["rounds"] == {"sketch": 1, "code": 3, "verify": 3}
+
+
+def test_api_is_json_ready(tmp_path):
+    import tlc
+
+    compiled = tlc.compile(GOOD, out_dir=str(tmp_path))
+    json.dumps(compiled)
+    assert compiled["ok"] and any(f.endswith(".cu") for f in compiled["files"])
+    bad = tlc.compile(NO_RESHAPE, out_dir=str(tmp_path / "bad"))
+    assert not bad["ok"] and bad["diagnostics"][0]["code"] == "missing-reshape"
+    evaluated = tlc.evaluate(NO_RESHAPE, {"B": 1, "H": 2, "N": 64})
+    json.dumps(evaluated)
+    assert evaluated["ok"] is False and evaluated["diagnostics"]

@@ -147,3 +147,46 @@ def results_to_json(results: list[CheckResult]) -> dict:
     return {"schema": JSON_SCHEMA, "tool": f"tlc {__version__}",
             "files": [r.to_json() for r in results],
             "summary": {"files": len(results), "errors": errors, "warnings": warnings}}
+
+
+def compile(text: str, arch: str | None = None, out_dir: str | None = None,
+            emit: str = "cubin", path: str = "plan.tl") -> dict:
+    """Check, lower and build a plan (`tlc compile`); a JSON-ready summary: ok, diagnostics,
+    the files written, the manifest, and what was skipped (no nvcc)."""
+    import tempfile
+
+    from tlc.compiler import CompileError, compile_plan
+
+    folder = out_dir or tempfile.mkdtemp(prefix="tlc-compile-")
+    try:
+        compiled = compile_plan(Source(text, path), arch, folder, emit)
+    except CompileError as error:
+        return {"ok": False, "error": str(error), "diagnostics": []}
+    return {"ok": compiled.check.ok, "arch": compiled.check.arch,
+            "diagnostics": [d.to_json(path) for d in compiled.check.diagnostics],
+            "files": [str(f) for f in compiled.files], "manifest": compiled.manifest,
+            "skipped": compiled.skipped}
+
+
+def evaluate(text: str, shape: dict, arch: str | None = None, iters: int = 20) -> dict:
+    """Build a plan for the GPU present, run it on random inputs of `shape` (e.g. {"B": 2,
+    "H": 16, "N": 4096}; N sets Nq and Nk), compare with the float64 reference and time it.
+    A JSON-ready summary: ok (built and ran), correct, the verdict, ms, tflops, device."""
+    from tlc.runtime import ArgumentError, GpuUnavailable, device_name, load, run_random
+
+    shape = dict(shape)
+    if "N" in shape:
+        shape.setdefault("Nq", shape["N"])
+        shape.setdefault("Nk", shape["N"])
+    result = check(text, arch=arch)
+    if not result.ok:
+        return {"ok": False, "correct": False, "error": "the plan does not pass tlc check",
+                "diagnostics": [d.to_json("plan.tl") for d in result.diagnostics]}
+    try:
+        kernel = load(text, arch=arch)
+        verdict, milliseconds, tflops = run_random(kernel, shape, iters)
+    except (GpuUnavailable, ArgumentError, KeyError) as error:
+        return {"ok": False, "correct": False, "error": f"{type(error).__name__}: {error}"}
+    return {"ok": True, "correct": verdict.ok, "verdict": verdict.to_json(),
+            "ms": milliseconds, "tflops": tflops, "device": device_name(), "how": kernel.how,
+            "shape": shape}

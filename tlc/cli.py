@@ -152,7 +152,7 @@ def _size_names(kernel) -> list[str]:
 
 def run_compile(args) -> int:
     from tlc.api import read_source
-    from tlc.compile import CompileError, compile_plan
+    from tlc.compiler import CompileError, compile_plan
     from tlc.diagnostics import render_text
 
     source, problems = read_source(args.file)
@@ -215,6 +215,15 @@ def _generate_parser(commands) -> None:
                           help="write every exchange as JSON lines (the key is never written)")
     generate.add_argument("--force", action="store_true",
                           help="overwrite the output file if it exists")
+    generate.add_argument("--verify", action="store_true",
+                          help="on a GPU host: build and run each accepted plan; a wrong result "
+                               "goes back to the model, a correct one with its TFLOP/s for "
+                               "--optimize-rounds more tries; the best correct plan is kept")
+    generate.add_argument("--shape", metavar="SIZES", default="B=4,H=16,N=2048",
+                          help="with --verify: the sizes to run at (default B=4,H=16,N=2048; "
+                               "N sets Nq and Nk)")
+    generate.add_argument("--optimize-rounds", type=int, default=2, metavar="M",
+                          help="with --verify: tries at a faster plan (default 2)")
     generate.set_defaults(run=run_generate)
 
 
@@ -340,12 +349,16 @@ def run_generate(args) -> int:
         print("tlc generate: needs the `openai` package: pip install 'tlc[llm]'",
               file=sys.stderr)
         return EXIT_USAGE
+    verify = _verifier(args) if args.verify else None
+    if args.verify and verify is None:
+        return EXIT_USAGE
     transcript = Transcript(args.transcript, secrets=[key])
     model = ChatModel(args.model, args.base_url, key or "unused", timeout=args.timeout,
                       transcript=transcript)
     progress = lambda line: print(f"tlc generate: {line}", file=sys.stderr)  # noqa: E731
     try:
-        outcome = generate(args.task, args.arch, model, args.max_rounds, transcript, progress)
+        outcome = generate(args.task, args.arch, model, args.max_rounds, transcript, progress,
+                           verify=verify, optimize_rounds=max(0, args.optimize_rounds))
     except LLMError as error:
         transcript.write("error", message=str(error))
         print(f"tlc generate: the model could not be reached: {error}", file=sys.stderr)
@@ -353,6 +366,25 @@ def run_generate(args) -> int:
     finally:
         transcript.close()
     return _write_outcome(args, outcome)
+
+
+def _verifier(args):
+    """plan -> tlc.evaluate result at --shape, or None after saying why it cannot run."""
+    from tlc.api import evaluate
+    from tlc.runtime import GpuUnavailable, device_name
+
+    try:
+        shape = {k.strip(): int(v) for k, v in (item.split("=") for item in
+                                                 args.shape.split(","))}
+    except ValueError:
+        print(f"tlc generate: --shape takes NAME=INT,... not {args.shape!r}", file=sys.stderr)
+        return None
+    try:
+        device_name()
+    except GpuUnavailable as error:
+        print(f"tlc generate: --verify needs a GPU: {error}", file=sys.stderr)
+        return None
+    return lambda plan: evaluate(plan, shape, arch=args.arch)
 
 
 def _generate_usage(args, key: str) -> str | None:

@@ -148,3 +148,14 @@ def test_head_dims_that_are_multiples_of_8(gpu, d, bn, held, tmp_path):
     verdict = compare(as_float(out, "bf16"), attention(q, k, v),
                       attention_low(q, k, v, "bf16"), "bf16", q_len=99, k_len=157)
     assert verdict.ok, verdict.problems
+
+
+def test_evaluate(gpu):
+    import json
+
+    import tlc
+
+    result = tlc.evaluate((EXAMPLES / "mha_fwd_fp16_d128_sm80.tl").read_text(),
+                          {"B": 2, "H": 4, "N": 512}, iters=3)
+    json.dumps(result)
+    assert result["ok"] and result["correct"] and result["tflops"] > 0

@@ -10,7 +10,7 @@ from tlc.diagnostics import render_text
 from tlc.llm import prompts
 from tlc.llm.replies import extract_plan
 
-STAGES = ("sketch", "code")
+STAGES = ("sketch", "code", "verify")
 PLAN = "plan.tl"  # the name diagnostics give the plan in a reply
 
 
@@ -65,13 +65,19 @@ class Outcome:
 
     def summary(self) -> dict:
         rounds = {stage: sum(1 for a in self.attempts if a.stage == stage) for stage in STAGES}
+        if not rounds["verify"]:
+            del rounds["verify"]  # a run without --verify
         return {"ok": self.ok, "rounds": rounds, "failed_stage": self.failed_stage,
                 "errors_per_round": [{"stage": a.stage, "round": a.round, "errors": a.errors,
                                       "rejected": a.rejected} for a in self.attempts]}
 
 
-def generate(task: str, arch: str, model, max_rounds: int, transcript, progress=None) -> Outcome:
-    """Ask the model for a sketch, then for TL code for `arch`; repair each from diagnostics."""
+def generate(task: str, arch: str, model, max_rounds: int, transcript, progress=None,
+             verify=None, optimize_rounds: int = 0) -> Outcome:
+    """Ask the model for a sketch, then for TL code for `arch`; repair each from diagnostics.
+    With `verify` (a plan -> tlc.evaluate-style dict), also run each accepted plan: a wrong
+    result goes back to the model, a correct one with its TFLOP/s for `optimize_rounds` more
+    tries; the best correct plan is the outcome."""
     messages = [{"role": "system", "content": prompts.system_prompt(arch)},
                 {"role": "user", "content": prompts.sketch_prompt(task, arch)}]
     transcript.write("start", task=task, arch=arch, model=model.model,
@@ -82,10 +88,49 @@ def generate(task: str, arch: str, model, max_rounds: int, transcript, progress=
     if sketch is None:
         return _finish(Outcome(False, None, attempts, "sketch"), transcript)
     messages.append({"role": "user", "content": prompts.code_prompt(sketch, arch)})
-    plan = _stage("code", messages, lambda text: check(text, arch=arch, path=PLAN), model,
-                  max_rounds, transcript, attempts, progress)
-    return _finish(Outcome(plan is not None, plan, attempts, None if plan else "code"),
+    checker = lambda text: check(text, arch=arch, path=PLAN)  # noqa: E731
+    plan = _stage("code", messages, checker, model, max_rounds, transcript, attempts, progress)
+    if plan is None or verify is None:
+        return _finish(Outcome(plan is not None, plan, attempts, None if plan else "code"),
+                       transcript)
+    best = _verify(plan, verify, messages, checker, model, max_rounds, optimize_rounds,
+                   transcript, attempts, progress)
+    return _finish(Outcome(best is not None, best, attempts, None if best else "verify"),
                    transcript)
+
+
+def _verify(plan, verify, messages, checker, model, max_rounds, optimize_rounds, transcript,
+            attempts, progress):
+    """Run plans the checker accepted; feed back wrong results and speeds; keep the best."""
+    best, best_tflops, fixes, faster = None, 0.0, 0, 0
+    while True:
+        found = verify(plan)
+        transcript.write("verify", **{k: v for k, v in found.items() if k != "diagnostics"})
+        correct = bool(found.get("correct"))
+        attempts.append(Attempt("verify", len([a for a in attempts if a.stage == "verify"]) + 1,
+                                plan, 0 if correct else 1))
+        _report(progress, "verify", attempts[-1].round,
+                f"correct, {found.get('tflops', 0):.1f} TFLOP/s" if correct else
+                f"not correct: {found.get('error') or found.get('verdict', {}).get('problems')}")
+        if correct and found["tflops"] > best_tflops:
+            best, best_tflops = plan, found["tflops"]
+        if correct:
+            if faster == optimize_rounds:
+                return best
+            faster += 1
+            prompt = prompts.faster_prompt(found["device"], found["tflops"], found["shape"],
+                                           best_tflops)
+        else:
+            if fixes == max_rounds:
+                return best
+            fixes += 1
+            problems = found.get("error") or "; ".join(found["verdict"]["problems"])
+            prompt = prompts.wrong_prompt(plan, found.get("device", "the GPU"), problems)
+        messages.append({"role": "user", "content": prompt})
+        plan = _stage("code", messages, checker, model, max_rounds, transcript, attempts,
+                      progress)
+        if plan is None:
+            return best
 
 
 def _stage(stage, messages, checker, model, max_rounds, transcript, attempts, progress):

@@ -105,3 +105,12 @@ def repair_prompt(plan: str, diagnostics_json: str, diagnostics_text: str) -> st
 
 def reject_prompt(reason: str) -> str:
     return template("reject").format(reason=reason)
+
+
+def wrong_prompt(plan: str, device: str, problems: str) -> str:
+    return template("wrong").format(plan=plan.strip(), device=device, problems=problems)
+
+
+def faster_prompt(device: str, tflops: float, shape: dict, best: float) -> str:
+    sizes = ", ".join(f"{k}={v}" for k, v in shape.items())
+    return template("faster").format(device=device, tflops=tflops, shape=sizes, best=best)
