@@ -138,7 +138,7 @@ def test_verify_feeds_back_a_wrong_result_then_keeps_the_fastest(generate, monke
         {"ok": True, "correct": True, "tflops": 200.0, "device": "a GPU", "shape": {"B": 1}},
         {"ok": True, "correct": True, "tflops": 250.0, "device": "a GPU", "shape": {"B": 1}},
     ])
-    monkeypatch.setattr("tlc.cli._verifier", lambda args: lambda plan: next(results))
+    monkeypatch.setattr("tlc.llm.command._verifier", lambda args: lambda plan: next(results))
     script = [tl(SKETCH), tl(GOOD), tl(GOOD), tl(faster)]
     result, server, transcript = generate(script, "--verify", "--optimize-rounds", "1")
     assert result.code == 0, result.err
