@@ -22,22 +22,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plans import plan  # noqa: E402
 
-from tlc.reference import Variant, attention, attention_low, compare, to_dtype  # noqa: E402
+from tlc.reference import (Variant, attention, attention_low, compare,  # noqa: E402
+                           from_storage, to_dtype, to_storage)
 
 HEADS = {"MHA": (2, 2, 1), "GQA 4:1": (8, 2, 4), "MQA": (4, 1, 4)}  # H, Hkv, GROUP
 SEQS = [(1, 1), (113, 203), (203, 113), (1041, 1041), (1, 1041)]
-
-
-def device_inputs(rounded, dtype):
-    if dtype == "fp16":
-        return [r.astype(np.float16) for r in rounded]
-    return [(r.view(np.uint32) >> 16).astype(np.uint16) for r in rounded]
-
-
-def as_float(out, dtype):
-    if dtype == "fp16":
-        return out.astype(np.float64)
-    return (out.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
 def run_case(kernel, dtype, d, causal, heads, seq, batch, seed):
@@ -47,12 +36,12 @@ def run_case(kernel, dtype, d, causal, heads, seq, batch, seed):
     rounded = [to_dtype(rng.standard_normal((batch, n_heads, n, d)), dtype)
                for n_heads, n in ((h, nq), (hkv, nk), (hkv, nk))]
     q, k, v = rounded
-    qd, kd, vd = device_inputs(rounded, dtype)
+    qd, kd, vd = (to_storage(r, dtype) for r in rounded)
     out = kernel(Q=qd, K=kd, V=vd, scale=1 / np.sqrt(d))["O"]
     variant = Variant(causal=causal)
     ref = attention(q, k, v, variant)
     low = attention_low(q, k, v, dtype, variant)
-    return compare(as_float(out, dtype), ref, low, dtype, q_len=nq, k_len=nk, variant=variant)
+    return compare(from_storage(out, dtype), ref, low, dtype, q_len=nq, k_len=nk, variant=variant)
 
 
 def main() -> int:

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tlc.reference import Variant, attention, attention_low, compare, to_dtype, visible
+from tlc.reference import (Variant, attention, attention_low, compare, from_storage, to_dtype,
+                           to_storage, visible)
 
 
 def naive(q, k, v, variant, slopes=None):
@@ -117,3 +118,21 @@ def test_the_rule_demands_exact_zero_rows():
     leaky[0, 0, 0, 0] = 1e-4  # row 0 sees no key
     verdict = compare(leaky, ref, low, "fp16", q_len=8, k_len=4, variant=variant)
     assert "exactly 0" in " ".join(verdict.problems)
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_storage_round_trip(dtype):
+    x = np.random.default_rng(9).standard_normal(64)
+    stored = to_storage(x, dtype)
+    assert stored.dtype == (np.float16 if dtype == "fp16" else np.uint16)
+    np.testing.assert_array_equal(from_storage(stored, dtype), to_dtype(x, dtype))
+
+
+def test_problem_sizes():
+    from tlc.runtime import ArgumentError, problem_sizes
+
+    assert problem_sizes("B=2, H=16,N=4096") == {"B": 2, "H": 16, "N": 4096, "Nq": 4096,
+                                                  "Nk": 4096}
+    assert problem_sizes({"N": 8, "Nk": 3}) == {"N": 8, "Nq": 8, "Nk": 3}
+    with pytest.raises(ArgumentError):
+        problem_sizes("B=two")

@@ -172,12 +172,10 @@ def evaluate(text: str, shape: dict, arch: str | None = None, iters: int = 20) -
     """Build a plan for the GPU present, run it on random inputs of `shape` (e.g. {"B": 2,
     "H": 16, "N": 4096}; N sets Nq and Nk), compare with the float64 reference and time it.
     A JSON-ready summary: ok (built and ran), correct, the verdict, ms, tflops, device."""
-    from tlc.runtime import ArgumentError, GpuUnavailable, device_name, load, run_random
+    from tlc.runtime import (ArgumentError, GpuUnavailable, device_name, load, problem_sizes,
+                             run_random)
 
-    shape = dict(shape)
-    if "N" in shape:
-        shape.setdefault("Nq", shape["N"])
-        shape.setdefault("Nk", shape["N"])
+    shape = problem_sizes(shape)
     result = check(text, arch=arch)
     if not result.ok:
         return {"ok": False, "correct": False, "error": "the plan does not pass tlc check",

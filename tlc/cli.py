@@ -108,23 +108,17 @@ def _compile_parser(commands) -> None:
 
 def run_run(args) -> int:
     from tlc.api import read_source
-    from tlc.runtime import ArgumentError, GpuUnavailable, load, run_random
+    from tlc.runtime import ArgumentError, GpuUnavailable, load, problem_sizes, run_random
 
     source, problems = read_source(args.file)
     if problems:
         print(problems[0].message, file=sys.stderr)
         return EXIT_DIAGNOSTICS
     try:
-        shape = {}
-        for item in args.shape.split(","):
-            name, _, value = item.partition("=")
-            shape[name.strip()] = int(value)
-    except ValueError:
-        print(f"tlc run: --shape takes NAME=INT,... not {args.shape!r}", file=sys.stderr)
+        shape = problem_sizes(args.shape)
+    except ArgumentError as error:
+        print(f"tlc run: --shape: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if "N" in shape:
-        shape.setdefault("Nq", shape["N"])
-        shape.setdefault("Nk", shape["N"])
     try:
         kernel = load(source.text, arch=args.arch)
         missing = [d for d in _size_names(kernel.kernel) if d not in shape]

@@ -91,6 +91,25 @@ def to_dtype(x, dtype: str) -> np.ndarray:
     raise ValueError(f"no rounding for {dtype}")
 
 
+def to_storage(x, dtype: str) -> np.ndarray:
+    """x as a kernel stores it: numpy.float16 for fp16, the 16-bit patterns (uint16) for bf16,
+    which NumPy has no type for."""
+    rounded = to_dtype(x, dtype)
+    if dtype == "fp16":
+        return rounded.astype(np.float16)
+    if dtype == "bf16":
+        return (rounded.view(np.uint32) >> 16).astype(np.uint16)
+    return rounded
+
+
+def from_storage(x, dtype: str) -> np.ndarray:
+    """A kernel's stored values as float64 (the inverse of to_storage)."""
+    x = np.asarray(x)
+    if dtype == "bf16":
+        return (x.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return x.astype(np.float64)
+
+
 def attention_low(q, k, v, dtype: str, variant: Variant = Variant(), slopes=None) -> np.ndarray:
     """The same attention done plainly in the input dtype: each product rounded to it, the
     scale applied to K first, as the peers' tests do. Its error against the reference is the

@@ -58,6 +58,21 @@ class ArgumentError(ValueError):
     """An argument that does not fit the kernel: the message names it."""
 
 
+def problem_sizes(sizes) -> dict[str, int]:
+    """Runtime sizes from `B=2,H=16,N=4096` or a dict; N stands for both Nq and Nk."""
+    if isinstance(sizes, str):
+        try:
+            sizes = {name.strip(): int(value) for name, _, value in
+                     (item.partition("=") for item in sizes.split(","))}
+        except ValueError:
+            raise ArgumentError(f"sizes are NAME=INT,... not {sizes!r}") from None
+    sizes = dict(sizes)
+    if "N" in sizes:
+        sizes.setdefault("Nq", sizes["N"])
+        sizes.setdefault("Nk", sizes["N"])
+    return sizes
+
+
 class LoadedKernel:
     """A plan built for the GPU present, callable with NumPy arrays (fp16 as numpy.float16,
     bf16 as the uint16 bit patterns)."""
@@ -245,7 +260,8 @@ def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, see
     import numpy as np
 
     from tlc import ir
-    from tlc.reference import Variant, attention, attention_low, compare, to_dtype
+    from tlc.reference import (Variant, attention, attention_low, compare, from_storage,
+                               to_dtype, to_storage)
 
     rng = np.random.default_rng(seed)
     params = {p.name: p.value for p in kernel.kernel.params}
@@ -262,15 +278,13 @@ def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, see
         dtype = tensor.dtype.value
         values = to_dtype(rng.standard_normal(dims, dtype=np.float32), dtype)
         rounded[tensor.name] = values
-        arrays[tensor.name] = values.astype(np.float16) if dtype == "fp16" else \
-            (values.view(np.uint32) >> 16).astype(np.uint16)
+        arrays[tensor.name] = to_storage(values, dtype)
     q_name, k_name, v_name = [t.name for t in kernel.kernel.tensors
                               if t.role == "input" and t.shape][:3]
     out_name = next(t.name for t in kernel.kernel.tensors if t.role == "output")
     dtype = kernel.kernel.tensor(q_name).dtype.value
     out = kernel(**arrays)[out_name]
-    out = out.astype(np.float64) if out.dtype == np.float16 else \
-        (out.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    out = from_storage(out, dtype)
     causal = any(isinstance(op, ir.Mask) and op.causal for op in ir.walk(kernel.kernel.body))
     variant = Variant(causal=causal)
     q, k, v = rounded[q_name], rounded[k_name], rounded[v_name]

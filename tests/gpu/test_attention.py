@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlc.reference import Variant, attention, attention_low, compare, to_dtype
+from tlc.reference import (Variant, attention, attention_low, compare, from_storage, to_dtype,
+                           to_storage)
 from tlc.runtime import load
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
@@ -15,17 +16,8 @@ def inputs(rng, b, h, hkv, nq, nk, d, dtype):
     arrays = [rng.standard_normal((b, heads, n, d)) for heads, n in ((h, nq), (hkv, nk),
                                                                      (hkv, nk))]
     rounded = [to_dtype(a, dtype) for a in arrays]
-    if dtype == "fp16":
-        device = [r.astype(np.float16) for r in rounded]
-    else:
-        device = [(r.view(np.uint32) >> 16).astype(np.uint16) for r in rounded]
-    return rounded, device
+    return rounded, [to_storage(r, dtype) for r in rounded]
 
-
-def as_float(out, dtype):
-    if dtype == "fp16":
-        return out.astype(np.float64)
-    return (out.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,7 @@ def test_mha_fp16_d128(mha, b, h, nq, nk):
     out = mha(Q=qd, K=kd, V=vd, scale=scale)["O"]
     ref = attention(q, k, v)
     low = attention_low(q, k, v, "fp16")
-    verdict = compare(as_float(out, "fp16"), ref, low, "fp16", q_len=nq, k_len=nk)
+    verdict = compare(from_storage(out, "fp16"), ref, low, "fp16", q_len=nq, k_len=nk)
     assert verdict.ok, verdict.problems
 
 
@@ -63,7 +55,7 @@ def test_gqa_causal_bf16_d64(gqa, b, hkv, nq, nk):
     variant = Variant(causal=True)
     ref = attention(q, k, v, variant)
     low = attention_low(q, k, v, "bf16", variant)
-    verdict = compare(as_float(out, "bf16"), ref, low, "bf16", q_len=nq, k_len=nk,
+    verdict = compare(from_storage(out, "bf16"), ref, low, "bf16", q_len=nq, k_len=nk,
                       variant=variant)
     assert verdict.ok, verdict.problems
 
@@ -118,7 +110,7 @@ def test_both_ways_out_of_registers(gpu, staged, tmp_path):
     (q, k, v), (qd, kd, vd) = inputs(rng, 2, 8, 2, 77, 130, 64, "fp16")
     out = kernel(Q=qd, K=kd, V=vd, scale=0.125)["O"]
     variant = Variant(causal=True, scale=0.125)
-    verdict = compare(as_float(out, "fp16"), attention(q, k, v, variant),
+    verdict = compare(from_storage(out, "fp16"), attention(q, k, v, variant),
                       attention_low(q, k, v, "fp16", variant), "fp16", q_len=77, k_len=130,
                       variant=variant)
     assert verdict.ok, verdict.problems
@@ -145,7 +137,7 @@ def test_head_dims_that_are_multiples_of_8(gpu, d, bn, held, tmp_path):
     rng = np.random.default_rng(d)
     (q, k, v), (qd, kd, vd) = inputs(rng, 2, 3, 3, 99, 157, d, "bf16")
     out = kernel(Q=qd, K=kd, V=vd, scale=1 / np.sqrt(d))["O"]
-    verdict = compare(as_float(out, "bf16"), attention(q, k, v),
+    verdict = compare(from_storage(out, "bf16"), attention(q, k, v),
                       attention_low(q, k, v, "bf16"), "bf16", q_len=99, k_len=157)
     assert verdict.ok, verdict.problems
 

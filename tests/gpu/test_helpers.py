@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tlc.build import build
-from tlc.reference import to_dtype
+from tlc.reference import to_dtype, to_storage
 from tlc.runtime import load_module
 
 SOURCE = (Path(__file__).parent / "kernels" / "fragments.cu").read_text()
@@ -23,7 +23,7 @@ def module(gpu, request, tmp_path_factory):
 
 
 def bf16_bits(x):
-    return (to_dtype(x, "bf16").view(np.uint32) >> 16).astype(np.uint16)
+    return to_storage(x, "bf16")
 
 
 def run(module, gpu, name, *arrays, scalars=(), out_shape=(16, 8)):

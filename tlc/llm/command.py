@@ -96,13 +96,12 @@ def run_generate(args) -> int:
 def _verifier(args):
     """plan -> tlc.evaluate result at --shape, or None after saying why it cannot run."""
     from tlc.api import evaluate
-    from tlc.runtime import GpuUnavailable, device_name
+    from tlc.runtime import ArgumentError, GpuUnavailable, device_name, problem_sizes
 
     try:
-        shape = {k.strip(): int(v) for k, v in (item.split("=") for item in
-                                                 args.shape.split(","))}
-    except ValueError:
-        print(f"tlc generate: --shape takes NAME=INT,... not {args.shape!r}", file=sys.stderr)
+        shape = problem_sizes(args.shape)
+    except ArgumentError as error:
+        print(f"tlc generate: --shape: {error}", file=sys.stderr)
         return None
     try:
         device_name()
