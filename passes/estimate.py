@@ -10,6 +10,10 @@ Registers are an estimate from liveness over the statements, in 32-bit registers
 - an operand copied inside the GEMM's own loop is streamed: only one MMA k-step of it is live,
   at the GEMM;
 - an online softmax keeps a running max, sum and rescale factor for each row a thread owns;
+- on a target without cp.async, a K/V tile on its way to shared memory is held in registers
+  (16 bytes a chunk, times IN_FLIGHT_FACTOR) from the point its loads are issued to the point
+  it is stored, as passes/register_pipeline.py schedules them;
+- operands load 16 deep (ldmatrix.x4) even where the MMA steps through k in eights;
 - a fixed 56 registers cover addresses, indices, loop counters, predicates and the slack
   ptxas takes: calibrated so that every configuration of the sm_80 sweep (head dims 32-256,
   tiles 64/128 x 32/64/128, held or streamed Q, 1-2 stages, and the plans the tests draw,
@@ -29,6 +33,13 @@ from tlc.passes.gemm_orientation import gemm_operands
 
 OVERHEAD_REGISTERS = 56
 B_COLUMNS_PER_LOAD = 16  # the emitter loads a B operand two n-tiles (one ldmatrix.x4) at a time
+LOAD_K = 16  # ... and every operand 16 deep along k, two m16n8k8 steps where the MMA is k8
+# A tile in flight costs more than its 4 registers a chunk: around it ptxas still schedules the
+# GEMMs' fragment loads early, as it does when registers are free. Calibrated on a sweep of 1196
+# sm_75 configurations (fp16 and bf16-as-fp16; D 32-256; BM 64/128; BN 16-128; 4 or 8 warps;
+# Q held or streamed; O staged or not; causal or not): at 2.0, 12 accepted configurations
+# spilled (BN = 128 with 16 rows a warp, the worst); at 2.5, none did.
+IN_FLIGHT_FACTOR = 2.5
 SOFTMAX_STATE_PER_ROW = 3  # running max, running sum, rescale factor
 
 
@@ -185,22 +196,25 @@ class _Liveness:
         return rows * SOFTMAX_STATE_PER_ROW
 
 
-def registers(facts: Facts, online=()) -> Registers | None:
-    """The estimated peak of 32-bit registers per thread, or None without a warp layout."""
+def registers(facts: Facts, online=(), through_registers: bool = False) -> Registers | None:
+    """The estimated peak of 32-bit registers per thread, or None without a warp layout.
+    `through_registers`: the target has no cp.async, so loop copies pass through registers."""
     if facts.threads is None:
         return None
     live = _Liveness(facts)
     intervals, streamed = live.intervals()
     state = live.softmax_state(online)
     best = None
-    for index, (op, _) in enumerate(live.positions):
+    for index, (op, loops) in enumerate(live.positions):
         parts = [(i.label, i.cost) for i in intervals if i.start <= index <= i.end and i.cost]
         if isinstance(op, ir.Gemm):
             mma = ir_mma_k(op)
             for name in (op.a.name, op.b.name):
                 if name in streamed and mma:
                     parts.append((f"{name} (one k-step)", live.operand_cost(
-                        name, mma, b_columns=B_COLUMNS_PER_LOAD)))
+                        name, max(mma, LOAD_K), b_columns=B_COLUMNS_PER_LOAD)))
+        if through_registers:
+            parts += _tiles_in_flight(facts, op, loops)
         if state:
             parts.append(("softmax state", state))
         parts.append(("addresses and indices", OVERHEAD_REGISTERS))
@@ -208,6 +222,30 @@ def registers(facts: Facts, online=()) -> Registers | None:
         if best is None or total > best.peak:
             best = Registers(total, op, tuple(sorted(parts, key=lambda p: -p[1])))
     return best
+
+
+def _tiles_in_flight(facts: Facts, op, loops) -> list[tuple[str, int]]:
+    """The register pipeline's tiles held while `op` runs, in each loop around it."""
+    from tlc.passes import register_pipeline as rp
+
+    parts = []
+    for depth, loop in enumerate(loops):
+        child = loops[depth + 1] if depth + 1 < len(loops) else op
+        index = next(i for i, x in enumerate(loop.body) if x is child)
+        groups = rp.groups(loop)
+        for group in groups:
+            if not rp.in_flight(group, index, len(groups)):
+                continue
+            for copy in group.copies:
+                buffer = facts.buffers.get((copy.name, ir.Level.SHARED))
+                tensor = facts.tensors.get(copy.name)
+                shape = facts.shape(buffer) if buffer else ()
+                if len(shape) == 2 and all(isinstance(x, int) for x in shape) and tensor \
+                        and tensor.dtype:
+                    chunks = rp.chunks_per_thread(*shape, tensor.dtype.bytes, facts.threads)
+                    parts.append((f"{copy.name} (next tile, on its way to shared)",
+                                  _ceil(IN_FLIGHT_FACTOR * 4 * chunks)))
+    return parts
 
 
 def ir_mma_k(gemm: ir.Gemm) -> int | None:

@@ -1,8 +1,9 @@
 """features: the plan uses only what the target has: tensor-core shapes and dtypes, cp.async.
 
 Each rejection carries the edit that ports the plan: another MMA shape the target has for the
-dtype, fp16 for a dtype the target's tensor cores lack, or single-stage copies where there is
-no cp.async to run copies ahead.
+dtype; for a dtype the target's tensor cores lack, fp16 tiles loaded from the same inputs where
+the target's copies can convert (bf16 on sm_75), else fp16 throughout; or single-stage copies
+where there is no cp.async to run copies ahead.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tlc.arch import ARCHS, Arch
 from tlc.diagnostics import Diagnostic
 from tlc.fixes import Edit
 from tlc.passes.facts import Facts, text
+from tlc.passes.infer_shapes import CONVERTING_LOADS
 
 
 def features(kernel: ir.Kernel, ctx) -> ir.Kernel:
@@ -25,13 +27,13 @@ def features(kernel: ir.Kernel, ctx) -> ir.Kernel:
     reported: set = set()  # a dtype the target lacks is one problem, however many GEMMs
     for op, _, held in facts.walk_held():
         if isinstance(op, ir.Gemm):
-            _gemm(arch, op, held.get(op.a.name) or held.get(op.b.name), ctx, reported)
+            _gemm(arch, op, held.get(op.a.name) or held.get(op.b.name), ctx, reported, kernel)
         elif isinstance(op, ir.Copy) and op.src is ir.Level.GLOBAL and not arch.has_cp_async:
             _stages(facts, arch, op, ctx.report)
     return kernel
 
 
-def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set) -> None:
+def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set, kernel: ir.Kernel) -> None:
     dtype = operand.dtype if operand else None
     if dtype is None or dtype is ir.DType.FP32:
         return
@@ -39,12 +41,19 @@ def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set) -> None:
         if dtype not in reported:
             reported.add(dtype)
             names = ", ".join(d.value for d in arch.mma_dtypes)
+            needs = f"{dtype.value} tensor cores need {_first_arch_with(dtype)} or newer"
+            if (dtype, ir.DType.FP16) in CONVERTING_LOADS and not arch.has_cp_async:
+                help = (f"compute in fp16 and keep the {dtype.value} inputs: add `with dtype "
+                        "fp16` to the shared and register Allocates of the GEMM operands and "
+                        f"make the Reshape fp16; tiles convert as they load, exactly for "
+                        f"magnitudes 2^-14 to 65504 (or make the inputs fp16; {needs})")
+                fixes = _convert_on_load(kernel, dtype, ctx.source)
+            else:
+                help = f"use fp16 in place of {dtype.value} throughout the plan ({needs})"
+                fixes = _replace_word(ctx.source, dtype.value, "fp16")
             ctx.report(Diagnostic(
                 "arch-feature", f"{arch.name} tensor cores take {names}; this GEMM's operands "
-                f"are {dtype.value}", gemm.span,
-                help=f"use fp16 in place of {dtype.value} throughout the plan ({dtype.value} "
-                     f"needs {_first_arch_with(dtype)} or newer)",
-                fixes=_replace_word(ctx.source, dtype.value, "fp16")))
+                f"are {dtype.value}", gemm.span, help=help, fixes=fixes))
         dtype = ir.DType.FP16  # check the MMA shape as the fix leaves it, in the same round
     shapes = arch.mma_shapes_for(dtype)
     if gemm.mma and gemm.mma not in {s.name for s in shapes}:
@@ -85,19 +94,50 @@ def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report, sourc
                 f"{arch.name} yet", op.span,
                 help=f"leave Compute {name} out, or check the plan without a target to "
                      "validate it anyway; the lowering comes with the attention-variants work"))
-    for gemm in facts.gemms:
-        if gemm.mma and gemm.mma not in backend.mma_shapes:
+    arch_shapes = {shape.name for shape, _ in arch.mma}
+    for gemm in facts.gemms:  # (a shape the arch lacks altogether is _gemm's to report)
+        if gemm.mma and gemm.mma not in backend.mma_shapes and gemm.mma in arch_shapes:
             better = backend.mma_shapes[0]
             report(Diagnostic(
                 "backend-unsupported", f"tlc's {arch.name} code uses the {better} MMA, not "
                 f"{gemm.mma}", gemm.span, help=f"use `mma {better}`",
                 fixes=_replace_word(source, gemm.mma, better, gemm.span)))
+    for op in ir.walk(kernel.body):
+        buffer = facts.buffers.get((getattr(op, "name", None), ir.Level.SHARED))
+        tensor = facts.tensors.get(getattr(op, "name", None))
+        if isinstance(op, ir.Copy) and op.src is ir.Level.GLOBAL and backend.has_cp_async and \
+                buffer and tensor and (tensor.dtype, buffer.dtype) in CONVERTING_LOADS:
+            report(Diagnostic(
+                "backend-unsupported", f"tlc's {arch.name} code copies tiles with cp.async, "
+                f"which moves bytes: it cannot load {tensor.dtype.value} `{op.name}` as "
+                f"{buffer.dtype.value}", op.span,
+                help=f"allocate `{op.name}` in shared and register with dtype "
+                     f"{tensor.dtype.value} ({arch.name} tensor cores take it)"))
     warps = facts.warps
     if warps and warps[1] > backend.warp_columns:
         report(Diagnostic(
             "backend-unsupported", f"tlc's {arch.name} code splits GEMM rows over warps, not "
             f"columns: warps {warps}", facts.gemms[0].span,
             help=f"write `with warps ({warps[0] * warps[1]}, 1)` on every GEMM"))
+
+
+def _convert_on_load(kernel: ir.Kernel, dtype: ir.DType, source) -> tuple[Edit, ...]:
+    """Edits that keep the inputs and compute in fp16: every shared or register tile of a GEMM
+    operand that is `dtype` becomes fp16, and so does every Reshape to `dtype`."""
+    if source is None:
+        return ()
+    operands = {name for op in ir.walk(kernel.body) if isinstance(op, ir.Gemm)
+                for name in (op.a.name, op.b.name)}
+    edits: list[Edit] = []
+    for op in ir.walk(kernel.body):
+        if isinstance(op, ir.Allocate) and op.buffer.dtype is dtype and op.buffer.name in \
+                operands and op.buffer.level in (ir.Level.SHARED, ir.Level.REGISTER):
+            explicit = _replace_word(source, dtype.value, "fp16", op.span)
+            edits += explicit or [Edit(source.span(op.span.end, op.span.end),
+                                       " with dtype fp16")]
+        elif isinstance(op, ir.Reshape) and op.dtype is dtype:
+            edits += _replace_word(source, dtype.value, "fp16", op.span)
+    return tuple(edits)
 
 
 def _first_arch_with(dtype: ir.DType) -> str:

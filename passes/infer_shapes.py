@@ -4,14 +4,20 @@ Copy, an elementwise Compute or a Reshape agree. (GEMM shapes: gemm_orientation.
 Rules: a tile's extents are compile-time integers; a Copy's tile covers the trailing
 dimensions of the global tensor and equals the buffer on the other side; the dimensions before
 the tile are all named in the coordinate; a tile extent along a compile-time dimension divides
-it (one along a runtime size may leave a masked remainder); loads keep their dtype, and only
-stores out of registers convert; Softmax, Mask and Softcap work on fp32 GEMM scores.
+it (one along a runtime size may leave a masked remainder); loads keep their dtype except
+bf16 loaded as fp16 (the way a bf16 plan runs on fp16-only tensor cores; a target whose copies
+cannot convert says so in passes/features.py), and stores out of registers convert; Softmax,
+Mask and Softcap work on fp32 GEMM scores.
 """
 from __future__ import annotations
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
 from tlc.passes.facts import Facts, named, shape_text, text
+
+# (global dtype, local dtype) a load may convert between: bf16 -> fp16 is exact for values of
+# magnitude 2^-14 to 65504 (docs/backend.md, "bf16 on Turing").
+CONVERTING_LOADS = {(ir.DType.BF16, ir.DType.FP16)}
 
 
 def infer_shapes(kernel: ir.Kernel, ctx) -> ir.Kernel:
@@ -79,7 +85,8 @@ class _Shapes:
         self._tile_extents(op, tensor, tile, tile_values)
         self._coordinate(op, tensor, len(tile))
         if op.src is ir.Level.GLOBAL and buffer.dtype and tensor.dtype and \
-                buffer.dtype is not tensor.dtype:
+                buffer.dtype is not tensor.dtype and \
+                (tensor.dtype, buffer.dtype) not in CONVERTING_LOADS:
             self.report("dtype-mismatch", f"a load keeps its dtype: `{op.name}` is "
                         f"{tensor.dtype.value} in global memory and {buffer.dtype.value} in "
                         f"{local.value}", op.span,

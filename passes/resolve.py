@@ -175,12 +175,16 @@ class _Resolver(Scope):
 
     def _buffer_dtype(self, stmt: ast.Allocate, clauses, level: ir.Level) -> ir.DType | None:
         """Explicit `with dtype`, else fp32 for a GEMM result in registers (an accumulator),
-        else the dtype of the global tensor of the same name (a staging tile in shared memory
-        holds what is stored)."""
+        else, in registers, the dtype of the shared tile of the same name (what a Copy from it
+        brings), else the dtype of the global tensor of the same name (a staging tile in shared
+        memory holds what is stored)."""
         if "dtype" in clauses:
             return clauses["dtype"]
         if stmt.name.text in self.gemm_results and level is ir.Level.REGISTER:
             return ir.DType.FP32
+        shared = self.buffers.get((stmt.name.text, ir.Level.SHARED))
+        if level is ir.Level.REGISTER and shared is not None and shared.dtype is not None:
+            return shared.dtype
         tensor = self.tensors.get(stmt.name.text)
         return tensor.dtype if tensor else None
 

@@ -20,10 +20,10 @@ def resources(kernel: ir.Kernel, ctx) -> ir.Kernel:
     """Record the resource figures; report those over the target's limits."""
     facts = Facts(kernel)
     online = ctx.facts.get("online_softmax", ())
-    ctx.facts["shared_memory"] = shared_memory(facts)
-    ctx.facts["registers"] = registers(facts, online)
-    ctx.facts["threads"] = facts.threads
     arch = ARCHS.get(ctx.arch or kernel.target or "")
+    ctx.facts["shared_memory"] = shared_memory(facts)
+    ctx.facts["registers"] = registers(facts, online, _through_registers(arch))
+    ctx.facts["threads"] = facts.threads
     if arch is None:
         return kernel
     ctx.facts["arch"] = arch.name
@@ -31,6 +31,11 @@ def resources(kernel: ir.Kernel, ctx) -> ir.Kernel:
     _shared(facts, arch, ctx.report)
     _registers(facts, arch, online, ctx)
     return kernel
+
+
+def _through_registers(arch: Arch | None) -> bool:
+    """Whether loop copies pass through registers on this target (no cp.async)."""
+    return arch is not None and not arch.has_cp_async
 
 
 def register_limit(arch: Arch, threads: int) -> int:
@@ -63,16 +68,17 @@ def _shared(facts: Facts, arch: Arch, report) -> None:
 
 
 def _registers(facts: Facts, arch: Arch, online, ctx) -> None:
-    use = registers(facts, online)
+    through = _through_registers(arch)
+    use = registers(facts, online, through)
     if use is None:
         return
     limit = register_limit(arch, facts.threads)
     if use.peak <= limit:
         return
     live = ", ".join(f"{label} {regs}" for label, regs in use.parts)
-    changes = _stream_changes(facts, use, limit, online, ctx.source)
-    changes += _param_changes(facts, lambda f: (registers(f, online).peak <= limit,
-                                                use.peak - registers(f, online).peak))
+    changes = _stream_changes(facts, use, limit, online, ctx.source, through)
+    changes += _param_changes(facts, lambda f: (registers(f, online, through).peak <= limit,
+                                                use.peak - registers(f, online, through).peak))
     ctx.report(Diagnostic(
         "register-budget", f"an estimated {use.peak} registers per thread are live here ({live}); "
         f"{arch.name} allows {limit} with {facts.threads} threads", use.at.span,
@@ -112,7 +118,8 @@ def _halvings(facts: Facts, fits, names, base: dict) -> list[tuple[str, int, tup
     return changes
 
 
-def _stream_changes(facts: Facts, use, limit, online, source) -> list[tuple[str, int, tuple]]:
+def _stream_changes(facts: Facts, use, limit, online, source,
+                    through: bool) -> list[tuple[str, int, tuple]]:
     """Moving a held operand's Copy into its GEMM's loop, when that alone makes room."""
     changes = []
     for copy, gemm, loop in _held_operand_copies(facts):
@@ -121,7 +128,7 @@ def _stream_changes(facts: Facts, use, limit, online, source) -> list[tuple[str,
         if held is None:
             continue
         moved = _moved_kernel(facts.kernel, copy, loop, gemm)
-        after = registers(Facts(moved), online)
+        after = registers(Facts(moved), online, through)
         if after is None or after.peak > limit:
             continue
         edits = _move_edits(source, copy, gemm) if source else ()

@@ -6,6 +6,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.tl"))
+GQA_SM80 = ROOT / "examples" / "gqa_causal_fwd_bf16_d64_sm80.tl"
+MHA_SM80 = ROOT / "examples" / "mha_fwd_fp16_d128_sm80.tl"
 
 
 class CliResult:

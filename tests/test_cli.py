@@ -8,7 +8,7 @@ import time
 import pytest
 
 import tlc
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, GQA_SM80, MHA_SM80, ROOT
 
 BROKEN = "sketch broken\nCopy A form global to shared\nCompute GEMM A, B S\n"
 
@@ -30,7 +30,7 @@ def test_usage_errors_exit_2(tlc_cli, args):
 
 
 def test_unknown_arch_is_a_usage_error_with_a_suggestion(tlc_cli):
-    result = tlc_cli("check", "--arch", "sm80", str(EXAMPLES[0]))
+    result = tlc_cli("check", "--arch", "sm80", str(GQA_SM80))
     assert result.code == 2 and "did you mean sm_80" in result.err
 
 
@@ -54,13 +54,13 @@ def test_errors_exit_1_and_every_error_is_reported(tlc_cli, tmp_path):
 def test_json_output(tlc_cli, tmp_path):
     plan = tmp_path / "broken.tl"
     plan.write_text(BROKEN)
-    result = tlc_cli("check", "--json", str(plan), str(EXAMPLES[0]))
+    result = tlc_cli("check", "--json", str(plan), str(GQA_SM80))
     data = json.loads(result.out)
     assert result.code == 1
     assert data["schema"] == "tlc-diagnostics/1"
     assert data["summary"] == {"files": 2, "errors": 2, "warnings": 0}
     broken, clean = data["files"]
-    assert clean == {"file": str(EXAMPLES[0]), "ok": True, "errors": 0, "warnings": 0,
+    assert clean == {"file": str(GQA_SM80), "ok": True, "errors": 0, "warnings": 0,
                      "diagnostics": []}
     assert [(d["line"], d["column"], d["code"]) for d in broken["diagnostics"]] == [
         (2, 8, "keyword-typo"), (3, 19, "missing-result")]
@@ -82,7 +82,7 @@ def test_stdin(tlc_cli):
 
 
 def test_missing_file_is_reported_and_the_others_still_checked(tlc_cli, tmp_path):
-    result = tlc_cli("check", "--json", str(tmp_path / "nope.tl"), str(EXAMPLES[0]))
+    result = tlc_cli("check", "--json", str(tmp_path / "nope.tl"), str(GQA_SM80))
     missing, clean = json.loads(result.out)["files"]
     assert result.code == 1
     assert missing["diagnostics"][0]["code"] == "io-error" and clean["ok"]
@@ -95,7 +95,7 @@ def test_internal_error_is_a_diagnostic_not_a_traceback(tlc_cli, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setitem(tlc.passes.PIPELINES, "code", (broken_pass,))
-    result = tlc_cli("check", str(EXAMPLES[0]))
+    result = tlc_cli("check", str(GQA_SM80))
     assert result.code == 2
     assert "error[internal-error]: internal error in tlc: RuntimeError: boom" in result.out
     assert "Traceback" not in result.out + result.err
@@ -151,7 +151,7 @@ def test_examples_are_in_canonical_form(tlc_cli):
 
 def test_check_one_example_is_fast():
     """`tlc check` on one example, interpreter start included, in under 0.5 s."""
-    command = [sys.executable, "-m", "tlc", "check", str(EXAMPLES[0])]
+    command = [sys.executable, "-m", "tlc", "check", str(GQA_SM80)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     subprocess.run(command, check=True, capture_output=True, env=env)  # warms the parser cache
     best = min(_timed(command, env) for _ in range(3))
@@ -171,7 +171,7 @@ def test_portability_table_for_every_example(tlc_cli):
     assert result.code == 0, result.out
     for path in EXAMPLES:
         assert str(path) in result.out
-    table = result.out.split(str(EXAMPLES[1]))[1]  # the sm_80 MHA example's table
+    table = result.out.split(str(MHA_SM80))[1]  # the sm_80 MHA example's table
     rows = {line.split()[0]: line for line in table.splitlines()[2:7]}
     assert rows["sm_80"].split()[1] == "yes"
     assert rows["sm_75"].split()[1] == "no" and "set STAGES = 1" in rows["sm_75"]
@@ -179,7 +179,7 @@ def test_portability_table_for_every_example(tlc_cli):
 
 
 def test_portability_json(tlc_cli):
-    result = tlc_cli("check", "--arch", "all", "--json", str(EXAMPLES[1]))
+    result = tlc_cli("check", "--arch", "all", "--json", str(MHA_SM80))
     data = json.loads(result.out)
     targets = {t["arch"]: t for t in data["files"][0]["targets"]}
     assert data["schema"] == "tlc-portability/1"
@@ -189,18 +189,18 @@ def test_portability_json(tlc_cli):
 
 
 def test_report(tlc_cli):
-    result = tlc_cli("check", "--report", str(EXAMPLES[1]))
+    result = tlc_cli("check", "--report", str(MHA_SM80))
     assert result.code == 0
     assert "shared memory   104448 B of 166912 B" in result.out
     assert "registers       ~" in result.out and "online softmax  S" in result.out
-    data = json.loads(tlc_cli("check", "--report", "--json", str(EXAMPLES[1])).out)
+    data = json.loads(tlc_cli("check", "--report", "--json", str(MHA_SM80)).out)
     resources = data["files"][0]["resources"]
     assert resources["threads"] == 128 and resources["registers"]["limit"] == 255
 
 
 def test_fmt_fix_ports_a_plan(tlc_cli, tmp_path):
     plan = tmp_path / "plan.tl"
-    plan.write_text(EXAMPLES[1].read_text())
+    plan.write_text(MHA_SM80.read_text())
     result = tlc_cli("fmt", "--fix", "--arch", "sm_75", str(plan))
     assert result.code == 0, result.err
     assert tlc_cli("check", "--arch", "sm_75", str(plan)).code == 0

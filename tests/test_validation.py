@@ -10,6 +10,7 @@ import tlc
 from conftest import EXAMPLES
 from tlc.api import check, fix_plan
 from tlc.fixes import apply_edits
+from tlc.passes.estimate import IN_FLIGHT_FACTOR
 
 EXAMPLE = {path.stem: path.read_text() for path in EXAMPLES}
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnostics"
@@ -46,8 +47,11 @@ def test_register_estimate_follows_the_model():
     assert live["O"] == 64 * 64 * 4 // 4 // threads           # fp32 accumulator, 32
     assert live["S"] == 64 * 64 * 4 // 4 // threads           # fp32 scores, 32
     assert live["Q (held operand)"] == 64 // 4 * 64 * 2 // 4 // 32  # a warp's 16 rows of Q
-    assert live["K (one k-step)"] == 16 * 8 * 2 // 4 // 32    # 16 columns per load, k = 8
+    assert live["K (one k-step)"] == 16 * 16 * 2 // 4 // 32   # 16 columns per load, 16 deep
     assert live["softmax state"] == 2 * 1 * 3                 # 2 rows per thread, 3 values
+    # No cp.async on sm_75: V's next tile is in registers while Q·K^T runs, 64 rows loaded
+    # 16 a pass (8 threads a row), so 4 chunks of 16 bytes, times the calibrated factor.
+    assert live["V (next tile, on its way to shared)"] == int(4 * 4 * IN_FLIGHT_FACTOR)
     assert facts["registers"].peak == sum(live.values())
 
 
