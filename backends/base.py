@@ -32,6 +32,10 @@ class Backend:
     header: str = ""           # the per-arch PTX helpers the kernel includes
     has_cp_async: bool = False
     mma_shapes: tuple[str, ...] = ()
+    # The device helper that does one 16-deep k-step of a 16x8 tile, and the one for a last
+    # 8-deep step, per operand dtype (operands always load 16 deep: see tlc_sm75.cuh).
+    mma_k16: dict[str, str] = {}
+    mma_k8: dict[str, str] = {}
     smem_padding: int = 8      # elements added to each shared row: ldmatrix rows stay 16-byte
                                # aligned and consecutive rows fall in different banks
     # What the lowering covers, checked by `tlc check` (passes/features.py) so that a plan it

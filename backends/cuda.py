@@ -3,10 +3,12 @@ the reviewed helpers of backends/include; a target's differences come from its B
 attributes. An IR node without a rule is an internal error, never silence.
 
 The lowering this version supports, checked by the GPU tests: warps split the rows of every
-GEMM (`warps (W, 1)`), 16-bit operands with the m16n8k16 MMA, tiles whose rows are whole rows
-of their tensor (the head dimension in one tile), global -> shared copies by cp.async in
-16-byte chunks (zero-filled past the end of a sequence), software-pipelined `stages` deep
-inside a loop, operands streamed from shared memory by ldmatrix one k-step at a time or held
+GEMM (`warps (W, 1)`), 16-bit operands loaded 16 deep along k and multiplied by the
+backend's MMA helpers (m16n8k16, or two m16n8k8 on Turing), tiles whose rows are whole rows
+of their tensor (the head dimension in one tile), global -> shared copies in 16-byte chunks
+(zero-filled past the end of a sequence): by cp.async software-pipelined `stages` deep inside
+a loop, or where the target has no cp.async through registers one compute phase ahead
+(passes/register_pipeline.py), converting bf16 to fp16 when the plan asks; operands streamed from shared memory by ldmatrix one k-step at a time or held
 in registers, online softmax with exp2 and quad reductions, and the accumulator -> A-operand
 Reshape. Anything else is refused with BackendUnsupported, saying what.
 """
@@ -16,13 +18,12 @@ import re
 
 from tlc import ir
 from tlc.backends.base import BackendUnsupported, Lowered
+from tlc.passes import register_pipeline
 from tlc.passes.facts import Facts
 from tlc.passes.gemm_orientation import gemm_operands
 
 C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
 PACK = {ir.DType.FP16: "tlc::pack_half2", ir.DType.BF16: "tlc::pack_bf162"}
-MMA = {ir.DType.FP16: "tlc::mma_m16n8k16_f16", ir.DType.BF16: "tlc::mma_m16n8k16_bf16"}
-MMA_K8 = {ir.DType.FP16: "tlc::mma_m16n8k8_f16", ir.DType.BF16: "tlc::mma_m16n8k8_bf16"}
 LOG2E = 1.4426950408889634
 
 
@@ -218,6 +219,9 @@ class CudaEmitter:
         pass  # storage is laid out in the prologue, from the whole plan
 
     def emit_loop(self, op: ir.Loop) -> None:
+        if not self.backend.has_cp_async and register_pipeline.staged_copies(op):
+            self._register_pipeline_loop(op)
+            return
         start, stop = self.expr(op.start), self.expr(op.stop)
         staged = [c for c in op.body if isinstance(c, ir.Copy) and c.src is ir.Level.GLOBAL]
         depth = max([self.facts.stages(c.name) for c in staged] or [1])
@@ -246,10 +250,134 @@ class CudaEmitter:
         self.loop_stack.pop()
         self.close()
 
+    def _register_pipeline_loop(self, op: ir.Loop) -> None:
+        """A loop whose tiles reach shared memory through registers (no cp.async), on the
+        schedule of passes/register_pipeline.py."""
+        start, stop = self.expr(op.start), self.expr(op.stop)
+        var = f"p_{op.var}"
+        groups = register_pipeline.groups(op)
+        self.line(f"const int {var}_start = {start}, {var}_stop = {stop};")
+        for group in groups:
+            for copy in group.copies:
+                self.line(f"uint4 {copy.name}_next[{self._chunks(copy.name)}];  // the next "
+                          f"{copy.name} tile, on its way to shared memory")
+        self.open(f"if ({var}_start < {var}_stop)")
+        self._load_group(groups[0], f"{var}_start", op.var)
+        self.close()
+        self.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
+        self.loop_stack.append(op)
+        for index in range(len(op.body) + 1):
+            for g, group in enumerate(groups):
+                if group.store == index:
+                    self._store_group(group, groups, g, var, op.var)
+            if index < len(op.body):
+                self.emit_op(op.body[index])
+        self.loop_stack.pop()
+        self.close()
+
+    def _store_group(self, group, groups, g: int, var: str, loop_var: str) -> None:
+        names = ", ".join(c.name for c in group.copies)
+        if group.sync_before_store:
+            self.line(f"__syncthreads();  // every warp is done with the {names} tile replaced")
+        for copy in group.copies:
+            self._store_registers(copy)
+        self.line("__syncthreads();")
+        if g + 1 < len(groups):
+            self._load_group(groups[g + 1], var, loop_var)
+        else:
+            self.open(f"if ({var} + 1 < {var}_stop)")
+            self._load_group(groups[0], f"({var} + 1)", loop_var)
+            self.close()
+
+    def _chunks(self, name: str) -> int:
+        rows, cols = self.shared[name][:2]
+        return register_pipeline.chunks_per_thread(rows, cols, 2, self.threads)
+
+    def _load_group(self, group, index: str, loop_var: str) -> None:
+        """Issue the global loads of each tile of the group into its registers."""
+        for copy in group.copies:
+            rows, cols = self.shared[copy.name][:2]
+            offset, first_row, limit, length = self._tile_address(copy, {loop_var: index})
+            self.block(f"// Copy {copy.name} ({rows} x {cols}) from global, into registers")
+            self.line(f"const {C_TYPES[self.kernel.tensor(copy.name).dtype]}* tlc_src = "
+                      f"{copy.name}_g + {offset};")
+            self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+            row, col, step, valid = self._chunk(copy.name)
+            self.open(f"for (int tlc_v = 0; tlc_v < {self._chunks(copy.name)}; ++tlc_v)")
+            self.line(f"const int tlc_r = {row}, tlc_col = {col};")
+            self.line(f"const bool tlc_valid = {valid} && tlc_r < tlc_rows_left;")
+            # The address is formed for every chunk (compile-time steps from tlc_src) and only
+            # the load is predicated: nothing past the end is read.
+            self.line(f"{copy.name}_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * "
+                      f"{length} + tlc_col, tlc_valid);")
+            self.close()
+            self.close()
+
+    def _chunk(self, name: str) -> tuple[str, str, int, str]:
+        """C for this thread's chunk tlc_v of a tile: (row, column, rows per pass, whether the
+        block's chunks reach it), per passes/register_pipeline.py's distribution."""
+        rows, cols = self.shared[name][:2]
+        per_row = cols // 8
+        per_pass = register_pipeline.rows_per_pass(cols, 2, self.threads)
+        if per_pass:
+            valid = "true" if per_pass * per_row == self.threads else \
+                f"threadIdx.x < {per_pass * per_row}"
+            if rows % per_pass:
+                valid += f" && threadIdx.x / {per_row} + tlc_v * {per_pass} < {rows}"
+            return (f"threadIdx.x / {per_row} + tlc_v * {per_pass}",
+                    f"(threadIdx.x % {per_row}) * 8", per_pass, valid)
+        chunk = f"(threadIdx.x + tlc_v * {self.threads})"
+        valid = "true" if rows * per_row % self.threads == 0 else f"{chunk} < {rows * per_row}"
+        return f"{chunk} / {per_row}", f"({chunk} % {per_row}) * 8", 0, valid
+
+    def _store_registers(self, copy: ir.Copy) -> None:
+        stride = self.shared[copy.name][2]
+        row, col, _, valid = self._chunk(copy.name)
+        self.block(f"// Copy {copy.name} into shared memory{self._converting(copy)}")
+        self.open(f"for (int tlc_v = 0; tlc_v < {self._chunks(copy.name)}; ++tlc_v)")
+        if valid != "true":
+            self.line(f"if (!({valid})) break;")
+        self.line(f"*reinterpret_cast<uint4*>({copy.name}_s + ({row}) * {stride} + {col}) = "
+                  f"{self._convert(copy, f'{copy.name}_next[tlc_v]')};")
+        self.close()
+        self.close()
+
+    def _converting(self, copy: ir.Copy) -> str:
+        tensor = self.kernel.tensor(copy.name).dtype
+        local = self.shared[copy.name][4]
+        return f", {tensor.value} to fp16" if C_TYPES[tensor] != local else ""
+
+    def _convert(self, copy: ir.Copy, raw: str) -> str:
+        """C for 16 loaded bytes as the shared tile stores them."""
+        return f"tlc::bf16x8_to_f16x8({raw})" if self._converting(copy) else raw
+
+    def _load_once(self, op: ir.Copy) -> None:
+        """A tile outside any loop, through registers: loaded, stored, made visible."""
+        rows, cols, stride, _, ctype, _ = self.shared[op.name]
+        offset, first_row, limit, length = self._tile_address(op, {})
+        self.block(f"// Copy {op.name} ({rows} x {cols}) from global to shared, through registers"
+                   f"{self._converting(op)}")
+        self.line(f"const {C_TYPES[self.kernel.tensor(op.name).dtype]}* tlc_src = "
+                  f"{op.name}_g + {offset};")
+        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; tlc_c += {self.threads})")
+        self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
+        self.line("const bool tlc_valid = tlc_r < tlc_rows_left;")
+        self.line(f"const uint4 tlc_raw = tlc::load_16(tlc_src + (tlc_valid ? (long long)tlc_r "
+                  f"* {length} + tlc_col : 0), tlc_valid);")
+        self.line(f"*reinterpret_cast<uint4*>({op.name}_s + tlc_r * {stride} + tlc_col) = "
+                  f"{self._convert(op, 'tlc_raw')};")
+        self.close()
+        self.close()
+        self.line("__syncthreads();")
+
     def emit_copy(self, op: ir.Copy) -> None:
         if op.src is ir.Level.GLOBAL and op.dst is ir.Level.SHARED:
             if self.loop_stack:
                 self.line(f"// Copy {op.name}: issued by the loop's pipeline")
+                return
+            if not self.backend.has_cp_async:
+                self._load_once(op)
                 return
             self._issue_tiles([op], None, "0", None)
             self.line("tlc::cp_async_commit();")
@@ -314,7 +442,8 @@ class CudaEmitter:
         rows, _, stride, stages, _, _ = self.shared[name]
         staged = any(isinstance(c, ir.Copy) and c.name == name and c.src is ir.Level.GLOBAL
                      for loop in self.loop_stack for c in loop.body)
-        return f"({name}_s + tlc_stage * {rows * stride})" if staged else f"{name}_s"
+        return f"({name}_s + tlc_stage * {rows * stride})" if staged and stages > 1 \
+            else f"{name}_s"
 
     def _hold_operand(self, name: str) -> None:
         gemm = next(g for g in self.facts.gemms if g.a.name == name)
@@ -352,13 +481,19 @@ class CudaEmitter:
         self._operand_bases(op, mt)
         self.open(f"for (int kk = 0; kk < {kt}; ++kk)")
         self._a_fragments(op, mt)
-        self._b_fragments_and_mma(op, mt, nt, a_dtype)
+        self._b_fragments_and_mma(op, mt, nt, self._mma(self.backend.mma_k16, a_dtype))
         self.close()
         if self.k_tail(op):
-            self._k8_tail(op, mt, nt, kt, a_dtype)
+            self._k8_tail(op, mt, nt, kt, self._mma(self.backend.mma_k8, a_dtype))
         self.close()
 
-    def _k8_tail(self, op: ir.Gemm, mt: int, nt: int, kt: int, dtype: ir.DType) -> None:
+    def _mma(self, helpers: dict[str, str], dtype: ir.DType) -> str:
+        if dtype.value not in helpers:
+            raise BackendUnsupported(f"{self.backend.arch} tensor cores do not take "
+                                     f"{dtype.value} operands")
+        return helpers[dtype.value]
+
+    def _k8_tail(self, op: ir.Gemm, mt: int, nt: int, kt: int, mma: str) -> None:
         """The last 8 of K with m16n8k8: A is the first half of an m16n8k16 A fragment, B one
         8x8 matrix per n-tile (ldmatrix.x2: lanes 8-15 repeat lanes 0-7)."""
         self.block("// the last 8 of K: one m16n8k8 step")
@@ -384,17 +519,17 @@ class CudaEmitter:
         self.line("uint32_t b[2];")
         self.line(f"{load}(b, tlc::smem_address({self._smem(op.b.name)}) + {where});")
         self.line("const uint32_t tlc_b0[1] = {b[0]};")
-        self.line(f"for (int i = 0; i < {mt}; ++i) {MMA_K8[dtype]}({op.out}_acc[i][j], a[i], "
+        self.line(f"for (int i = 0; i < {mt}; ++i) {mma}({op.out}_acc[i][j], a[i], "
                   f"tlc_b0, {op.out}_acc[i][j]);")
         self.close()
         self.close()
 
     def _operand_dtype(self, name: str) -> ir.DType:
         for buffer in self.kernel.buffers:
-            if buffer.name == name and buffer.dtype in MMA:
+            if buffer.name == name and buffer.dtype in PACK:
                 return buffer.dtype
         for op in ir.walk(self.kernel.body):
-            if isinstance(op, ir.Reshape) and op.name == name and op.dtype in MMA:
+            if isinstance(op, ir.Reshape) and op.name == name and op.dtype in PACK:
                 return op.dtype
         raise BackendUnsupported(f"`{name}`: GEMM operands are fp16 or bf16")
 
@@ -424,7 +559,7 @@ class CudaEmitter:
         self.line(f"const uint32_t tlc_b_base = tlc::smem_address({self._smem(op.b.name)}) + "
                   f"({lane}) * 2;")
 
-    def _b_fragments_and_mma(self, op: ir.Gemm, mt: int, nt: int, dtype: ir.DType) -> None:
+    def _b_fragments_and_mma(self, op: ir.Gemm, mt: int, nt: int, mma: str) -> None:
         name = op.b.name
         if name not in self.shared:
             raise BackendUnsupported(f"B operand `{name}` without a shared tile")
@@ -438,8 +573,8 @@ class CudaEmitter:
         self.line(f"{load}(b, tlc_b_base + {step});")
         self.line("const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};")
         self.open(f"for (int i = 0; i < {mt}; ++i)")
-        self.line(f"{MMA[dtype]}({op.out}_acc[i][j], TLC_A(i), tlc_b0, {op.out}_acc[i][j]);")
-        self.line(f"{MMA[dtype]}({op.out}_acc[i][j + 1], TLC_A(i), tlc_b1, {op.out}_acc[i][j + 1]);")
+        self.line(f"{mma}({op.out}_acc[i][j], TLC_A(i), tlc_b0, {op.out}_acc[i][j]);")
+        self.line(f"{mma}({op.out}_acc[i][j + 1], TLC_A(i), tlc_b1, {op.out}_acc[i][j + 1]);")
         self.close()
         self.close()
         if nt % 2:  # the odd last n-tile: two 8x8 matrices; lanes 16-31 repeat lanes 0-15
@@ -447,7 +582,7 @@ class CudaEmitter:
             self.line(f"const int j = {nt - 1};")
             self.line("uint32_t b[2];")
             self.line(f"{load.replace('x4', 'x2')}(b, tlc_b_base + {step});")
-            self.line(f"for (int i = 0; i < {mt}; ++i) {MMA[dtype]}({op.out}_acc[i][j], "
+            self.line(f"for (int i = 0; i < {mt}; ++i) {mma}({op.out}_acc[i][j], "
                       f"TLC_A(i), b, {op.out}_acc[i][j]);")
             self.close()
         self.line("#undef TLC_A")

@@ -81,6 +81,11 @@ class LoadedKernel:
         self.kernel, self.lowered, self.built_for, self.how = kernel, lowered, built_for, how
         cuda = driver()
         self.function = module.get_function(lowered.name)
+        # Inputs a converting load computes as fp16 (bf16 on Turing): values past fp16's range
+        # would silently become infinities, so a call refuses them.
+        self.converted = [t.name for t in kernel.tensors if t.role == "input" and t.shape and
+                          any(b.name == t.name and b.dtype and b.dtype is not t.dtype
+                              for b in kernel.buffers)]
         if lowered.shared_memory > 48 * 1024:
             self.function.set_attribute(
                 cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, lowered.shared_memory)
@@ -131,6 +136,8 @@ class LoadedKernel:
         driver()
         _keep_alive.clear()
         sizes = self.sizes(arrays)
+        for name in self.converted:
+            _check_fp16_range(arrays[name], name)
         kind = _kind(next(arrays[t.name] for t in self.kernel.tensors if t.shape and
                           t.role == "input"))
         arguments, outputs, copies = [], {}, []
@@ -163,6 +170,31 @@ class LoadedKernel:
         arguments, grid = self.launch_args
         self.function(*arguments, block=(self.lowered.threads, 1, 1), grid=grid,
                       shared=self.lowered.shared_memory)
+
+
+FP16_MAX = 65504.0
+
+
+def _check_fp16_range(array, name: str) -> None:
+    """Refuse a bf16 input with a finite value of magnitude above 65504, which the plan's
+    conversion to fp16 would turn into an infinity (docs/backend.md, "bf16 on Turing")."""
+    import numpy as np
+
+    if _kind(array) == "torch":
+        import torch
+
+        finite = torch.where(torch.isfinite(array), array.abs(), torch.zeros_like(array))
+        largest = float(finite.amax()) if array.numel() else 0.0
+    else:
+        bits = array.get() if _kind(array) == "gpuarray" else np.asarray(array)
+        magnitude = bits.view(np.uint16) & 0x7FFF
+        magnitude = magnitude[magnitude < 0x7F80]  # drop infinities and NaNs
+        largest = float((magnitude.astype(np.uint32) << 16).view(np.float32).max()) \
+            if magnitude.size else 0.0
+    if largest > FP16_MAX:
+        raise ArgumentError(f"{name}: holds {largest:g}; this plan computes its bf16 inputs "
+                            f"as fp16, whose largest value is {FP16_MAX:g}: scale the input "
+                            "or run a plan that keeps bf16 (sm_80 or newer)")
 
 
 _NUMPY_DTYPES = {"fp16": "float16", "bf16": "uint16", "fp32": "float32"}
@@ -228,9 +260,12 @@ def _poisoned(kind: str, shape, dtype: str):
     return out.gpudata, out
 
 
-def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None) -> LoadedKernel:
+def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None,
+         from_ptx: bool = False) -> LoadedKernel:
     """Check a plan, lower it for its target, and build it for the GPU present: natively for
-    that GPU's arch from the same source (a cubin for sm_80 does not load on sm_90).
+    that GPU's arch from the same source (a cubin for sm_80 does not load on sm_90), or, with
+    from_ptx, as PTX for the plan's own target that the driver JIT-compiles for the GPU
+    present (how an sm_75 plan runs on a newer GPU exactly as written for Turing).
     `prebuilt` is a (lowered, build result) pair made earlier, e.g. by parallel builds."""
     from tlc.api import check
     from tlc.backends import backend_for
@@ -248,8 +283,13 @@ def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None) -> L
         lowered, built = prebuilt
     else:
         lowered = backend.lower(result.kernel)
-        built = build(lowered.source, present, cache_dir=cache_dir)
-    how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
+        built = build(lowered.source, result.arch if from_ptx else present,
+                      output="ptx" if from_ptx else "cubin", cache_dir=cache_dir)
+    if str(built.path).endswith(".ptx"):
+        how = (f"PTX for compute_{result.arch[3:]}, JIT-compiled by the driver for {present} "
+               f"({device_name()})")
+    else:
+        how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
     return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)
 
 

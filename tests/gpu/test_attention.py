@@ -126,8 +126,8 @@ def test_head_dims_that_are_multiples_of_8(gpu, d, bn, held, tmp_path):
     from plans import TEMPLATE
 
     text = TEMPLATE.format(dtype="bf16", d=d, suffix="", arch="sm_80", group=1, bm=64, bn=bn,
-                           warps=4, stop="cdiv(Nk, BN)", mask="", stages=2,
-                           staging="Allocate O in shared (BM, D)\n",
+                           warps=4, stop="cdiv(Nk, BN)", mask="", stages=2, mma="m16n8k16",
+                           compute="bf16", tiles="", staging="Allocate O in shared (BM, D)\n",
                            store="Copy O from register to shared\nCopy O (BM, D) in coordinate "
                                  "[B = b, H = h, Nq = m] from shared to global with vector 8\n")
     if held:
