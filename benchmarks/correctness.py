@@ -1,11 +1,13 @@
-"""The GPU correctness matrix of the Ampere backend, on the GPU present.
+"""The GPU correctness matrix of a backend, on the GPU present.
 
-For every case: a plan from benchmarks/plans.py (checked by tlc), built for the GPU present,
-run on fresh normal inputs with the output poisoned (NaN), compared with the float64
+For every case: a plan from benchmarks/plans.py (checked by tlc for --arch, sm_80 unless
+told), built natively for the GPU present, or for sm_75 as PTX for compute_75 that the driver
+JIT-compiles (the way a Turing plan runs on a newer GPU exactly as written), run on fresh
+normal inputs with the output poisoned (NaN), compared with the float64
 reference by the peers' tolerance rule (tlc.reference.compare). Full results go to
 $OUT/correctness.json (or --json PATH); a short table is printed last.
 
-    python3 benchmarks/correctness.py [--quick] [--json PATH]
+    python3 benchmarks/correctness.py [--arch sm_75] [--quick] [--json PATH]
 """
 from __future__ import annotations
 
@@ -46,10 +48,15 @@ def run_case(kernel, dtype, d, causal, heads, seq, batch, seed):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="sm_80", help="the plans' target (default sm_80)")
     parser.add_argument("--quick", action="store_true", help="a few small cases (sanitizers)")
-    parser.add_argument("--json", default=os.path.join(os.environ.get("OUT", "."),
-                                                       "correctness.json"))
+    parser.add_argument("--json", help="where the full results go (default "
+                        "$OUT/correctness[-ARCH].json)")
     args = parser.parse_args()
+    suffix = "" if args.arch == "sm_80" else f"-{args.arch}"
+    args.json = args.json or os.path.join(os.environ.get("OUT", "."),
+                                          f"correctness{suffix}.json")
+    ptx = args.arch == "sm_75"
     from tlc.runtime import device_arch, device_name, load
 
     arch = device_arch()  # in this thread: the CUDA context belongs to it
@@ -57,11 +64,11 @@ def main() -> int:
     dtypes, dims, seqs = ["fp16", "bf16"], [32, 40, 64, 72, 96, 128, 256], SEQS
     if args.quick:
         dims, seqs = [64, 128], [(113, 203), (1, 65)]
-    plans = {(dt, d, c, g): plan(dt, d, c, g) for dt, d, c, g in
+    plans = {(dt, d, c, g): plan(dt, d, c, g, arch=args.arch) for dt, d, c, g in
              itertools.product(dtypes, dims, [False, True], [1, 4])}
     started = time.time()
     with ThreadPoolExecutor(8) as pool:  # nvcc runs in parallel; loading needs the context
-        built = dict(zip(plans, pool.map(lambda key: _build(plans[key], arch), plans)))
+        built = dict(zip(plans, pool.map(lambda key: _build(plans[key], arch, ptx), plans)))
     kernels = {key: load(plans[key], prebuilt=built[key]) for key in plans}
     print(f"built {len(kernels)} kernels in {time.time() - started:.0f} s on {device_name()}",
           flush=True)
@@ -77,7 +84,8 @@ def main() -> int:
         if not verdict.ok:
             print("FAILED", rows[-1], flush=True)
     with open(args.json, "w") as handle:
-        json.dump({"device": device_name(), "how": kernels[next(iter(kernels))].how,
+        json.dump({"device": device_name(), "arch": args.arch,
+                   "how": kernels[next(iter(kernels))].how,
                    "cases": rows}, handle, indent=1)
     failed = [r for r in rows if not r["ok"]]
     print(f"{'dtype':5} {'D':>4} {'causal':>6} {'heads':>8}  cases  passed  worst max/bound")
@@ -87,17 +95,21 @@ def main() -> int:
         worst = max(r["max_error"] / r["max_bound"] for r in group)
         print(f"{dt:5} {d:>4} {str(causal):>6} {heads:>8}  {len(group):>5}  "
               f"{sum(r['ok'] for r in group):>6}  {worst:.2f}")
-    print(f"correctness: {len(rows) - len(failed)}/{len(rows)} cases passed on {device_name()}")
+    print(f"correctness: {len(rows) - len(failed)}/{len(rows)} cases passed for {args.arch} "
+          f"plans on {device_name()} ({kernels[next(iter(kernels))].how})")
     return 1 if failed else 0
 
 
-def _build(text, arch):
+def _build(text, arch, ptx=False):
+    """(lowered, built): natively for the GPU's arch, or as PTX for the plan's own target."""
     from tlc.api import check
     from tlc.backends import backend_for
     from tlc.build import build
 
     result = check(text)
     lowered = backend_for(result.arch).lower(result.kernel)
+    if ptx:
+        return lowered, build(lowered.source, result.arch, output="ptx")
     return lowered, build(lowered.source, arch)
 
 

@@ -2,6 +2,8 @@
 dtype, head dim, causal, heads per K/V head, tiles. Each plan is checked by tlc before use."""
 from __future__ import annotations
 
+import itertools
+
 TEMPLATE = """kernel attention_{dtype}_d{d}{suffix} for {arch}
 
 input Q (B, H, Nq, D) {dtype}
@@ -19,9 +21,9 @@ param STAGES = {stages}
 
 grid (cdiv(Nq, BM), H, B) as (m, h, b)
 
-Allocate Q in shared (BM, D)
-Allocate K in shared (BN, D)
-Allocate V in shared (BN, D)
+Allocate Q in shared (BM, D){tiles}
+Allocate K in shared (BN, D){tiles}
+Allocate V in shared (BN, D){tiles}
 Allocate Q in register (BM, D)
 Allocate K in register (BN, D)
 Allocate V in register (BN, D)
@@ -34,17 +36,17 @@ for n = 0: {stop}
   Copy V (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] from global to shared with vector 8, stages STAGES
   Copy Q from shared to register
   Copy K from shared to register
-  Compute GEMM Q, K^T and get S with warps (WARPS, 1), mma m16n8k16
+  Compute GEMM Q, K^T and get S with warps (WARPS, 1), mma {mma}
   Compute Multiply S, scale and get new S
 {mask}  Compute Softmax S
-  Reshape S from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {dtype}
+  Reshape S from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {compute}
   Copy V from shared to register
-  Compute GEMM S, V and accumulate O with warps (WARPS, 1), mma m16n8k16
+  Compute GEMM S, V and accumulate O with warps (WARPS, 1), mma {mma}
 end
 {store}"""
 
 # Tiles per head dim, largest first; the first that `tlc check` accepts is used.
-TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2)]
+TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2), (32, 32, 2), (64, 16, 4)]
 
 
 STAGED = ("Allocate O in shared (BM, D)\n",
@@ -57,16 +59,22 @@ DIRECT = ("", "Copy O (BM, D) in coordinate [B = b, H = h, Nq = m] from register
 def plan(dtype: str, d: int, causal: bool, group: int, arch: str = "sm_80",
          stages: int = 2, staged: bool = True) -> str:
     """The first tiling of the template that passes `tlc check` for arch; O leaves registers
-    through a shared tile (coalesced) or, with staged=False, straight to global memory."""
+    through a shared tile (coalesced) where one fits, or straight to global memory.
+    On Turing (sm_75): the m16n8k8 MMA, one stage, and bf16 computed as fp16 tiles."""
     from tlc.api import check
 
-    staging, store = STAGED if staged else DIRECT
+    turing = arch == "sm_75"
+    mma, stages = ("m16n8k8", 1) if turing else ("m16n8k16", stages)
+    compute = "fp16" if turing else dtype
+    tiles = " with dtype fp16" if compute != dtype else ""
+    stores = (STAGED, DIRECT) if staged else (DIRECT,)
     stop = "cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)" if causal else "cdiv(Nk, BN)"
     mask = "  Compute Mask S with causal\n" if causal else ""
-    for bm, bn, warps in TILES:
+    for (staging, store), (bm, bn, warps) in itertools.product(stores, TILES):
         text = TEMPLATE.format(dtype=dtype, d=d, suffix="_causal" if causal else "",
                                arch=arch, group=group, bm=bm, bn=bn, warps=warps, stop=stop,
-                               mask=mask, stages=stages, staging=staging, store=store)
+                               mask=mask, stages=stages, staging=staging, store=store,
+                               mma=mma, compute=compute, tiles=tiles)
         if check(text, arch=arch).ok:
             return text
     raise ValueError(f"no tiling of the template fits {dtype} D={d} on {arch}")

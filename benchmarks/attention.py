@@ -1,0 +1,277 @@
+"""Attention forward, side by side on the GPU present: tlc's kernels and PyTorch's.
+
+One run times every backend on the same grid (DESIGN §6): dtype × head dim D × sequence
+length N × MHA or GQA 4:1 × causal or not, with batch = 16384 / N and heads = 2048 / D.
+Each backend's output is checked once against the float64 reference (the last 128 query rows
+of the first and the last head, by the peers' tolerance rule) before it is timed; a backend
+that fails, or cannot run the case, gets a row saying so and no time. Timing: CUDA events
+around each launch, warm-up first, the median of --iters launches, with --rotate sets of
+inputs taken in turn so that no backend finds its inputs in L2. FLOPs are 4·B·H·N²·D, halved
+for causal; a figure above the GPU's dense peak is reported as an error, not a result.
+
+    python3 benchmarks/attention.py [--arch sm_80|sm_75] [--backends tlc,sdpa-flash,...]
+        [--dtypes fp16,bf16] [--dims 64,128] [--seqs 1024,4096,16384] [--json PATH]
+
+tlc plans come from benchmarks/plans.py for --arch; sm_75 plans run as PTX for compute_75
+that the driver JIT-compiles, so an H100 stands in for a Turing GPU (a proxy only: the
+H100's memory system and SM count are not a T4's). Rows go to --json (default
+$OUT/attention.json); the table is printed last.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plans import plan  # noqa: E402
+
+BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flex")
+PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "T4": 65.0}  # dense fp16/bf16
+CHECK_ROWS = 128
+
+
+def flops(batch, heads, n, d, causal) -> float:
+    return 4.0 * batch * heads * n * n * d / (2 if causal else 1)
+
+
+class Case:
+    def __init__(self, dtype, d, n, gqa, causal):
+        self.dtype, self.d, self.n, self.gqa, self.causal = dtype, d, n, gqa, causal
+        self.batch, self.heads = 16384 // n, 2048 // d
+        self.group = 4 if gqa else 1
+        self.kv_heads = self.heads // self.group
+
+    def row(self, backend, **extra) -> dict:
+        return {"backend": backend, "dtype": self.dtype, "head_dim": self.d, "seqlen": self.n,
+                "batch": self.batch, "heads": self.heads, "kv_heads": self.kv_heads,
+                "causal": self.causal, **extra}
+
+
+def make_inputs(case, sets, seed):
+    import torch
+
+    torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[case.dtype]
+    generator = torch.Generator(device="cuda").manual_seed(seed)
+    out = []
+    for _ in range(sets):
+        q = torch.randn(case.batch, case.heads, case.n, case.d, device="cuda",
+                        dtype=torch_dtype, generator=generator)
+        k, v = (torch.randn(case.batch, case.kv_heads, case.n, case.d, device="cuda",
+                            dtype=torch_dtype, generator=generator) for _ in range(2))
+        out.append((q, k, v))
+    return out
+
+
+def check_output(case, q, k, v, o) -> dict:
+    """The peers' tolerance rule on the last CHECK_ROWS query rows of two heads."""
+    from tlc.reference import Variant, attention, attention_low, compare
+
+    variant = Variant(causal=case.causal)
+    rows = min(CHECK_ROWS, case.n)
+    got, ref, low = [], [], []
+    for b, h in ((0, 0), (case.batch - 1, case.heads - 1)):
+        qs = q[b, h, -rows:].float().cpu().numpy()[None, None]
+        ks = k[b, h // case.group].float().cpu().numpy()[None, None]
+        vs = v[b, h // case.group].float().cpu().numpy()[None, None]
+        # The last rows of a bottom-right aligned causal mask are a causal problem of
+        # `rows` queries against all N keys.
+        ref.append(attention(qs, ks, vs, variant)[0, 0])
+        low.append(attention_low(qs, ks, vs, case.dtype, variant)[0, 0])
+        got.append(o[b, h, -rows:].float().cpu().numpy().astype(np.float64))
+    verdict = compare(np.stack(got), np.stack(ref), np.stack(low), case.dtype, q_len=rows,
+                      k_len=case.n, variant=variant)
+    return verdict.to_json()
+
+
+def time_ms(launch, sets: int, iters: int) -> float:
+    import torch
+
+    for i in range(5):
+        launch(i % sets)
+    torch.cuda.synchronize()
+    times = []
+    for i in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        launch(i % sets)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+# ---- the backends: each returns (run(set index) -> output, note) or raises Unsupported ----
+
+class Unsupported(Exception):
+    pass
+
+
+def tlc_runner(case, inputs, arch, kernels):
+    from tlc.runtime import load
+
+    text = plan(case.dtype, case.d, case.causal, case.group, arch=arch)
+    key = (case.dtype, case.d, case.causal, case.group)
+    if key not in kernels:
+        kernels[key] = load(text, from_ptx=arch == "sm_75")
+    kernel = kernels[key]
+    scale = 1.0 / case.d ** 0.5
+    prepared = []
+    for q, k, v in inputs:  # one call per input set fixes its launch arguments
+        out = kernel(Q=q, K=k, V=v, scale=scale)["O"]
+        prepared.append((kernel.launch_args, out))
+
+    def run(i):
+        kernel.launch_args = prepared[i][0]
+        kernel.launch()
+        return prepared[i][1]
+    return run, kernel.how
+
+
+def sdpa_runner(name):
+    def make(case, inputs, arch, kernels):
+        import torch
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backend = {"sdpa-flash": SDPBackend.FLASH_ATTENTION,
+                   "sdpa-cudnn": SDPBackend.CUDNN_ATTENTION,
+                   "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}[name]
+        note = "enable_gqa"
+        prepared = inputs
+
+        def call(q, k, v, gqa):
+            with sdpa_kernel(backend):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=case.causal,
+                                                      enable_gqa=gqa)
+        try:
+            call(*inputs[0], case.group > 1)
+            gqa = case.group > 1
+        except RuntimeError as error:
+            if case.group == 1:
+                raise Unsupported(str(error).splitlines()[0][:120])
+            # No GQA in this backend: K and V repeated per query head, before timing.
+            prepared = [(q, k.repeat_interleave(case.group, 1), v.repeat_interleave(
+                case.group, 1)) for q, k, v in inputs]
+            gqa, note = False, "K/V repeated per query head (no GQA support)"
+            try:
+                call(*prepared[0], False)
+            except RuntimeError as error2:
+                raise Unsupported(str(error2).splitlines()[0][:120])
+        torch.cuda.synchronize()
+        return (lambda i: call(*prepared[i], gqa)), note
+    return make
+
+
+def flex_runner(case, inputs, arch, kernels):
+    import torch
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    if "flex" not in kernels:
+        kernels["flex"] = torch.compile(flex_attention)
+    compiled = kernels["flex"]
+    mask = None
+    if case.causal:
+        mask = create_block_mask(lambda b, h, qi, ki: qi >= ki, None, None, case.n, case.n)
+    return (lambda i: compiled(*inputs[i], block_mask=mask, enable_gqa=case.group > 1)), \
+        "torch.compile(flex_attention)"
+
+
+RUNNERS = {"tlc": tlc_runner, "sdpa-flash": sdpa_runner("sdpa-flash"),
+           "sdpa-cudnn": sdpa_runner("sdpa-cudnn"),
+           "sdpa-efficient": sdpa_runner("sdpa-efficient"), "flex": flex_runner}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="sm_80", help="target of the tlc plans")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--dtypes", default="fp16,bf16")
+    parser.add_argument("--dims", default="64,128")
+    parser.add_argument("--seqs", default="1024,4096,16384")
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--rotate", type=int, default=3, help="input sets taken in turn")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    args.json = args.json or os.path.join(os.environ.get("OUT", "."), "attention.json")
+    import torch
+
+    device = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in device), None)
+    backends = args.backends.split(",")
+    unknown = [b for b in backends if b not in RUNNERS]
+    if unknown:
+        parser.error(f"unknown backends {unknown}; known: {', '.join(BACKENDS)}")
+    cases = [Case(dt, int(d), int(n), gqa, causal) for dt, d, n, gqa, causal in itertools.product(
+        args.dtypes.split(","), args.dims.split(","), args.seqs.split(","), [False, True],
+        [False, True])]
+    rows, kernels, started = [], {}, time.time()
+    for index, case in enumerate(cases):
+        inputs = make_inputs(case, args.rotate, seed=index)
+        for backend in backends:
+            row = case.row(backend)
+            try:
+                run, note = RUNNERS[backend](case, inputs, args.arch, kernels)
+                out = run(0)
+                torch.cuda.synchronize()
+                verdict = check_output(case, *inputs[0], out)
+                row.update(note=note, check=verdict)
+                if not verdict["ok"]:
+                    row.update(ms=None, tflops=None, error="wrong result")
+                else:
+                    ms = time_ms(run, args.rotate, args.iters)
+                    tflops = flops(case.batch, case.heads, case.n, case.d, case.causal) / ms / 1e9
+                    row.update(ms=round(ms, 4), tflops=round(tflops, 1))
+                    if peak and tflops > peak:
+                        row.update(error=f"{tflops:.0f} TFLOP/s is above the peak {peak}")
+            except Unsupported as why:
+                row.update(ms=None, tflops=None, error=f"unsupported: {why}")
+            except Exception as error:  # a backend's failure is a row, not the end of the run
+                row.update(ms=None, tflops=None, error=f"{type(error).__name__}: "
+                           f"{str(error).splitlines()[0][:160] if str(error) else ''}")
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        del inputs
+        torch.cuda.empty_cache()
+    with open(args.json, "w") as handle:
+        json.dump(rows, handle, indent=1)
+    print(f"\n{len(cases)} cases x {len(backends)} backends in {time.time() - started:.0f} s "
+          f"on {device}; tlc plans for {args.arch}")
+    print_table(rows, backends)
+    return 1 if any(r["backend"] == "tlc" and r.get("error") for r in rows) else 0
+
+
+def print_table(rows, backends) -> None:
+    key = lambda r: (r["dtype"], r["head_dim"], r["kv_heads"] != r["heads"], r["causal"],
+                     r["seqlen"])
+    cases = sorted({key(r) for r in rows})
+    by = {(key(r), r["backend"]): r for r in rows}
+    print(f"{'dtype':5} {'D':>4} {'GQA':>4} {'causal':>6} {'N':>6}  " +
+          " ".join(f"{b:>15}" for b in backends) + "   TFLOP/s")
+    for c in cases:
+        cells = []
+        for b in backends:
+            r = by.get((c, b), {})
+            cells.append(f"{r['tflops']:>15.1f}" if r.get("tflops") else f"{'-':>15}")
+        print(f"{c[0]:5} {c[1]:>4} {str(c[2]):>4} {str(c[3]):>6} {c[4]:>6}  " + " ".join(cells))
+    if "tlc" not in backends:
+        return
+    for peer in backends:
+        if peer == "tlc":
+            continue
+        ratios = [by[(c, "tlc")]["tflops"] / by[(c, peer)]["tflops"] for c in cases
+                  if by.get((c, "tlc"), {}).get("tflops") and by.get((c, peer), {}).get("tflops")]
+        if ratios:
+            geomean = float(np.exp(np.mean(np.log(ratios))))
+            print(f"tlc / {peer}: geometric mean {geomean:.2f}, min {min(ratios):.2f}, "
+                  f"max {max(ratios):.2f} over {len(ratios)} cases")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
