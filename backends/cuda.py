@@ -291,7 +291,11 @@ class CudaEmitter:
 
     def _chunks(self, name: str) -> int:
         rows, cols = self.shared[name][:2]
-        return register_pipeline.chunks_per_thread(rows, cols, 2, self.threads)
+        return register_pipeline.chunks_per_thread(rows, cols, self._bytes(name), self.threads)
+
+    def _bytes(self, name: str) -> int:
+        """Bytes of one element of `name` in global memory (what the chunks carry)."""
+        return self.kernel.tensor(name).dtype.bytes
 
     def _load_group(self, group, index: str, loop_var: str) -> None:
         """Issue the global loads of each tile of the group into its registers."""
@@ -318,7 +322,7 @@ class CudaEmitter:
         block's chunks reach it), per passes/register_pipeline.py's distribution."""
         rows, cols = self.shared[name][:2]
         per_row = cols // 8
-        per_pass = register_pipeline.rows_per_pass(cols, 2, self.threads)
+        per_pass = register_pipeline.rows_per_pass(cols, self._bytes(name), self.threads)
         if per_pass:
             valid = "true" if per_pass * per_row == self.threads else \
                 f"threadIdx.x < {per_pass * per_row}"

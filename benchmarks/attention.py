@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from correctness import FROM_PTX  # noqa: E402
 from plans import plan  # noqa: E402
 
 BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flex")
@@ -119,7 +120,7 @@ def tlc_runner(case, inputs, arch, kernels):
     text = plan(case.dtype, case.d, case.causal, case.group, arch=arch)
     key = (case.dtype, case.d, case.causal, case.group)
     if key not in kernels:
-        kernels[key] = load(text, from_ptx=arch == "sm_75")
+        kernels[key] = load(text, from_ptx=arch in FROM_PTX)
     kernel = kernels[key]
     scale = 1.0 / case.d ** 0.5
     prepared = []

@@ -60,12 +60,16 @@ def plan(dtype: str, d: int, causal: bool, group: int, arch: str = "sm_80",
          stages: int = 2, staged: bool = True) -> str:
     """The first tiling of the template that passes `tlc check` for arch; O leaves registers
     through a shared tile (coalesced) where one fits, or straight to global memory.
-    On Turing (sm_75): the m16n8k8 MMA, one stage, and bf16 computed as fp16 tiles."""
+    The target's data decides the rest: its backend's MMA shape, one stage where there is no
+    cp.async, and fp16 tiles for a dtype its tensor cores lack (bf16 on Turing)."""
     from tlc.api import check
+    from tlc.arch import ARCHS
+    from tlc.backends import backend_for
 
-    turing = arch == "sm_75"
-    mma, stages = ("m16n8k8", 1) if turing else ("m16n8k16", stages)
-    compute = "fp16" if turing else dtype
+    target = ARCHS[arch]
+    mma = backend_for(arch).mma_shapes[0]
+    stages = stages if target.has_cp_async else 1
+    compute = dtype if any(d.value == dtype for d in target.mma_dtypes) else "fp16"
     tiles = " with dtype fp16" if compute != dtype else ""
     stores = (STAGED, DIRECT) if staged else (DIRECT,)
     stop = "cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)" if causal else "cdiv(Nk, BN)"
