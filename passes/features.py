@@ -111,8 +111,8 @@ def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report, sourc
                 "backend-unsupported", f"tlc's {arch.name} code copies tiles with cp.async, "
                 f"which moves bytes: it cannot load {tensor.dtype.value} `{op.name}` as "
                 f"{buffer.dtype.value}", op.span,
-                help=f"allocate `{op.name}` in shared and register with dtype "
-                     f"{tensor.dtype.value} ({arch.name} tensor cores take it)"))
+                help=f"allocate `{op.name}` in shared with dtype {tensor.dtype.value}, as it is "
+                     f"in global memory ({arch.name} tensor cores take {tensor.dtype.value})"))
     warps = facts.warps
     if warps and warps[1] > backend.warp_columns:
         report(Diagnostic(
