@@ -301,12 +301,9 @@ class CudaEmitter:
         """Issue the global loads of each tile of the group into its registers."""
         for copy in group.copies:
             rows, cols = self.shared[copy.name][:2]
-            offset, first_row, limit, length = self._tile_address(copy, {loop_var: index})
             self.block(f"// Copy {copy.name} ({rows} x {cols}) from global, into registers")
-            self.line(f"const {C_TYPES[self.kernel.tensor(copy.name).dtype]}* tlc_src = "
-                      f"{copy.name}_g + {offset};")
-            self.line(f"const int tlc_rows_left = {limit} - {first_row};")
-            row, col, step, valid = self._chunk(copy.name)
+            length = self._global_tile(copy, {loop_var: index})
+            row, col, valid = self._chunk(copy.name)
             self.open(f"for (int tlc_v = 0; tlc_v < {self._chunks(copy.name)}; ++tlc_v)")
             self.line(f"const int tlc_r = {row}, tlc_col = {col};")
             self.line(f"const bool tlc_valid = {valid} && tlc_r < tlc_rows_left;")
@@ -317,9 +314,18 @@ class CudaEmitter:
             self.close()
             self.close()
 
-    def _chunk(self, name: str) -> tuple[str, str, int, str]:
-        """C for this thread's chunk tlc_v of a tile: (row, column, rows per pass, whether the
-        block's chunks reach it), per passes/register_pipeline.py's distribution."""
+    def _global_tile(self, op: ir.Copy, rename: dict) -> str:
+        """Declare the tile's first element in global memory (tlc_src) and the rows left before
+        the end of the sequence (tlc_rows_left); returns the C length of a row."""
+        offset, first_row, limit, length = self._tile_address(op, rename)
+        self.line(f"const {C_TYPES[self.kernel.tensor(op.name).dtype]}* tlc_src = "
+                  f"{op.name}_g + {offset};")
+        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        return length
+
+    def _chunk(self, name: str) -> tuple[str, str, str]:
+        """C for this thread's chunk tlc_v of a tile: (row, column, whether the block's chunks
+        reach it), per passes/register_pipeline.py's distribution."""
         rows, cols = self.shared[name][:2]
         per_row = cols // 8
         per_pass = register_pipeline.rows_per_pass(cols, self._bytes(name), self.threads)
@@ -329,14 +335,14 @@ class CudaEmitter:
             if rows % per_pass:
                 valid += f" && threadIdx.x / {per_row} + tlc_v * {per_pass} < {rows}"
             return (f"threadIdx.x / {per_row} + tlc_v * {per_pass}",
-                    f"(threadIdx.x % {per_row}) * 8", per_pass, valid)
+                    f"(threadIdx.x % {per_row}) * 8", valid)
         chunk = f"(threadIdx.x + tlc_v * {self.threads})"
         valid = "true" if rows * per_row % self.threads == 0 else f"{chunk} < {rows * per_row}"
-        return f"{chunk} / {per_row}", f"({chunk} % {per_row}) * 8", 0, valid
+        return f"{chunk} / {per_row}", f"({chunk} % {per_row}) * 8", valid
 
     def _store_registers(self, copy: ir.Copy) -> None:
         stride = self.shared[copy.name][2]
-        row, col, _, valid = self._chunk(copy.name)
+        row, col, valid = self._chunk(copy.name)
         self.block(f"// Copy {copy.name} into shared memory{self._converting(copy)}")
         self.open(f"for (int tlc_v = 0; tlc_v < {self._chunks(copy.name)}; ++tlc_v)")
         if valid != "true":
@@ -357,13 +363,10 @@ class CudaEmitter:
 
     def _load_once(self, op: ir.Copy) -> None:
         """A tile outside any loop, through registers: loaded, stored, made visible."""
-        rows, cols, stride, _, ctype, _ = self.shared[op.name]
-        offset, first_row, limit, length = self._tile_address(op, {})
+        rows, cols, stride = self.shared[op.name][:3]
         self.block(f"// Copy {op.name} ({rows} x {cols}) from global to shared, through registers"
                    f"{self._converting(op)}")
-        self.line(f"const {C_TYPES[self.kernel.tensor(op.name).dtype]}* tlc_src = "
-                  f"{op.name}_g + {offset};")
-        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        length = self._global_tile(op, {})
         self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; tlc_c += {self.threads})")
         self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
         self.line("const bool tlc_valid = tlc_r < tlc_rows_left;")
