@@ -15,6 +15,7 @@ Reshape. Anything else is refused with BackendUnsupported, saying what.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from tlc import ir
 from tlc.backends.base import BackendUnsupported, Lowered
@@ -25,6 +26,22 @@ from tlc.passes.gemm_orientation import gemm_operands
 C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
 PACK = {ir.DType.FP16: "tlc::pack_half2", ir.DType.BF16: "tlc::pack_bf162"}
 LOG2E = 1.4426950408889634
+
+
+@dataclass(frozen=True)
+class TileAddress:
+    """C expressions locating a tile of a global tensor."""
+
+    offset: str             # of the tile's first element
+    first_row: str          # the tensor row (sequence position) of the tile's first row
+    row_limit: str          # rows in the tensor
+    length: str             # elements in one tensor row
+    cols_left: str | None   # columns before the row's end, where the last chunk of D is short
+
+    def valid(self, row: str, col: str) -> str:
+        """Whether the element (row, col) of the tile lies inside the tensor."""
+        test = f"{row} < tlc_rows_left"
+        return test + (f" && {col} < {self.cols_left}" if self.cols_left else "")
 
 
 class CudaEmitter:
@@ -219,6 +236,8 @@ class CudaEmitter:
         pass  # storage is laid out in the prologue, from the whole plan
 
     def emit_loop(self, op: ir.Loop) -> None:
+        if self.loop_stack:
+            self._reset_online_state(op)
         if not self.backend.has_cp_async and register_pipeline.staged_copies(op):
             self._register_pipeline_loop(op)
             return
@@ -249,6 +268,21 @@ class CudaEmitter:
             self.line("__syncthreads();  // the next iteration refills a stage just read")
         self.loop_stack.pop()
         self.close()
+
+    def _reset_online_state(self, op: ir.Loop) -> None:
+        """Zero the accumulators a nested loop adds into and restart their online softmax
+        (the prologue did it for a loop that runs once; this one runs once per outer step,
+        e.g. per column chunk of a split head dim)."""
+        for gemm in op.body:
+            if not (isinstance(gemm, ir.Gemm) and gemm.accumulate):
+                continue
+            mt, nt, _ = self.tiles(gemm)
+            self.line(f"// {gemm.out} and the online softmax of {gemm.a.name} start afresh")
+            self.line(f"for (int i = 0; i < {mt}; ++i) for (int j = 0; j < {nt}; ++j) "
+                      f"for (int e = 0; e < 4; ++e) {gemm.out}_acc[i][j][e] = 0.f;")
+            if gemm.a.name in self.gemm_of:
+                self.line(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h) "
+                          f"{{ {gemm.a.name}_max[i][h] = -INFINITY; {gemm.a.name}_sum[i][h] = 0.f; }}")
 
     def _register_pipeline_loop(self, op: ir.Loop) -> None:
         """A loop whose tiles reach shared memory through registers (no cp.async), on the
@@ -302,26 +336,26 @@ class CudaEmitter:
         for copy in group.copies:
             rows, cols = self.shared[copy.name][:2]
             self.block(f"// Copy {copy.name} ({rows} x {cols}) from global, into registers")
-            length = self._global_tile(copy, {loop_var: index})
+            at = self._global_tile(copy, {loop_var: index})
             row, col, valid = self._chunk(copy.name)
             self.open(f"for (int tlc_v = 0; tlc_v < {self._chunks(copy.name)}; ++tlc_v)")
             self.line(f"const int tlc_r = {row}, tlc_col = {col};")
-            self.line(f"const bool tlc_valid = {valid} && tlc_r < tlc_rows_left;")
+            self.line(f"const bool tlc_valid = {valid} && {at.valid('tlc_r', 'tlc_col')};")
             # The address is formed for every chunk (compile-time steps from tlc_src) and only
             # the load is predicated: nothing past the end is read.
             self.line(f"{copy.name}_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * "
-                      f"{length} + tlc_col, tlc_valid);")
+                      f"{at.length} + tlc_col, tlc_valid);")
             self.close()
             self.close()
 
-    def _global_tile(self, op: ir.Copy, rename: dict) -> str:
+    def _global_tile(self, op: ir.Copy, rename: dict) -> TileAddress:
         """Declare the tile's first element in global memory (tlc_src) and the rows left before
-        the end of the sequence (tlc_rows_left); returns the C length of a row."""
-        offset, first_row, limit, length = self._tile_address(op, rename)
+        the end of the sequence (tlc_rows_left)."""
+        at = self._tile_address(op, rename)
         self.line(f"const {C_TYPES[self.kernel.tensor(op.name).dtype]}* tlc_src = "
-                  f"{op.name}_g + {offset};")
-        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
-        return length
+                  f"{op.name}_g + {at.offset};")
+        self.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+        return at
 
     def _chunk(self, name: str) -> tuple[str, str, str]:
         """C for this thread's chunk tlc_v of a tile: (row, column, whether the block's chunks
@@ -366,12 +400,12 @@ class CudaEmitter:
         rows, cols, stride = self.shared[op.name][:3]
         self.block(f"// Copy {op.name} ({rows} x {cols}) from global to shared, through registers"
                    f"{self._converting(op)}")
-        length = self._global_tile(op, {})
+        at = self._global_tile(op, {})
         self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; tlc_c += {self.threads})")
         self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
-        self.line("const bool tlc_valid = tlc_r < tlc_rows_left;")
+        self.line(f"const bool tlc_valid = {at.valid('tlc_r', 'tlc_col')};")
         self.line(f"const uint4 tlc_raw = tlc::load_16(tlc_src + (tlc_valid ? (long long)tlc_r "
-                  f"* {length} + tlc_col : 0), tlc_valid);")
+                  f"* {at.length} + tlc_col : 0), tlc_valid);")
         self.line(f"*reinterpret_cast<uint4*>({op.name}_s + tlc_r * {stride} + tlc_col) = "
                   f"{self._convert(op, 'tlc_raw')};")
         self.close()
@@ -404,16 +438,18 @@ class CudaEmitter:
         else:
             raise BackendUnsupported(f"Copy from {op.src.value} to {op.dst.value}")
 
-    def _tile_address(self, op: ir.Copy, rename: dict):
-        """(C offset of the tile's first element, first tlc_row, tlc_row limit, tlc_row length)."""
+    def _tile_address(self, op: ir.Copy, rename: dict) -> "TileAddress":
+        """Where a tile of `op` starts in global memory and where its tensor ends."""
         tensor = self.kernel.tensor(op.name)
         rows, cols = self.shared[op.name][:2]
         shape = tensor.shape
-        if self.facts.value(shape[-1]) != cols:
-            raise BackendUnsupported(f"Copy {op.name}: a tile holds whole rows of the tensor")
+        width = self.facts.value(shape[-1])
+        if not isinstance(width, int) or width < cols:
+            raise BackendUnsupported(f"Copy {op.name}: a tile's row needs a compile-time width "
+                                     "no wider than its tensor's")
         coord = dict(op.coord)
         terms, stride = [], "1LL"
-        first_row = "0"
+        first_row, cols_left = "0", None
         for position in range(len(shape) - 1, -1, -1):
             dim = shape[position]
             name = dim.name if isinstance(dim, ir.Sym) else None
@@ -421,26 +457,33 @@ class CudaEmitter:
             if position == len(shape) - 2:
                 first_row = f"({index}) * {rows}"
                 index = first_row
+            elif position == len(shape) - 1 and cols < width:
+                # A tile holding part of each row (D split into column chunks): its columns
+                # past the end of the row read as zeros and are not written.
+                index = f"({index}) * {cols}"
+                if width % cols:
+                    cols_left = f"({width} - {index})"
             if index != "0":
                 terms.append(f"(long long)({index}) * {stride}")
             stride = f"{stride} * {self.expr(dim)}"
         offset = " + ".join(terms) or "0"
-        return offset, first_row, self.expr(shape[-2]), self.expr(shape[-1])
+        return TileAddress(offset, first_row, self.expr(shape[-2]), self.expr(shape[-1]),
+                           cols_left)
 
     def _issue_tiles(self, copies, index: str | None, stage: str, var: str | None) -> None:
         for op in copies:
             rows, cols, stride, stages, ctype, _ = self.shared[op.name]
             rename = {var: index} if var else {}
-            offset, first_row, limit, length = self._tile_address(op, rename)
+            at = self._tile_address(op, rename)
             self.block(f"// Copy {op.name} ({rows} x {cols}) from global to shared")
             self.line(f"{ctype}* tlc_dst = {op.name}_s + ({stage}) * {rows * stride};")
-            self.line(f"const {ctype}* tlc_src = {op.name}_g + {offset};")
-            self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+            self.line(f"const {ctype}* tlc_src = {op.name}_g + {at.offset};")
+            self.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
             self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; tlc_c += {self.threads})")
             self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
-            self.line("const bool tlc_valid = tlc_r < tlc_rows_left;")
+            self.line(f"const bool tlc_valid = {at.valid('tlc_r', 'tlc_col')};")
             self.line(f"tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * {stride} + tlc_col), "
-                      f"tlc_src + (tlc_valid ? (long long)tlc_r * {length} + tlc_col : 0), tlc_valid);")
+                      f"tlc_src + (tlc_valid ? (long long)tlc_r * {at.length} + tlc_col : 0), tlc_valid);")
             self.close()
             self.close()
 
@@ -627,8 +670,8 @@ class CudaEmitter:
         for operand in (gemm.a.name, gemm.b.name):
             copy = next(c for c in ir.walk(self.kernel.body) if isinstance(c, ir.Copy)
                         and c.name == operand and c.src is ir.Level.GLOBAL)
-            _, first_row, limit, _ = self._tile_address(copy, {})
-            origin += [first_row, limit]
+            at = self._tile_address(copy, {})
+            origin += [at.first_row, at.row_limit]
         return origin
 
     def emit_mask(self, op: ir.Mask) -> None:
@@ -652,6 +695,38 @@ class CudaEmitter:
         self._each_score(op.target, f"const int tlc_key = ({k0}) + tlc_col; "
                                     f"if ({' || '.join(tests)}) x = -INFINITY;")
         self.close()
+
+    def emit_softcap(self, op: ir.Softcap) -> None:
+        cap = self.expr(op.cap)
+        self.block(f"// Compute Softcap {op.target}: cap * tanh(s / cap)")
+        self.line(f"const float tlc_cap = (float)({cap}), tlc_inverse_cap = 1.f / tlc_cap;")
+        self._each_score(op.target, "x = tlc::softcap(x, tlc_cap, tlc_inverse_cap); "
+                                    "(void)tlc_row; (void)tlc_col;")
+        self.close()
+
+    def emit_alibi(self, op: ir.Alibi) -> None:
+        if op.out != op.target:
+            raise BackendUnsupported("ALiBi in place only: `and get new S`")
+        q0, nq, k0, nk = self._score_origin(op.target)
+        head = self._slope_index(op)
+        self.block(f"// Compute ALiBi {op.target}: minus slope * distance from the diagonal")
+        self.line(f"const float tlc_slope = {op.slopes}_g[{head}];")
+        self._each_score(op.target, f"x -= tlc_slope * (float)abs(({q0}) + tlc_row + {nk} - "
+                                    f"{nq} - (({k0}) + tlc_col));")
+        self.close()
+
+    def _slope_index(self, op: ir.Alibi) -> str:
+        """C for the query head whose slope applies: the coordinate that the copy of the scores'
+        query operand gives the slopes' one dimension (`H = h`)."""
+        dim = self.kernel.tensor(op.slopes).shape[0]
+        query = self.gemm_of[op.target].a.name
+        copy = next(c for c in ir.walk(self.kernel.body) if isinstance(c, ir.Copy)
+                    and c.name == query and c.src is ir.Level.GLOBAL)
+        coord = dict(copy.coord)
+        if not isinstance(dim, ir.Sym) or dim.name not in coord:
+            raise BackendUnsupported(f"ALiBi slopes ({dim}): the copy of `{query}` names no "
+                                     f"{dim} in its coordinate")
+        return self.expr(coord[dim.name])
 
     def emit_softmax(self, op: ir.Softmax) -> None:
         name = op.target
@@ -715,13 +790,14 @@ class CudaEmitter:
         if op.name not in self.gemm_of or tensor.dtype not in PACK:
             raise BackendUnsupported(f"store of `{op.name}`: an accumulator into fp16 or bf16")
         mt, nt, _ = self.tiles(self.gemm_of[op.name])
-        offset, first_row, limit, length = self._register_tile_address(op)
+        at = self._register_tile_address(op)
         self.block(f"// Copy {op.name} from register to global")
-        self.line(f"{C_TYPES[tensor.dtype]}* tlc_dst = {op.name}_g + {offset};")
-        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        self.line(f"{C_TYPES[tensor.dtype]}* tlc_dst = {op.name}_g + {at.offset};")
+        self.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+        columns = f" if (j * 8 < {at.cols_left})" if at.cols_left else ""
         self._normalised_rows(op, mt, f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {nt}; "
-                              f"++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * "
-                              f"{length} + j * 8 + tlc_pair) = {PACK[tensor.dtype]}("
+                              f"++j){columns} *reinterpret_cast<uint32_t*>(tlc_dst + (long long)"
+                              f"tlc_row * {at.length} + j * 8 + tlc_pair) = {PACK[tensor.dtype]}("
                               f"{op.name}_acc[i][j][2 * h] * tlc_inverse, "
                               f"{op.name}_acc[i][j][2 * h + 1] * tlc_inverse);")
         self.close()
@@ -761,25 +837,27 @@ class CudaEmitter:
     def _store_rows(self, op: ir.Copy) -> None:
         """A shared tile into global memory, 16 bytes a thread along each row: coalesced."""
         rows, cols, stride, _, ctype, _ = self.shared[op.name]
-        offset, first_row, limit, length = self._tile_address(op, {})
+        at = self._tile_address(op, {})
         self.block(f"// Copy {op.name} ({rows} x {cols}) from shared to global")
-        self.line(f"{ctype}* tlc_dst = {op.name}_g + {offset};")
-        self.line(f"const int tlc_rows_left = {limit} - {first_row};")
+        self.line(f"{ctype}* tlc_dst = {op.name}_g + {at.offset};")
+        self.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
         self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; "
                   f"tlc_c += {self.threads})")
         self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
-        self.line("if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + "
-                  f"(long long)tlc_r * {length} + tlc_col) = *reinterpret_cast<const int4*>("
+        self.line(f"if ({at.valid('tlc_r', 'tlc_col')}) *reinterpret_cast<int4*>(tlc_dst + "
+                  f"(long long)tlc_r * {at.length} + tlc_col) = *reinterpret_cast<const int4*>("
                   f"{op.name}_s + tlc_r * {stride} + tlc_col);")
         self.close()
         self.close()
+        if self.loop_stack:  # the next iteration stages its tile over this one
+            self.line("__syncthreads();")
 
-    def _register_tile_address(self, op: ir.Copy):
-        tensor = self.kernel.tensor(op.name)
-        rows = self.facts.value(op.tile[0]) if op.tile else None
-        if rows is None:
-            raise BackendUnsupported(f"store of `{op.name}` needs a tile shape")
-        self.shared[op.name] = (rows, self.facts.value(tensor.shape[-1]), 0, 1, "", 0)
+    def _register_tile_address(self, op: ir.Copy) -> TileAddress:
+        rows, cols = (self.facts.value(d) for d in op.tile) if op.tile and len(op.tile) == 2 \
+            else (None, None)
+        if not isinstance(rows, int) or not isinstance(cols, int):
+            raise BackendUnsupported(f"store of `{op.name}` needs a compile-time tile shape")
+        self.shared[op.name] = (rows, cols, 0, 1, "", 0)
         try:
             return self._tile_address(op, {})
         finally:

@@ -14,4 +14,4 @@ class Sm75(Backend):
     mma_shapes = ("m16n8k8",)
     mma_k16 = {"fp16": "tlc::mma_k16_f16_as_two_k8"}
     mma_k8 = {"fp16": "tlc::mma_m16n8k8_f16"}
-    computes = ("GEMM", "Multiply", "Softmax", "Mask")
+    computes = ("GEMM", "Multiply", "Softmax", "Mask", "Softcap", "ALiBi")

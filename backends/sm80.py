@@ -9,4 +9,4 @@ class Sm80(Backend):
     mma_shapes = ("m16n8k16",)
     mma_k16 = {"fp16": "tlc::mma_m16n8k16_f16", "bf16": "tlc::mma_m16n8k16_bf16"}
     mma_k8 = {"fp16": "tlc::mma_m16n8k8_f16", "bf16": "tlc::mma_m16n8k8_bf16"}
-    computes = ("GEMM", "Multiply", "Softmax", "Mask")
+    computes = ("GEMM", "Multiply", "Softmax", "Mask", "Softcap", "ALiBi")

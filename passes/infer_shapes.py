@@ -95,8 +95,14 @@ class _Shapes:
 
     def _tile_extents(self, op, tensor: ir.Tensor, tile, tile_values) -> None:
         covered = tensor.shape[len(tensor.shape) - len(tile):]
-        for dim, extent, value in zip(covered, tile, tile_values):
+        for position, (dim, extent, value) in enumerate(zip(covered, tile, tile_values)):
             size = self.facts.value(dim)
+            # A tile may hold a chunk of each row, the coordinate saying which (a head dim
+            # split into column chunks): a last chunk past the row's end reads zeros there and
+            # writes nothing there.
+            if position == len(tile) - 1 and len(tile) > 1 and \
+                    text(dim) in {name for name, _ in op.coord}:
+                continue
             if isinstance(size, int) and isinstance(value, int) and value > 0 and size % value:
                 divisors = [d for d in range(1, size + 1) if size % d == 0 and d <= value]
                 self.report("tile-extent", f"the tile extent {named(extent, value)} does not "
@@ -158,6 +164,22 @@ class _Shapes:
             self.report("shape-mismatch", f"ALiBi takes one slope per head: `{op.slopes}` has "
                         f"shape {shape_text(slopes.shape)}", op.span,
                         help=f"declare `input {op.slopes} (H) fp32`")
+            return
+        if slopes is not None and slopes.shape:
+            self._slope_head(op, slopes.shape[0])
+
+    def _slope_head(self, op: ir.Alibi, dim: ir.Expr) -> None:
+        """The slopes' dimension must be one the query tile's copy picks by coordinate: that
+        coordinate is the head whose slope applies."""
+        gemm = next((g for g in self.facts.gemms if g.out == op.target), None)
+        copies = [c for c in ir.walk(self.facts.kernel.body) if isinstance(c, ir.Copy) and gemm
+                  and c.name == gemm.a.name and c.src is ir.Level.GLOBAL]
+        if copies and text(dim) not in {name for name, _ in copies[0].coord}:
+            self.report("shape-mismatch", f"ALiBi takes the slope of the query's head, but "
+                        f"`{op.slopes}` is indexed by {text(dim)}, which the copy of "
+                        f"`{gemm.a.name}` does not name", op.span,
+                        help=f"declare `{op.slopes}` with the query tensor's head dimension, "
+                             f"e.g. `input {op.slopes} (H) fp32`")
 
     def multiply(self, op: ir.Multiply, held) -> None:
         if not isinstance(op.a, ir.Ref):

@@ -7,7 +7,11 @@
 
 namespace tlc {
 
-__host__ __device__ __forceinline__ constexpr int cdiv(int a, int b) { return (a + b - 1) / b; }
+// The ceiling of a / b for b > 0 and any a, as the language (and tlc check) defines it: a loop
+// bound such as cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN) goes negative when Nq > Nk.
+__host__ __device__ __forceinline__ constexpr int cdiv(int a, int b) {
+    return a >= 0 ? (a + b - 1) / b : -(-a / b);
+}
 
 // Two floats packed into the 32-bit register an MMA operand takes (low half = first value).
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
@@ -25,6 +29,14 @@ __device__ __forceinline__ float exp2_approx(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+}
+
+// cap * tanh(s / cap) (a logit softcap), with tanh(x) = 1 - 2 / (1 + e^(2x)): one ex2 and
+// one reciprocal, where tanhf's polynomial keeps enough temporaries alive across a score tile
+// to spill. Absolute error about 2^-22 of the cap; e^(2x) overflowing to inf gives exactly 1.
+__device__ __forceinline__ float softcap(float s, float cap, float inverse_cap) {
+    const float e = exp2_approx(2.8853900817779268f * s * inverse_cap);  // 2 log2(e) s / cap
+    return cap - 2.f * cap * __frcp_rn(1.f + e);
 }
 
 // Reductions over the 4 lanes of a quad: the lanes that share one row of an MMA fragment.
