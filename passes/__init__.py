@@ -17,6 +17,7 @@ from tlc.passes.features import features
 from tlc.passes.gemm_orientation import gemm_orientation
 from tlc.passes.infer_shapes import infer_shapes
 from tlc.passes.link_gemms import link_gemms
+from tlc.passes.mask_coverage import mask_coverage
 from tlc.passes.online_softmax import online_softmax
 from tlc.passes.resolve import resolve
 from tlc.passes.resources import resources
@@ -43,8 +44,8 @@ class PassContext:
 # run only on a plan those two passed; all of them run, so every problem is reported at once,
 # except the resource budgets: figures of a plan that is wrong anyway (a missing Reshape keeps
 # fp32 scores alive) would only send the reader after the wrong change.
-ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax, tiling,
-            resources, features)
+ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax,
+            mask_coverage, tiling, resources, features)
 
 PIPELINES = {
     # A sketch states what happens; TL code must also state every parameter.

@@ -64,6 +64,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     "gemm-orientation": (Severity.ERROR, "a GEMM operand needs (or must drop) `^T`"),
     "missing-reshape": (Severity.ERROR, "a GEMM takes another GEMM's accumulator unreshaped"),
     "online-softmax": (Severity.ERROR, "a Softmax in a loop that is not an online softmax"),
+    "score-order": (Severity.ERROR, "a score modifier after the Softmax, or a Softcap after a Mask"),
+    "mask-coverage": (Severity.ERROR, "the key loop skips keys the masks leave visible"),
+    "masked-blocks": (Severity.WARNING, "the key loop visits key blocks the masks hide entirely"),
     # tiling, resources and features of the target
     "tile-mma": (Severity.ERROR, "a GEMM tile that the MMA shape and warps do not divide"),
     "warp-layout": (Severity.ERROR, "GEMMs of one block with different warp layouts"),
