@@ -143,6 +143,36 @@ class Facts:
         return depth
 
 
+@dataclass(frozen=True)
+class ColumnChunks:
+    """A loop whose variable picks column chunks of tiles: the head dim split."""
+
+    loop_var: str
+    chunks: int | None   # iterations, where the params fix them
+    width: int | None    # DC: columns a chunk holds
+    dim: int | None      # D: columns in all
+
+
+def column_chunks(facts: "Facts") -> list[ColumnChunks]:
+    """The loops whose variable is the coordinate of a tile's last dimension (a Copy of
+    (…, DC) columns at [… D = c]): everything inside runs once per column chunk."""
+    found = {}
+    for loop in ir.walk(facts.kernel.body):
+        if not isinstance(loop, ir.Loop):
+            continue
+        for copy in ir.walk(loop.body):
+            tensor = facts.kernel.tensor(copy.name) if isinstance(copy, ir.Copy) else None
+            if tensor is None or not tensor.shape or not copy.tile:
+                continue
+            index = dict(copy.coord).get(text(tensor.shape[-1]))
+            if isinstance(index, ir.Sym) and index.name == loop.var:
+                stop = facts.value(loop.stop)
+                found.setdefault(loop.var, ColumnChunks(
+                    loop.var, stop if isinstance(stop, int) else None,
+                    facts.value(copy.tile[-1]), facts.value(tensor.shape[-1])))
+    return list(found.values())
+
+
 def text(expr: ir.Expr) -> str:
     """An IR expression as a plan would write it (parenthesised where nested)."""
     if isinstance(expr, ir.Sym):

@@ -12,7 +12,7 @@ from tlc.arch import ARCHS, Arch
 from tlc.diagnostics import Diagnostic
 from tlc.fixes import Edit
 from tlc.passes.estimate import registers, shared_memory
-from tlc.passes.facts import Facts
+from tlc.passes.facts import Facts, column_chunks
 from tlc.passes.tiling import mma_fits
 
 
@@ -24,6 +24,7 @@ def resources(kernel: ir.Kernel, ctx) -> ir.Kernel:
     ctx.facts["shared_memory"] = shared_memory(facts)
     ctx.facts["registers"] = registers(facts, online, _through_registers(arch))
     ctx.facts["threads"] = facts.threads
+    ctx.facts["column_chunks"] = column_chunks(facts)
     if arch is None:
         return kernel
     ctx.facts["arch"] = arch.name
@@ -82,8 +83,33 @@ def _registers(facts: Facts, arch: Arch, online, ctx) -> None:
     ctx.report(Diagnostic(
         "register-budget", f"an estimated {use.peak} registers per thread are live here ({live}); "
         f"{arch.name} allows {limit} with {facts.threads} threads", use.at.span,
-        help=_options(changes, "registers") or "use smaller tiles",
+        help=_options(changes, "registers") or _split_hint(facts, use, limit) or
+        "use smaller tiles",
         fixes=changes[0][2] if changes else ()))
+
+
+def _split_hint(facts: Facts, use, limit: int) -> str | None:
+    """When the accumulator of the output is what overflows and no param change helps: the
+    head dim split into column chunks, with the widest chunk that fits (a change of the plan's
+    structure, so the help describes it rather than editing)."""
+    if column_chunks(facts):
+        return None
+    for gemm in facts.gemms:
+        acc = dict(use.parts).get(gemm.out)
+        buffer = facts.buffers.get((gemm.out, ir.Level.REGISTER))
+        shape = facts.shape(buffer) if buffer is not None and buffer.shape else ()
+        if not gemm.accumulate or acc is None or len(shape) != 2 or not isinstance(shape[1], int):
+            continue
+        width = shape[1]
+        for chunk in (256, 128, 64, 32, 16, 8):
+            if chunk < width and use.peak - acc + acc * chunk // width <= limit:
+                return (f"split the head dim: allocate {gemm.out} and {gemm.b.name} with "
+                        f"DC = {chunk} columns (`param DC = {chunk}`), give their copies "
+                        f"`D = c` in the coordinate, and wrap the key loop and the store of "
+                        f"{gemm.out} in `for c = 0: cdiv(D, DC)`; {gemm.out} then takes about "
+                        f"{acc * chunk // width} registers, and Q·K^T runs cdiv(D, DC) times "
+                        "(examples/mha_fwd_fp16_d512_sm80.tl)")
+    return None
 
 
 def _param_changes(facts: Facts, fits) -> list[tuple[str, int, tuple]]:

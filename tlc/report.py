@@ -12,7 +12,8 @@ def resources_json(result) -> dict:
     data = {"arch": result.arch, "threads": facts.get("threads"),
             "shared_memory": None, "registers": None,
             "online_softmax": [vars(f) for f in facts.get("online_softmax", ())],
-            "partial_tiles": list(facts.get("remainders", ()))}
+            "partial_tiles": list(facts.get("remainders", ())),
+            "column_chunks": [vars(c) for c in facts.get("column_chunks", ())]}
     if smem is not None:
         data["shared_memory"] = {
             "bytes": smem.total, "limit": arch.smem_per_block if arch else None,
@@ -76,6 +77,11 @@ def resources_text(result) -> str:
     for found in data["online_softmax"]:
         lines.append(f"  online softmax  {found['scores']} over the loop on {found['loop_var']}, "
                      f"into {found['output']}")
+    for split in data["column_chunks"]:
+        times = split["chunks"] if split["chunks"] is not None else "cdiv(D, DC)"
+        lines.append(f"  head dim split  D = {split['dim']} in {times} column chunks of "
+                     f"{split['width']} (the loop on {split['loop_var']}): what is inside runs "
+                     f"{times} times, Q·K^T and the softmax included")
     for remainder in data["partial_tiles"]:
         lines.append(f"  partial tiles   {remainder}")
     return "\n".join(lines)
