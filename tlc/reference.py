@@ -26,6 +26,11 @@ class Variant:
     scale: float | None = None  # None: 1 / sqrt(D)
 
 
+def alibi_slopes(heads: int) -> np.ndarray:
+    """The ALiBi paper's slopes: a geometric sequence from 2^(-8/H) down to 2^-8."""
+    return 2.0 ** (-8.0 * np.arange(1, heads + 1) / heads)
+
+
 def visible(nq: int, nk: int, variant: Variant) -> np.ndarray:
     """(Nq, Nk) booleans: which keys each query row sees."""
     i = np.arange(nq)[:, None] + (nk - nq)  # the query's diagonal, aligned bottom-right
@@ -40,6 +45,30 @@ def visible(nq: int, nk: int, variant: Variant) -> np.ndarray:
         if right is not None:
             mask &= j <= i + right
     return mask
+
+
+def visible_pairs(nq: int, nk: int, variant: Variant) -> int:
+    """How many (query, key) pairs are visible, counted row by row (no Nq x Nk array)."""
+    i = np.arange(nq, dtype=np.int64) + (nk - nq)
+    low, high = np.zeros(nq, dtype=np.int64), np.full(nq, nk - 1, dtype=np.int64)
+    if variant.causal:
+        high = np.minimum(high, i)
+    if variant.window is not None:
+        left, right = variant.window
+        if left is not None:
+            low = np.maximum(low, i - left)
+        if right is not None:
+            high = np.minimum(high, i + right)
+    return int(np.sum(np.maximum(high - low + 1, 0)))
+
+
+def attention_flops(batch: int, heads: int, nq: int, nk: int, d: int,
+                    variant: Variant) -> float:
+    """4·B·H·Nq·Nk·D, halved for causal (the peers' convention); with a window, 4·B·H·D
+    times the pairs the window shows, since a windowed kernel skips the rest."""
+    if variant.window is not None:
+        return 4.0 * batch * heads * d * visible_pairs(nq, nk, variant)
+    return 4.0 * batch * heads * nq * nk * d / (2 if variant.causal else 1)
 
 
 def _scores(q, k, variant: Variant, slopes, dot) -> np.ndarray:

@@ -293,18 +293,40 @@ def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None,
     return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)
 
 
-def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, seed: int = 0):
-    """Run a loaded plan on fresh normal inputs of the given sizes: returns (the verdict of
-    two (batch, head) slices against the float64 reference, milliseconds per launch, TFLOP/s).
-    """
+def variant_of(kernel) -> tuple:
+    """(reference.Variant, name of the ALiBi slopes input or None): what the plan computes
+    besides plain softmax attention, its window sides and softcap evaluated from its params."""
+    from tlc import ir
+    from tlc.reference import Variant
+
+    params = {p.name: p.value for p in kernel.params}
+    causal, window, softcap, slopes = False, None, None, None
+    for op in ir.walk(kernel.body):
+        if isinstance(op, ir.Mask):
+            causal = causal or op.causal
+            if op.window is not None:
+                window = tuple(int(ir.evaluate(side, params)) for side in op.window)
+        elif isinstance(op, ir.Softcap):
+            softcap = float(ir.evaluate(op.cap, params))
+        elif isinstance(op, ir.Alibi):
+            slopes = op.slopes
+    return Variant(causal=causal, window=window, softcap=softcap), slopes
+
+
+def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
+                 whole: bool = False):
+    """Run a loaded plan once on fresh normal inputs of the given sizes (ALiBi slopes as the
+    ALiBi paper sets them; the output poisoned first) and return the verdict against the
+    float64 reference: of every (batch, head) with whole, else of the first and the last."""
     import numpy as np
 
     from tlc import ir
-    from tlc.reference import (Variant, attention, attention_low, compare, from_storage,
+    from tlc.reference import (alibi_slopes, attention, attention_low, compare, from_storage,
                                to_dtype, to_storage)
 
     rng = np.random.default_rng(seed)
     params = {p.name: p.value for p in kernel.kernel.params}
+    variant, slopes_name = variant_of(kernel.kernel)
     arrays, rounded = {}, {}
     for tensor in kernel.kernel.tensors:
         if tensor.role != "input":
@@ -315,34 +337,47 @@ def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, see
             continue
         dims = tuple(shape[d.name] if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE
                      else ir.evaluate(d, params) for d in tensor.shape)
+        if tensor.name == slopes_name:
+            arrays[tensor.name] = alibi_slopes(dims[0]).astype(np.float32)
+            continue
         dtype = tensor.dtype.value
         values = to_dtype(rng.standard_normal(dims, dtype=np.float32), dtype)
         rounded[tensor.name] = values
         arrays[tensor.name] = to_storage(values, dtype)
     q_name, k_name, v_name = [t.name for t in kernel.kernel.tensors
-                              if t.role == "input" and t.shape][:3]
+                              if t.role == "input" and t.shape and t.name != slopes_name][:3]
     out_name = next(t.name for t in kernel.kernel.tensors if t.role == "output")
     dtype = kernel.kernel.tensor(q_name).dtype.value
-    out = kernel(**arrays)[out_name]
-    out = from_storage(out, dtype)
-    causal = any(isinstance(op, ir.Mask) and op.causal for op in ir.walk(kernel.kernel.body))
-    variant = Variant(causal=causal)
+    out = from_storage(kernel(**arrays)[out_name], dtype)
     q, k, v = rounded[q_name], rounded[k_name], rounded[v_name]
     group = q.shape[1] // k.shape[1]
-    picks = {(0, 0), (q.shape[0] - 1, q.shape[1] - 1)}
-    slices = [(b, h) for b, h in sorted(picks)]
-    ref = np.stack([attention(q[b, h][None, None], k[b, h // group][None, None],
-                              v[b, h // group][None, None], variant)[0, 0] for b, h in slices])
-    low = np.stack([attention_low(q[b, h][None, None], k[b, h // group][None, None],
-                                  v[b, h // group][None, None], dtype, variant)[0, 0]
-                    for b, h in slices])
+    slices = sorted({(0, 0), (q.shape[0] - 1, q.shape[1] - 1)}) if not whole else \
+        [(b, h) for b in range(q.shape[0]) for h in range(q.shape[1])]
+    ref, low = [], []
+    for b, h in slices:
+        one = [x[b, head][None, None] for x, head in ((q, h), (k, h // group), (v, h // group))]
+        slope = None if slopes_name is None else arrays[slopes_name][h:h + 1]
+        ref.append(attention(*one, variant, slope)[0, 0])
+        low.append(attention_low(*one, dtype, variant, slope)[0, 0])
     got = np.stack([out[b, h] for b, h in slices])
-    verdict = compare(got, ref, low, dtype, q_len=q.shape[2], k_len=k.shape[2],
-                      variant=variant)
+    return compare(got, np.stack(ref), np.stack(low), dtype, q_len=q.shape[2],
+                   k_len=k.shape[2], variant=variant)
+
+
+def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, seed: int = 0):
+    """check_random on two (batch, head) slices, then the timing: returns (verdict,
+    milliseconds per launch, TFLOP/s)."""
+    from tlc import ir
+    from tlc.reference import attention_flops
+
+    verdict = check_random(kernel, shape, seed)
     milliseconds = time_launches(kernel, iters)
-    flops = 4.0 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
-    if causal:
-        flops /= 2
+    variant, slopes = variant_of(kernel.kernel)
+    q, k = [t for t in kernel.kernel.tensors if t.role == "input" and t.shape
+            and t.name != slopes][:2]
+    sizes = {**{p.name: p.value for p in kernel.kernel.params}, **shape}
+    b, h, nq, d = (ir.evaluate(dim, sizes) for dim in q.shape)
+    flops = attention_flops(b, h, nq, ir.evaluate(k.shape[-2], sizes), d, variant)
     return verdict, milliseconds, flops / milliseconds / 1e9
 
 
