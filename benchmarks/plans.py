@@ -1,84 +1,146 @@
-"""TL plans for a grid of cases, made from one template by the same choices a person edits:
-dtype, head dim, causal, heads per K/V head, tiles. Each plan is checked by tlc before use."""
+"""TL plans for a grid of cases, written from the same choices a person edits: dtype, head
+dim, heads per K/V head, the score variants (causal, sliding window, softcap, ALiBi), tiles,
+and whether the head dim is split into column chunks. Each plan is checked by tlc before use.
+"""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, replace
 
-TEMPLATE = """kernel attention_{dtype}_d{d}{suffix} for {arch}
-
-input Q (B, H, Nq, D) {dtype}
-input K (B, Hkv, Nk, D) {dtype}
-input V (B, Hkv, Nk, D) {dtype}
-input scale fp32
-output O (B, H, Nq, D) {dtype}
-
-param D = {d}
-param GROUP = {group}
-param BM = {bm}
-param BN = {bn}
-param WARPS = {warps}
-param STAGES = {stages}
-
-grid (cdiv(Nq, BM), H, B) as (m, h, b)
-
-Allocate Q in shared (BM, D){tiles}
-Allocate K in shared (BN, D){tiles}
-Allocate V in shared (BN, D){tiles}
-Allocate Q in register (BM, D)
-Allocate K in register (BN, D)
-Allocate V in register (BN, D)
-Allocate S in register (BM, BN)
-Allocate O in register (BM, D)
-{staging}
-Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared with vector 8
-for n = 0: {stop}
-  Copy K (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] from global to shared with vector 8, stages STAGES
-  Copy V (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] from global to shared with vector 8, stages STAGES
-  Copy Q from shared to register
-  Copy K from shared to register
-  Compute GEMM Q, K^T and get S with warps (WARPS, 1), mma {mma}
-  Compute Multiply S, scale and get new S
-{mask}  Compute Softmax S
-  Reshape S from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {compute}
-  Copy V from shared to register
-  Compute GEMM S, V and accumulate O with warps (WARPS, 1), mma {mma}
-end
-{store}"""
-
-# Tiles per head dim, largest first; the first that `tlc check` accepts is used.
-TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2), (32, 32, 2), (64, 16, 4)]
+# Tiles (BM, BN, WARPS), largest first; the first that `tlc check` accepts is used.
+TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2), (32, 32, 2),
+         (64, 16, 4)]
+SMALL_TILES = [(32, 16, 2), (32, 8, 2)]  # a last resort: wide head dims on Turing
+# Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
+CHUNKS = [256, 128, 64, 32]
 
 
-STAGED = ("Allocate O in shared (BM, D)\n",
-          "Copy O from register to shared\n"
-          "Copy O (BM, D) in coordinate [B = b, H = h, Nq = m] from shared to global "
-          "with vector 8\n")
-DIRECT = ("", "Copy O (BM, D) in coordinate [B = b, H = h, Nq = m] from register to global\n")
+@dataclass(frozen=True)
+class Options:
+    dtype: str
+    d: int
+    causal: bool = False
+    group: int = 1                          # query heads per K/V head
+    arch: str = "sm_80"
+    window: tuple[int, int] | None = None   # (left, right) keys around the diagonal
+    softcap: float | None = None
+    alibi: bool = False
+    bm: int = 128
+    bn: int = 64
+    warps: int = 4
+    stages: int = 2
+    staged: bool = True                     # O leaves registers through a shared tile
+    held: bool = False                      # Q held in registers for the whole loop
+    chunk: int | None = None                # DC: O and V in (., DC) column chunks
+    mma: str = "m16n8k16"
+    compute: str | None = None              # the GEMM operands' dtype (None: dtype)
+
+    @property
+    def name(self) -> str:
+        parts = [f"attention_{self.dtype}_d{self.d}"]
+        parts += ["causal"] * self.causal + ["window"] * bool(self.window)
+        parts += ["softcap"] * bool(self.softcap) + ["alibi"] * self.alibi
+        return "_".join(parts)
 
 
-def plan(dtype: str, d: int, causal: bool, group: int, arch: str = "sm_80",
-         stages: int = 2, staged: bool = True) -> str:
-    """The first tiling of the template that passes `tlc check` for arch; O leaves registers
-    through a shared tile (coalesced) where one fits, or straight to global memory.
-    The target's data decides the rest: its backend's MMA shape, one stage where there is no
-    cp.async, and fp16 tiles for a dtype its tensor cores lack (bf16 on Turing)."""
+def _loop_bounds(o: Options) -> tuple[str, str]:
+    """The tight range of key blocks for the masks (what `tlc check` asks for)."""
+    right = None if not o.window else o.window[1]
+    if o.causal:
+        right = 0 if right is None else min(right, 0)
+    start = "0" if not o.window else "max(0, (m * BM + Nk - Nq - LEFT) / BN)"
+    if right is None:
+        return start, "cdiv(Nk, BN)"
+    plus = " + RIGHT" if o.window and right == o.window[1] and right else ""
+    return start, f"cdiv(min(Nk, (m + 1) * BM + Nk - Nq{plus}), BN)"
+
+
+def _mask(o: Options) -> str:
+    clauses = ["causal"] * o.causal + ["window (LEFT, RIGHT)"] * bool(o.window)
+    return f"Compute Mask S with {', '.join(clauses)}" if clauses else ""
+
+
+def render(o: Options) -> str:
+    """The plan text for one set of choices (not checked)."""
+    width = "DC" if o.chunk else "D"
+    column = ", D = c" if o.chunk else ""
+    tiles = f" with dtype {o.compute}" if o.compute and o.compute != o.dtype else ""
+    params = [("D", o.d), ("GROUP", o.group), ("BM", o.bm), ("BN", o.bn), ("WARPS", o.warps),
+              ("STAGES", o.stages)]
+    params += [("DC", o.chunk)] * bool(o.chunk)
+    params += [("LEFT", o.window[0]), ("RIGHT", o.window[1])] if o.window else []
+    head = [f"kernel {o.name} for {o.arch}", "",
+            f"input Q (B, H, Nq, D) {o.dtype}", f"input K (B, Hkv, Nk, D) {o.dtype}",
+            f"input V (B, Hkv, Nk, D) {o.dtype}", "input scale fp32"]
+    head += ["input slopes (H) fp32"] * o.alibi
+    head += [f"output O (B, H, Nq, D) {o.dtype}", ""]
+    head += [f"param {name} = {value}" for name, value in params]
+    head += ["", "grid (cdiv(Nq, BM), H, B) as (m, h, b)", "",
+             f"Allocate Q in shared (BM, D){tiles}", f"Allocate K in shared (BN, D){tiles}",
+             f"Allocate V in shared (BN, {width}){tiles}", "Allocate Q in register (BM, D)",
+             "Allocate K in register (BN, D)", f"Allocate V in register (BN, {width})",
+             "Allocate S in register (BM, BN)", f"Allocate O in register (BM, {width})"]
+    head += [f"Allocate O in shared (BM, {width})"] * o.staged
+    head += ["", "Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared "
+             "with vector 8"]
+    head += ["Copy Q from shared to register"] * o.held
+    start, stop = _loop_bounds(o)
+    copy = "from global to shared with vector 8, stages STAGES"
+    body = [f"Copy K (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] {copy}",
+            f"Copy V (BN, {width}) in coordinate [B = b, Hkv = h / GROUP, Nk = n{column}] {copy}"]
+    body += ["Copy Q from shared to register"] * (not o.held)
+    body += ["Copy K from shared to register",
+             f"Compute GEMM Q, K^T and get S with warps (WARPS, 1), mma {o.mma}",
+             "Compute Multiply S, scale and get new S"]
+    if o.softcap:
+        body.append(f"Compute Softcap S with cap {float(o.softcap)}")
+    body += ["Compute ALiBi S, slopes and get new S"] * o.alibi
+    body += [line for line in [_mask(o)] if line]
+    body += ["Compute Softmax S",
+             f"Reshape S from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {o.compute or o.dtype}",
+             "Copy V from shared to register",
+             f"Compute GEMM S, V and accumulate O with warps (WARPS, 1), mma {o.mma}"]
+    where = f"in coordinate [B = b, H = h, Nq = m{column}]"
+    if o.staged:
+        store = ["Copy O from register to shared",
+                 f"Copy O (BM, {width}) {where} from shared to global with vector 8"]
+    else:
+        store = [f"Copy O (BM, {width}) {where} from register to global"]
+    loop = [f"for n = {start}: {stop}"] + ["  " + line for line in body] + ["end"] + store
+    if o.chunk:  # the whole flash loop once per column chunk of O
+        loop = ["for c = 0: cdiv(D, DC)"] + ["  " + line for line in loop] + ["end"]
+    return "\n".join(head + loop) + "\n"
+
+
+def plan(dtype: str, d: int, causal: bool = False, group: int = 1, arch: str = "sm_80",
+         stages: int = 2, staged: bool = True, **variant) -> str:
+    """The first plan for the case that passes `tlc check` for arch: the largest tiles, O
+    through a shared tile (coalesced) before straight to global memory, the whole head dim
+    before column chunks of it. The target's data decides the rest: its backend's MMA shape,
+    one stage where there is no cp.async, fp16 tiles for a dtype its tensor cores lack (bf16
+    on Turing). `variant` takes Options' window, softcap and alibi."""
     from tlc.api import check
+
+    for options in candidates(dtype, d, causal, group, arch, stages, staged, **variant):
+        text = render(options)
+        if check(text, arch=arch).ok:
+            return text
+    raise ValueError(f"no tiling of the template fits {dtype} D={d} on {arch}")
+
+
+def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=True,
+               **variant):
+    """Options for the case in the order `plan` tries them."""
     from tlc.arch import ARCHS
     from tlc.backends import backend_for
 
     target = ARCHS[arch]
-    mma = backend_for(arch).mma_shapes[0]
-    stages = stages if target.has_cp_async else 1
-    compute = dtype if any(d.value == dtype for d in target.mma_dtypes) else "fp16"
-    tiles = " with dtype fp16" if compute != dtype else ""
-    stores = (STAGED, DIRECT) if staged else (DIRECT,)
-    stop = "cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)" if causal else "cdiv(Nk, BN)"
-    mask = "  Compute Mask S with causal\n" if causal else ""
-    for (staging, store), (bm, bn, warps) in itertools.product(stores, TILES):
-        text = TEMPLATE.format(dtype=dtype, d=d, suffix="_causal" if causal else "",
-                               arch=arch, group=group, bm=bm, bn=bn, warps=warps, stop=stop,
-                               mask=mask, stages=stages, staging=staging, store=store,
-                               mma=mma, compute=compute, tiles=tiles)
-        if check(text, arch=arch).ok:
-            return text
-    raise ValueError(f"no tiling of the template fits {dtype} D={d} on {arch}")
+    base = Options(dtype, d, causal, group, arch, **variant,
+                   mma=backend_for(arch).mma_shapes[0],
+                   stages=stages if target.has_cp_async else 1,
+                   compute=dtype if any(t.value == dtype for t in target.mma_dtypes) else "fp16")
+    stores = (staged, False) if staged else (False,)
+    for chunk, tiles in itertools.product([None] + [c for c in CHUNKS if c < d],
+                                          (TILES, SMALL_TILES)):
+        for store, (bm, bn, warps) in itertools.product(stores, tiles):
+            yield replace(base, bm=bm, bn=bn, warps=warps, staged=store, chunk=chunk)

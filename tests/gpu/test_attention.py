@@ -123,16 +123,9 @@ def test_head_dims_that_are_multiples_of_8(gpu, d, bn, held, tmp_path):
     import sys
 
     sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
-    from plans import TEMPLATE
+    from plans import Options, render
 
-    text = TEMPLATE.format(dtype="bf16", d=d, suffix="", arch="sm_80", group=1, bm=64, bn=bn,
-                           warps=4, stop="cdiv(Nk, BN)", mask="", stages=2, mma="m16n8k16",
-                           compute="bf16", tiles="", staging="Allocate O in shared (BM, D)\n",
-                           store="Copy O from register to shared\nCopy O (BM, D) in coordinate "
-                                 "[B = b, H = h, Nq = m] from shared to global with vector 8\n")
-    if held:
-        text = text.replace("  Copy Q from shared to register\n", "").replace(
-            "for n = 0:", "Copy Q from shared to register\nfor n = 0:")
+    text = render(Options("bf16", d, bm=64, bn=bn, warps=4, held=held))
     kernel = load(text, cache_dir=tmp_path)
     rng = np.random.default_rng(d)
     (q, k, v), (qd, kd, vd) = inputs(rng, 2, 3, 3, 99, 157, d, "bf16")

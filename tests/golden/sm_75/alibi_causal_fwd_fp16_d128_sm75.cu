@@ -1,0 +1,213 @@
+#include "tlc_sm75.cuh"
+
+// alibi_causal_fwd_fp16_d128: lowered by tlc for sm_75
+extern "C" __global__ void __launch_bounds__(128, 1) alibi_causal_fwd_fp16_d128(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, const float* __restrict__ slopes_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Nk) {
+    constexpr int p_D = 128;
+    constexpr int p_BM = 64;
+    constexpr int p_BN = 32;
+    constexpr int p_WARPS = 4;
+    constexpr int p_STAGES = 1;
+    const int p_m = blockIdx.x;
+    const int p_h = blockIdx.y;
+    const int p_b = blockIdx.z;
+    const int tlc_warp = threadIdx.x / 32, tlc_lane = threadIdx.x % 32;
+    const int tlc_group = tlc::fragment_group(tlc_lane), tlc_pair = tlc::fragment_pair(tlc_lane);
+    extern __shared__ __align__(16) unsigned char tlc_smem[];
+    __half* Q_s = reinterpret_cast<__half*>(tlc_smem + 0);  // 1 x 64 x 128, rows 136 apart
+    __half* K_s = reinterpret_cast<__half*>(tlc_smem + 17408);  // 1 x 32 x 128, rows 136 apart
+    __half* V_s = reinterpret_cast<__half*>(tlc_smem + 26112);  // 1 x 32 x 128, rows 136 apart
+    __half* O_s = reinterpret_cast<__half*>(tlc_smem + 34816);  // 1 x 64 x 128, rows 136 apart
+    float S_acc[1][4][4] = {};
+    float O_acc[1][16][4] = {};
+    float S_max[1][2], S_sum[1][2];
+    _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) { S_max[i][h] = -INFINITY; S_sum[i][h] = 0.f; }
+    // Copy Q (64 x 128) from global to shared, through registers
+    {
+        const __half* tlc_src = Q_g + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        const int tlc_rows_left = p_Nq - (p_m) * 64;
+        _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 1024; tlc_c += 128) {
+            const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
+            const bool tlc_valid = tlc_r < tlc_rows_left;
+            const uint4 tlc_raw = tlc::load_16(tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+            *reinterpret_cast<uint4*>(Q_s + tlc_r * 136 + tlc_col) = tlc_raw;
+        }
+    }
+    __syncthreads();
+    const int p_n_start = 0, p_n_stop = tlc::cdiv(min(p_Nk, ((((p_m + 1) * p_BM) + p_Nk) - p_Nq)), p_BN);
+    uint4 K_next[4];  // the next K tile, on its way to shared memory
+    uint4 V_next[4];  // the next V tile, on its way to shared memory
+    if (p_n_start < p_n_stop) {
+        // Copy K (32 x 128) from global, into registers
+        {
+            const __half* tlc_src = K_g + (long long)((p_n_start) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+            const int tlc_rows_left = p_Nk - (p_n_start) * 32;
+            _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
+                const int tlc_r = threadIdx.x / 16 + tlc_v * 8, tlc_col = (threadIdx.x % 16) * 8;
+                const bool tlc_valid = true && tlc_r < tlc_rows_left;
+                K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+            }
+        }
+    }
+    for (int p_n = p_n_start; p_n < p_n_stop; ++p_n) {
+        // Copy K: issued by the loop's pipeline
+        // Copy V: issued by the loop's pipeline
+        // Copy Q: streamed into its GEMM one k-step at a time
+        // Copy K into shared memory
+        {
+            _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
+                *reinterpret_cast<uint4*>(K_s + (threadIdx.x / 16 + tlc_v * 8) * 136 + (threadIdx.x % 16) * 8) = K_next[tlc_v];
+            }
+        }
+        __syncthreads();
+        // Copy V (32 x 128) from global, into registers
+        {
+            const __half* tlc_src = V_g + (long long)((p_n) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+            const int tlc_rows_left = p_Nk - (p_n) * 32;
+            _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
+                const int tlc_r = threadIdx.x / 16 + tlc_v * 8, tlc_col = (threadIdx.x % 16) * 8;
+                const bool tlc_valid = true && tlc_r < tlc_rows_left;
+                V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+            }
+        }
+        // Copy K: streamed into its GEMM one k-step at a time
+        // Compute GEMM Q, K^T into S
+        {
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) S_acc[i][j][e] = 0.f;
+            const uint32_t tlc_a_base = tlc::smem_address(Q_s) + ((tlc_warp * 16 + tlc_lane % 16) * 136 + (tlc_lane / 16) * 8) * 2;
+            const uint32_t tlc_b_base = tlc::smem_address(K_s) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 136 + ((tlc_lane / 8) % 2) * 8) * 2;
+            _Pragma("unroll") for (int kk = 0; kk < 8; ++kk) {
+                uint32_t a[1][4];
+                _Pragma("unroll") for (int i = 0; i < 1; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 2176 + kk * 16) * 2);
+                #define TLC_A(i) a[i]
+                _Pragma("unroll") for (int j = 0; j + 1 < 4; j += 2) {
+                    uint32_t b[4];
+                    tlc::ldmatrix_x4(b, tlc_b_base + (j * 1088 + kk * 16) * 2);
+                    const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
+                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                        tlc::mma_k16_f16_as_two_k8(S_acc[i][j], TLC_A(i), tlc_b0, S_acc[i][j]);
+                        tlc::mma_k16_f16_as_two_k8(S_acc[i][j + 1], TLC_A(i), tlc_b1, S_acc[i][j + 1]);
+                    }
+                }
+                #undef TLC_A
+            }
+        }
+        // Compute Multiply S by a scalar
+        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+            float& x = S_acc[i][j][e];
+            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
+            const int tlc_col = j * 8 + tlc_pair + (e % 2);
+            x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
+        }
+        // Compute ALiBi S: minus slope * distance from the diagonal
+        {
+            const float tlc_slope = slopes_g[p_h];
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                float& x = S_acc[i][j][e];
+                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
+                const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                x -= tlc_slope * (float)abs(((p_m) * 64) + tlc_row + p_Nk - p_Nq - (((p_n) * 32) + tlc_col));
+            }
+        }
+        // Compute Mask S, on the tiles that cross a boundary
+        if (((p_n) * 32) + 31 > (((p_m) * 64) + p_Nk - p_Nq)) {
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                float& x = S_acc[i][j][e];
+                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
+                const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                const int tlc_key = ((p_n) * 32) + tlc_col; if (tlc_key > (((p_m) * 64) + tlc_row + p_Nk - p_Nq)) x = -INFINITY;
+            }
+        }
+        // Compute Softmax S: online, rescaling O
+        {
+            // the last key tile: hide the keys past the end
+            if (((p_n) * 32) + 32 > p_Nk) {
+                _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                    float& x = S_acc[i][j][e];
+                    const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
+                    const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                    if (((p_n) * 32) + tlc_col >= p_Nk) x = -INFINITY; (void)tlc_row;
+                }
+            }
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                float tlc_top = -INFINITY;
+                _Pragma("unroll") for (int j = 0; j < 4; ++j) tlc_top = fmaxf(tlc_top, fmaxf(S_acc[i][j][2 * h], S_acc[i][j][2 * h + 1]));
+                const float tlc_old = S_max[i][h], tlc_now = fmaxf(tlc_old, tlc::quad_max(tlc_top));
+                const float tlc_base = tlc_now == -INFINITY ? 0.f : tlc_now * 1.4426950408889634f;
+                const float tlc_alpha = tlc_now == -INFINITY ? 1.f : tlc::exp2_approx(tlc_old * 1.4426950408889634f - tlc_base);
+                float tlc_sum = 0.f;
+                _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 2 * h; e < 2 * h + 2; ++e) {
+                    float& x = S_acc[i][j][e];
+                    x = tlc::exp2_approx(x * 1.4426950408889634f - tlc_base);
+                    tlc_sum += x;
+                }
+                S_sum[i][h] = S_sum[i][h] * tlc_alpha + tlc_sum;
+                S_max[i][h] = tlc_now;
+                _Pragma("unroll") for (int j = 0; j < 16; ++j) { O_acc[i][j][2 * h] *= tlc_alpha; O_acc[i][j][2 * h + 1] *= tlc_alpha; }
+            }
+        }
+        // Reshape S: accumulator pairs of n-tiles become A fragments
+        uint32_t S_frag[1][2][4];
+        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
+            S_frag[i][kk][0] = tlc::pack_half2(S_acc[i][2 * kk][0], S_acc[i][2 * kk][1]);
+            S_frag[i][kk][1] = tlc::pack_half2(S_acc[i][2 * kk][2], S_acc[i][2 * kk][3]);
+            S_frag[i][kk][2] = tlc::pack_half2(S_acc[i][2 * kk + 1][0], S_acc[i][2 * kk + 1][1]);
+            S_frag[i][kk][3] = tlc::pack_half2(S_acc[i][2 * kk + 1][2], S_acc[i][2 * kk + 1][3]);
+        }
+        // Copy V into shared memory
+        {
+            _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
+                *reinterpret_cast<uint4*>(V_s + (threadIdx.x / 16 + tlc_v * 8) * 136 + (threadIdx.x % 16) * 8) = V_next[tlc_v];
+            }
+        }
+        __syncthreads();
+        if (p_n + 1 < p_n_stop) {
+            // Copy K (32 x 128) from global, into registers
+            {
+                const __half* tlc_src = K_g + (long long)(((p_n + 1)) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const int tlc_rows_left = p_Nk - ((p_n + 1)) * 32;
+                _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
+                    const int tlc_r = threadIdx.x / 16 + tlc_v * 8, tlc_col = (threadIdx.x % 16) * 8;
+                    const bool tlc_valid = true && tlc_r < tlc_rows_left;
+                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                }
+            }
+        }
+        // Copy V: streamed into its GEMM one k-step at a time
+        // Compute GEMM S, V accumulating into O
+        {
+            const uint32_t tlc_b_base = tlc::smem_address(V_s) + ((((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * 136 + (tlc_lane / 16) * 8) * 2;
+            _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
+                #define TLC_A(i) S_frag[i][kk]
+                _Pragma("unroll") for (int j = 0; j + 1 < 16; j += 2) {
+                    uint32_t b[4];
+                    tlc::ldmatrix_x4_trans(b, tlc_b_base + (kk * 2176 + j * 8) * 2);
+                    const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
+                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                        tlc::mma_k16_f16_as_two_k8(O_acc[i][j], TLC_A(i), tlc_b0, O_acc[i][j]);
+                        tlc::mma_k16_f16_as_two_k8(O_acc[i][j + 1], TLC_A(i), tlc_b1, O_acc[i][j + 1]);
+                    }
+                }
+                #undef TLC_A
+            }
+        }
+    }
+    // Copy O from register to shared
+    {
+        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+            const float tlc_total = tlc::quad_sum(S_sum[i][h]);
+            const float tlc_inverse = tlc_total > 0.f ? 1.f / tlc_total : 0.f;
+            _Pragma("unroll") for (int j = 0; j < 16; ++j) *reinterpret_cast<uint32_t*>(O_s + tlc_row * 136 + j * 8 + tlc_pair) = tlc::pack_half2(O_acc[i][j][2 * h] * tlc_inverse, O_acc[i][j][2 * h + 1] * tlc_inverse);
+        }
+    }
+    __syncthreads();
+    // Copy O (64 x 128) from shared to global
+    {
+        __half* tlc_dst = O_g + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        const int tlc_rows_left = p_Nq - (p_m) * 64;
+        _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 1024; tlc_c += 128) {
+            const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
+            if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + (long long)tlc_r * p_D + tlc_col) = *reinterpret_cast<const int4*>(O_s + tlc_r * 136 + tlc_col);
+        }
+    }
+}
