@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attention import PEAK_TFLOPS, time_ms  # noqa: E402
+from attention import PEAK_TFLOPS, launcher, time_ms  # noqa: E402
 from correctness import SEQS  # noqa: E402
 from plans import plan  # noqa: E402
 
@@ -177,16 +177,7 @@ def tlc_runner(arch):
         extra = {}
         if bench.options.get("alibi"):
             extra["slopes"] = torch.tensor(bench.slopes(), device="cuda")
-        prepared = []
-        for q, k, v in inputs:
-            out = kernel(Q=q, K=k, V=v, scale=1.0 / bench.d ** 0.5, **extra)["O"]
-            prepared.append((kernel.launch_args, out))
-
-        def run(i):
-            kernel.launch_args = prepared[i][0]
-            kernel.launch()
-            return prepared[i][1]
-        return run, kernel.how
+        return launcher(kernel, inputs, scale=1.0 / bench.d ** 0.5, **extra), kernel.how
     return make
 
 

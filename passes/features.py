@@ -93,7 +93,14 @@ def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report, sourc
                 "backend-unsupported", f"tlc cannot generate code for Compute {name} on "
                 f"{arch.name} yet", op.span,
                 help=f"leave Compute {name} out, or check the plan without a target to "
-                     "validate it anyway; the lowering comes with the attention-variants work"))
+                     "validate it anyway"))
+        # The score updates lower in place: the result is the tile they read.
+        target = getattr(op, "target", None) or getattr(getattr(op, "a", None), "name", None)
+        if isinstance(op, (ir.Multiply, ir.Alibi)) and target and op.out != target:
+            report(Diagnostic(
+                "backend-unsupported", f"tlc's {arch.name} code updates the scores in place: "
+                f"Compute {name} into `{op.out}` rather than `{target}`", op.span,
+                help=f"write `and get new {target}`"))
     arch_shapes = {shape.name for shape, _ in arch.mma}
     for gemm in facts.gemms:  # (a shape the arch lacks altogether is _gemm's to report)
         if gemm.mma and gemm.mma not in backend.mma_shapes and gemm.mma in arch_shapes:

@@ -63,11 +63,23 @@ def mask_coverage(kernel: ir.Kernel, ctx) -> ir.Kernel:
     return kernel
 
 
+def _score_names(loop: ir.Loop, scores: str) -> set[str]:
+    """The scores' names in the loop: the GEMM's result and what a Multiply or ALiBi of it
+    gets (`and get T`), in body order."""
+    names = {scores}
+    for op in loop.body:
+        source = getattr(op, "target", None) or getattr(getattr(op, "a", None), "name", None)
+        if isinstance(op, (ir.Multiply, ir.Alibi)) and source in names:
+            names.add(op.out)
+    return names
+
+
 def _check_order(loop: ir.Loop, scores: str, ctx) -> None:
     masked = softmax = None
+    names = _score_names(loop, scores)
     for op in loop.body:
         target = getattr(op, "target", None)
-        if target != scores:
+        if target not in names:
             continue
         if isinstance(op, ir.Softmax):
             softmax = op
@@ -115,8 +127,9 @@ def _key_loop(facts: Facts, gemm: ir.Gemm, loop: ir.Loop) -> KeyLoop | None:
 
 def _band(facts: Facts, loop: ir.Loop, scores: str) -> Band | None:
     left, right, left_text, right_text = FAR, FAR, "", ""
+    names = _score_names(loop, scores)
     for op in loop.body:
-        if isinstance(op, ir.Mask) and op.target == scores:
+        if isinstance(op, ir.Mask) and op.target in names:
             if op.causal and right > 0:
                 right, right_text = 0, ""
             if op.window is not None:
