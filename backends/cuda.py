@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from tlc import ir
 from tlc.backends.base import BackendUnsupported, Lowered
 from tlc.passes import register_pipeline
-from tlc.passes.facts import Facts
+from tlc.passes.facts import Facts, global_load
 from tlc.passes.gemm_orientation import gemm_operands
 
 C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
@@ -668,9 +668,7 @@ class CudaEmitter:
         gemm = self.gemm_of[name]
         origin = []
         for operand in (gemm.a.name, gemm.b.name):
-            copy = next(c for c in ir.walk(self.kernel.body) if isinstance(c, ir.Copy)
-                        and c.name == operand and c.src is ir.Level.GLOBAL)
-            at = self._tile_address(copy, {})
+            at = self._tile_address(global_load(self.kernel.body, operand), {})
             origin += [at.first_row, at.row_limit]
         return origin
 
@@ -720,9 +718,7 @@ class CudaEmitter:
         query operand gives the slopes' one dimension (`H = h`)."""
         dim = self.kernel.tensor(op.slopes).shape[0]
         query = self.gemm_of[op.target].a.name
-        copy = next(c for c in ir.walk(self.kernel.body) if isinstance(c, ir.Copy)
-                    and c.name == query and c.src is ir.Level.GLOBAL)
-        coord = dict(copy.coord)
+        coord = dict(global_load(self.kernel.body, query).coord)
         if not isinstance(dim, ir.Sym) or dim.name not in coord:
             raise BackendUnsupported(f"ALiBi slopes ({dim}): the copy of `{query}` names no "
                                      f"{dim} in its coordinate")

@@ -173,6 +173,21 @@ def column_chunks(facts: "Facts") -> list[ColumnChunks]:
     return list(found.values())
 
 
+def global_load(ops, name: str) -> ir.Copy | None:
+    """The first Copy of `name` out of global memory among `ops` (nested loops included)."""
+    return next((c for c in ir.walk(ops) if isinstance(c, ir.Copy) and c.name == name
+                 and c.src is ir.Level.GLOBAL), None)
+
+
+def updated_tile(op) -> str | None:
+    """The tile a Multiply or ALiBi reads and updates (its result may be named otherwise)."""
+    if isinstance(op, ir.Alibi):
+        return op.target
+    if isinstance(op, ir.Multiply) and isinstance(op.a, ir.Ref):
+        return op.a.name
+    return None
+
+
 def text(expr: ir.Expr) -> str:
     """An IR expression as a plan would write it (parenthesised where nested)."""
     if isinstance(expr, ir.Sym):

@@ -13,7 +13,7 @@ from tlc import ir
 from tlc.arch import ARCHS, Arch
 from tlc.diagnostics import Diagnostic
 from tlc.fixes import Edit
-from tlc.passes.facts import Facts, text
+from tlc.passes.facts import Facts, text, updated_tile
 from tlc.passes.infer_shapes import CONVERTING_LOADS
 
 
@@ -95,8 +95,8 @@ def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report, sourc
                 help=f"leave Compute {name} out, or check the plan without a target to "
                      "validate it anyway"))
         # The score updates lower in place: the result is the tile they read.
-        target = getattr(op, "target", None) or getattr(getattr(op, "a", None), "name", None)
-        if isinstance(op, (ir.Multiply, ir.Alibi)) and target and op.out != target:
+        target = updated_tile(op)
+        if target and op.out != target:
             report(Diagnostic(
                 "backend-unsupported", f"tlc's {arch.name} code updates the scores in place: "
                 f"Compute {name} into `{op.out}` rather than `{target}`", op.span,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
-from tlc.passes.facts import Facts, named, shape_text, text
+from tlc.passes.facts import Facts, global_load, named, shape_text, text
 
 # (global dtype, local dtype) a load may convert between: bf16 -> fp16 is exact for values of
 # magnitude 2^-14 to 65504 (docs/backend.md, "bf16 on Turing").
@@ -172,9 +172,8 @@ class _Shapes:
         """The slopes' dimension must be one the query tile's copy picks by coordinate: that
         coordinate is the head whose slope applies."""
         gemm = next((g for g in self.facts.gemms if g.out == op.target), None)
-        copies = [c for c in ir.walk(self.facts.kernel.body) if isinstance(c, ir.Copy) and gemm
-                  and c.name == gemm.a.name and c.src is ir.Level.GLOBAL]
-        if copies and text(dim) not in {name for name, _ in copies[0].coord}:
+        load = global_load(self.facts.kernel.body, gemm.a.name) if gemm else None
+        if load is not None and text(dim) not in {name for name, _ in load.coord}:
             self.report("shape-mismatch", f"ALiBi takes the slope of the query's head, but "
                         f"`{op.slopes}` is indexed by {text(dim)}, which the copy of "
                         f"`{gemm.a.name}` does not name", op.span,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
-from tlc.passes.facts import Facts, text
+from tlc.passes.facts import Facts, global_load, text, updated_tile
 
 FAR = 1 << 40  # an unbounded side of the band
 
@@ -68,8 +68,7 @@ def _score_names(loop: ir.Loop, scores: str) -> set[str]:
     gets (`and get T`), in body order."""
     names = {scores}
     for op in loop.body:
-        source = getattr(op, "target", None) or getattr(getattr(op, "a", None), "name", None)
-        if isinstance(op, (ir.Multiply, ir.Alibi)) and source in names:
+        if updated_tile(op) in names:
             names.add(op.out)
     return names
 
@@ -97,16 +96,11 @@ def _check_order(loop: ir.Loop, scores: str, ctx) -> None:
                                   help="move the Softcap before `Compute Mask " + scores + "`"))
 
 
-def _global_copy(loop_or_body, name: str) -> ir.Copy | None:
-    return next((c for c in ir.walk(loop_or_body) if isinstance(c, ir.Copy) and c.name == name
-                 and c.src is ir.Level.GLOBAL), None)
-
-
 def _key_loop(facts: Facts, gemm: ir.Gemm, loop: ir.Loop) -> KeyLoop | None:
     """The loop's shape when it is the usual one: K tiles picked by the loop variable, the
     query tile by a grid index; None (nothing claimed) for anything else."""
-    keys = _global_copy(loop.body, gemm.b.name)
-    queries = _global_copy(facts.kernel.body, gemm.a.name)
+    keys = global_load(loop.body, gemm.b.name)
+    queries = global_load(facts.kernel.body, gemm.a.name)
     if keys is None or queries is None or not keys.tile or not queries.tile:
         return None
     k_tensor, q_tensor = facts.kernel.tensor(keys.name), facts.kernel.tensor(queries.name)
