@@ -26,6 +26,7 @@ from tlc.passes.gemm_orientation import gemm_operands
 C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
 PACK = {ir.DType.FP16: "tlc::pack_half2", ir.DType.BF16: "tlc::pack_bf162"}
 LOG2E = 1.4426950408889634
+RESCALE_LOG2 = 8  # how far (in powers of 2) a row's kept maximum may trail its true one
 
 
 @dataclass(frozen=True)
@@ -253,21 +254,32 @@ class CudaEmitter:
             self.line("tlc::cp_async_commit();")
         self.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
         self.loop_stack.append(op)
-        if staged:
+        if staged and depth > 1:
+            # One barrier an iteration: once block n has landed and every warp is past the
+            # barrier, every warp is done with block n - 1, so its stage takes block
+            # n + depth - 1 while this block is computed.
+            self.line(f"tlc::cp_async_wait<{depth - 2}>();")
+            self.line("__syncthreads();")
+            self.line(f"const int tlc_stage = ({var} - {var}_start) % {depth};")
             self.line(f"const int tlc_next = {var} + {depth - 1};")
             self.open(f"if (tlc_next < {var}_stop)")
             self._issue_tiles(staged, "tlc_next", f"((tlc_next - {var}_start) % {depth})", op.var)
             self.close()
             self.line("tlc::cp_async_commit();")
-            self.line(f"tlc::cp_async_wait<{depth - 1}>();")
+        elif staged:  # one stage: load, wait, compute, and wait for every warp before reloading
+            self._issue_tiles(staged, var, "0", op.var)
+            self.line("tlc::cp_async_commit();")
+            self.line("tlc::cp_async_wait<0>();")
             self.line("__syncthreads();")
-            self.line(f"const int tlc_stage = ({var} - {var}_start) % {depth};")
+            self.line("const int tlc_stage = 0;")
         for inner in op.body:
             self.emit_op(inner)
-        if staged:
-            self.line("__syncthreads();  // the next iteration refills a stage just read")
+        if staged and depth == 1:
+            self.line("__syncthreads();  // the next iteration refills the stage just read")
         self.loop_stack.pop()
         self.close()
+        if staged and depth > 1:
+            self.line("__syncthreads();  // what follows may refill the stages")
 
     def _reset_online_state(self, op: ir.Loop) -> None:
         """Zero the accumulators a nested loop adds into and restart their online softmax
@@ -479,6 +491,11 @@ class CudaEmitter:
             self.line(f"{ctype}* tlc_dst = {op.name}_s + ({stage}) * {rows * stride};")
             self.line(f"const {ctype}* tlc_src = {op.name}_g + {at.offset};")
             self.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+            per_row = cols // 8  # 16-byte chunks in a row of the tile
+            if self.threads % per_row == 0 and rows * per_row % self.threads == 0:
+                self._copy_passes(op, at, per_row, stride)
+                self.close()
+                continue
             self.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; tlc_c += {self.threads})")
             self.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
             self.line(f"const bool tlc_valid = {at.valid('tlc_r', 'tlc_col')};")
@@ -486,6 +503,22 @@ class CudaEmitter:
                       f"tlc_src + (tlc_valid ? (long long)tlc_r * {at.length} + tlc_col : 0), tlc_valid);")
             self.close()
             self.close()
+
+    def _copy_passes(self, op: ir.Copy, at: TileAddress, per_row: int, stride: int) -> None:
+        """A tile whose chunks the block's threads cover in whole passes: each thread keeps one
+        column and a first row, and pass t adds a compile-time row offset, so every cp.async
+        addresses [register + immediate] and no per-chunk index arithmetic remains."""
+        rows_per_pass = self.threads // per_row
+        passes = self.shared[op.name][0] * per_row // self.threads
+        element = 2  # shared tiles are fp16 or bf16 (_layout_shared)
+        self.line(f"const int tlc_r0 = threadIdx.x / {per_row}, tlc_col = (threadIdx.x % {per_row}) * 8;")
+        self.line(f"const auto* tlc_from = tlc_src + (long long)tlc_r0 * {at.length} + tlc_col;")
+        self.line(f"const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * {stride} + tlc_col);")
+        self.open(f"for (int tlc_t = 0; tlc_t < {passes}; ++tlc_t)")
+        self.line(f"const bool tlc_valid = {at.valid(f'tlc_r0 + tlc_t * {rows_per_pass}', 'tlc_col')};")
+        self.line(f"tlc::cp_async_16(tlc_to + tlc_t * {rows_per_pass * stride * element}, tlc_valid ? "
+                  f"tlc_from + (long long)tlc_t * {rows_per_pass} * {at.length} : tlc_src, tlc_valid);")
+        self.close()
 
     def _smem(self, name: str) -> str:
         """The shared tile of `name` that the current loop iteration reads."""
@@ -729,32 +762,54 @@ class CudaEmitter:
         out = self.online.get(name)
         mt, nt, _ = self.tiles(self.gemm_of[name])
         _, _, k0, nk = self._score_origin(name)
-        self.block(f"// Compute Softmax {name}: online, rescaling {out}")
+        out_nt = self.tiles(self.gemm_of[out])[1] if out in self.gemm_of else 0
+        self.block(f"// Compute Softmax {name}: online, rescaling {out} when a row's maximum grows "
+                   f"past 2^{RESCALE_LOG2}")
         keys = nt * 8
         self.line("// the last key tile: hide the keys past the end")
         self.open(f"if (({k0}) + {keys} > {nk})")
         self._each_score(name, f"if (({k0}) + tlc_col >= {nk}) x = -INFINITY; (void)tlc_row;")
         self.close()
-        out_nt = self.tiles(self.gemm_of[out])[1] if out in self.gemm_of else 0
+        # A row keeps the maximum it has until a block's scores exceed it by more than
+        # 2^RESCALE_LOG2 (in exp2 units): its exponentials then stay below 2^RESCALE_LOG2,
+        # which fp16 and bf16 hold at full relative precision, and O and the sum are rescaled
+        # only when some row of the warp moves, a branch the whole warp takes or skips. The
+        # result is the same softmax: numerator and denominator share whichever maximum is
+        # kept. After the first few blocks a row's maximum rarely moves that far, so most
+        # iterations skip the multiply of every O accumulator.
+        self.line(f"float tlc_keep[{mt}][2]; bool tlc_moves = false;")
         self.open(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h)")
         self.line("float tlc_top = -INFINITY;")
         self.line(f"for (int j = 0; j < {nt}; ++j) tlc_top = fmaxf(tlc_top, fmaxf({name}_acc[i][j][2 * h],"
                   f" {name}_acc[i][j][2 * h + 1]));")
-        self.line(f"const float tlc_old = {name}_max[i][h], tlc_now = fmaxf(tlc_old, tlc::quad_max(tlc_top));")
-        self.line("const float tlc_base = tlc_now == -INFINITY ? 0.f : tlc_now * " + f"{LOG2E}f;")
-        self.line(f"const float tlc_alpha = tlc_now == -INFINITY ? 1.f : tlc::exp2_approx(tlc_old * {LOG2E}f"
-                  " - tlc_base);")
+        self.line("tlc_top = tlc::quad_max(tlc_top);")
+        self.line("// from -inf (nothing seen yet) any finite maximum moves; -inf to -inf (a row "
+                  "all masked so far) gives NaN > x, false")
+        self.line(f"const bool tlc_up = (tlc_top - {name}_max[i][h]) * {LOG2E}f > {RESCALE_LOG2}.f;")
+        self.line(f"tlc_keep[i][h] = tlc_up ? tlc_top : {name}_max[i][h];")
+        self.line("tlc_moves |= tlc_up;")
+        self.close()
+        self.open("if (__any_sync(0xffffffffu, tlc_moves))")
+        self.open(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h)")
+        self.line(f"const float tlc_alpha = tlc_keep[i][h] == {name}_max[i][h] ? 1.f : "
+                  f"tlc::exp2_approx(({name}_max[i][h] - tlc_keep[i][h]) * {LOG2E}f);")
+        self.line(f"{name}_sum[i][h] *= tlc_alpha;")
+        self.line(f"{name}_max[i][h] = tlc_keep[i][h];")
+        if out_nt:
+            self.line(f"for (int j = 0; j < {out_nt}; ++j) {{ {out}_acc[i][j][2 * h] *= tlc_alpha; "
+                      f"{out}_acc[i][j][2 * h + 1] *= tlc_alpha; }}")
+        self.close()
+        self.close()
+        self.open(f"for (int i = 0; i < {mt}; ++i) for (int h = 0; h < 2; ++h)")
+        self.line(f"const float tlc_base = {name}_max[i][h] == -INFINITY ? 0.f : "
+                  f"{name}_max[i][h] * {LOG2E}f;")
         self.line("float tlc_sum = 0.f;")
         self.open(f"for (int j = 0; j < {nt}; ++j) for (int e = 2 * h; e < 2 * h + 2; ++e)")
         self.line(f"float& x = {name}_acc[i][j][e];")
         self.line(f"x = tlc::exp2_approx(x * {LOG2E}f - tlc_base);")
         self.line("tlc_sum += x;")
         self.close()
-        self.line(f"{name}_sum[i][h] = {name}_sum[i][h] * tlc_alpha + tlc_sum;")
-        self.line(f"{name}_max[i][h] = tlc_now;")
-        if out_nt:
-            self.line(f"for (int j = 0; j < {out_nt}; ++j) {{ {out}_acc[i][j][2 * h] *= tlc_alpha; "
-                      f"{out}_acc[i][j][2 * h + 1] *= tlc_alpha; }}")
+        self.line(f"{name}_sum[i][h] += tlc_sum;")
         self.close()
         self.close()
 

@@ -29,10 +29,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
         __half* tlc_dst = Q_s + (0) * 17408;
         const __half* tlc_src = Q_g + (long long)((p_m) * 128) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
         const int tlc_rows_left = p_Nq - (p_m) * 128;
-        _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 2048; tlc_c += 128) {
-            const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
-            const bool tlc_valid = tlc_r < tlc_rows_left;
-            tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * 136 + tlc_col), tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+        const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
+        const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+        const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
+        _Pragma("unroll") for (int tlc_t = 0; tlc_t < 16; ++tlc_t) {
+            const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
+            tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
         }
     }
     tlc::cp_async_commit();
@@ -45,10 +47,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
             __half* tlc_dst = K_s + (0) * 4352;
             const __half* tlc_src = K_g + (long long)(((p_n_start + 0)) * 32) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
             const int tlc_rows_left = p_Nk - ((p_n_start + 0)) * 32;
-            _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 512; tlc_c += 128) {
-                const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
-                const bool tlc_valid = tlc_r < tlc_rows_left;
-                tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * 136 + tlc_col), tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+            const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
+            const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+            const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
+            _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
+                const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
+                tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
             }
         }
         // Copy V (32 x 128) from global to shared
@@ -56,15 +60,20 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
             __half* tlc_dst = V_s + (0) * 4352;
             const __half* tlc_src = V_g + (long long)(((p_n_start + 0)) * 32) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
             const int tlc_rows_left = p_Nk - ((p_n_start + 0)) * 32;
-            _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 512; tlc_c += 128) {
-                const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
-                const bool tlc_valid = tlc_r < tlc_rows_left;
-                tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * 136 + tlc_col), tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+            const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
+            const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+            const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
+            _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
+                const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
+                tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
             }
         }
     }
     tlc::cp_async_commit();
     for (int p_n = p_n_start; p_n < p_n_stop; ++p_n) {
+        tlc::cp_async_wait<0>();
+        __syncthreads();
+        const int tlc_stage = (p_n - p_n_start) % 2;
         const int tlc_next = p_n + 1;
         if (tlc_next < p_n_stop) {
             // Copy K (32 x 128) from global to shared
@@ -72,10 +81,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
                 __half* tlc_dst = K_s + (((tlc_next - p_n_start) % 2)) * 4352;
                 const __half* tlc_src = K_g + (long long)((tlc_next) * 32) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
                 const int tlc_rows_left = p_Nk - (tlc_next) * 32;
-                _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 512; tlc_c += 128) {
-                    const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
-                    const bool tlc_valid = tlc_r < tlc_rows_left;
-                    tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * 136 + tlc_col), tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+                const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
+                _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
+                    const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
+                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
                 }
             }
             // Copy V (32 x 128) from global to shared
@@ -83,17 +94,16 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
                 __half* tlc_dst = V_s + (((tlc_next - p_n_start) % 2)) * 4352;
                 const __half* tlc_src = V_g + (long long)((tlc_next) * 32) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
                 const int tlc_rows_left = p_Nk - (tlc_next) * 32;
-                _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 512; tlc_c += 128) {
-                    const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
-                    const bool tlc_valid = tlc_r < tlc_rows_left;
-                    tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * 136 + tlc_col), tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+                const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
+                _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
+                    const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
+                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
                 }
             }
         }
         tlc::cp_async_commit();
-        tlc::cp_async_wait<1>();
-        __syncthreads();
-        const int tlc_stage = (p_n - p_n_start) % 2;
         // Copy K: issued by the loop's pipeline
         // Copy V: issued by the loop's pipeline
         // Copy Q: streamed into its GEMM one k-step at a time
@@ -135,7 +145,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
                 const int tlc_key = ((p_n) * 32) + tlc_col; if (tlc_key > (((p_m) * 128) + tlc_row + p_Nk - p_Nq) || tlc_key < (((p_m) * 128) + tlc_row + p_Nk - p_Nq) - (p_LEFT) || tlc_key > (((p_m) * 128) + tlc_row + p_Nk - p_Nq) + (p_RIGHT)) x = -INFINITY;
             }
         }
-        // Compute Softmax S: online, rescaling O
+        // Compute Softmax S: online, rescaling O when a row's maximum grows past 2^8
         {
             // the last key tile: hide the keys past the end
             if (((p_n) * 32) + 32 > p_Nk) {
@@ -146,21 +156,33 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
                     if (((p_n) * 32) + tlc_col >= p_Nk) x = -INFINITY; (void)tlc_row;
                 }
             }
+            float tlc_keep[2][2]; bool tlc_moves = false;
             _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
                 float tlc_top = -INFINITY;
                 _Pragma("unroll") for (int j = 0; j < 4; ++j) tlc_top = fmaxf(tlc_top, fmaxf(S_acc[i][j][2 * h], S_acc[i][j][2 * h + 1]));
-                const float tlc_old = S_max[i][h], tlc_now = fmaxf(tlc_old, tlc::quad_max(tlc_top));
-                const float tlc_base = tlc_now == -INFINITY ? 0.f : tlc_now * 1.4426950408889634f;
-                const float tlc_alpha = tlc_now == -INFINITY ? 1.f : tlc::exp2_approx(tlc_old * 1.4426950408889634f - tlc_base);
+                tlc_top = tlc::quad_max(tlc_top);
+                // from -inf (nothing seen yet) any finite maximum moves; -inf to -inf (a row all masked so far) gives NaN > x, false
+                const bool tlc_up = (tlc_top - S_max[i][h]) * 1.4426950408889634f > 8.f;
+                tlc_keep[i][h] = tlc_up ? tlc_top : S_max[i][h];
+                tlc_moves |= tlc_up;
+            }
+            if (__any_sync(0xffffffffu, tlc_moves)) {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                    const float tlc_alpha = tlc_keep[i][h] == S_max[i][h] ? 1.f : tlc::exp2_approx((S_max[i][h] - tlc_keep[i][h]) * 1.4426950408889634f);
+                    S_sum[i][h] *= tlc_alpha;
+                    S_max[i][h] = tlc_keep[i][h];
+                    _Pragma("unroll") for (int j = 0; j < 16; ++j) { O_acc[i][j][2 * h] *= tlc_alpha; O_acc[i][j][2 * h + 1] *= tlc_alpha; }
+                }
+            }
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const float tlc_base = S_max[i][h] == -INFINITY ? 0.f : S_max[i][h] * 1.4426950408889634f;
                 float tlc_sum = 0.f;
                 _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 2 * h; e < 2 * h + 2; ++e) {
                     float& x = S_acc[i][j][e];
                     x = tlc::exp2_approx(x * 1.4426950408889634f - tlc_base);
                     tlc_sum += x;
                 }
-                S_sum[i][h] = S_sum[i][h] * tlc_alpha + tlc_sum;
-                S_max[i][h] = tlc_now;
-                _Pragma("unroll") for (int j = 0; j < 16; ++j) { O_acc[i][j][2 * h] *= tlc_alpha; O_acc[i][j][2 * h + 1] *= tlc_alpha; }
+                S_sum[i][h] += tlc_sum;
             }
         }
         // Reshape S: accumulator pairs of n-tiles become A fragments
@@ -189,8 +211,8 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
                 #undef TLC_A
             }
         }
-        __syncthreads();  // the next iteration refills a stage just read
     }
+    __syncthreads();  // what follows may refill the stages
     // Copy O from register to shared
     {
         _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
