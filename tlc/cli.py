@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the plan's target (default: its `for ARCH`)")
     run.add_argument("--iters", type=_positive, default=20, help="timed launches (default 20)")
     run.set_defaults(run=run_run)
+    _tune_parser(commands)
     from tlc.llm.command import add_generate_parser
 
     add_generate_parser(commands)
@@ -104,6 +105,179 @@ def _compile_parser(commands) -> None:
     compile_.add_argument("--emit", choices=("ir", "cuda", "ptx", "cubin"), default="cubin",
                           help="how far to go: the IR, the CUDA source, PTX, or a cubin (default)")
     compile_.set_defaults(run=run_compile)
+
+
+def _tune_parser(commands) -> None:
+    from tlc.tune import SPACE
+
+    tune = commands.add_parser(
+        "tune", help="find the fastest tile parameters of a plan on the GPU present",
+        description="Vary the plan's tunable params (BM, BN, WARPS, STAGES, DC), keep the "
+                    "assignments `tlc check` accepts, rank them by the resource model, build "
+                    "them in parallel, check each against the float64 reference, time them, "
+                    "and keep the winner per (plan, GPU, driver) so the next run answers at "
+                    "once. Ctrl-C keeps what was measured; the next run resumes.")
+    tune.add_argument("file", metavar="FILE", help="the plan")
+    tune.add_argument("--arch", type=_arch_one, metavar="ARCH",
+                      help="the plan's target (default: its `for ARCH`)")
+    tune.add_argument("--shape", metavar="SIZES",
+                      help="the problem to time, e.g. B=4,H=16,N=4096 (default: N=4096, B=4, "
+                           "2048/D heads)")
+    tune.add_argument("--space", action="append", default=[], metavar="NAME=V1,V2",
+                      help="the values to try for one param (repeatable; default: "
+                           + "; ".join(f"{k} {','.join(map(str, v))}" for k, v in SPACE.items())
+                           + ")")
+    tune.add_argument("--top", type=_positive, metavar="K",
+                      help="measure only the K best-ranked candidates (default: all)")
+    tune.add_argument("--jobs", type=_positive, metavar="N", help="parallel builds")
+    tune.add_argument("--iters", type=_positive, default=20, help="timed launches (default 20)")
+    tune.add_argument("--dry-run", action="store_true",
+                      help="list the candidates with their predicted resources; no GPU needed")
+    tune.add_argument("--force", action="store_true",
+                      help="measure again even where the cache has an answer")
+    tune.add_argument("--ptx", action="store_true",
+                      help="build PTX for the plan's target and let the driver JIT it (how an "
+                           "sm_75 plan runs on a newer GPU as written), not natively")
+    tune.add_argument("-o", "--output", metavar="FILE",
+                      help="write the plan with the winning values here (a new file)")
+    tune.set_defaults(run=run_tune)
+
+
+def run_tune(args) -> int:
+    from tlc.api import check, read_source
+    from tlc.runtime import ArgumentError, GpuUnavailable, problem_sizes
+    from tlc.tune import TuneError, candidates, cache_path, space_of, tune
+
+    source, problems = read_source(args.file)
+    if problems:
+        print(problems[0].message, file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    if args.output and os.path.exists(args.output):
+        print(f"tlc tune: {args.output} exists; tune writes a new file and overwrites nothing "
+              "(choose another -o)", file=sys.stderr)
+        return EXIT_USAGE
+    first = check(source.text, arch=args.arch, path=source.path)
+    arch = args.arch or first.arch or getattr(first.kernel, "target", None)
+    if first.kernel is None or arch is None:
+        if first.kernel is None:
+            from tlc.diagnostics import render_text
+
+            for diagnostic in first.diagnostics:
+                print(render_text(diagnostic, source))
+            return EXIT_DIAGNOSTICS
+        print("tlc tune: the plan names no target: give --arch", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        space = space_of(source.text, _space_overrides(args.space))
+        shape = problem_sizes(args.shape) if args.shape else None
+    except (TuneError, ArgumentError, ValueError) as error:
+        print(f"tlc tune: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.dry_run:
+        found, refused = candidates(source.text, arch, space)
+        _print_candidates(found, refused, space, arch, args.top)
+        return EXIT_OK if found else EXIT_DIAGNOSTICS
+    bar = _ProgressBar(sys.stderr)
+    try:
+        outcome = tune(source.text, arch, shape, space=space, top=args.top, jobs=args.jobs,
+                       iters=args.iters, from_ptx=args.ptx, force=args.force, progress=bar)
+    except TuneError as error:
+        print(f"tlc tune: {error}", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    except (GpuUnavailable, ArgumentError) as error:
+        print(f"tlc tune: {error} (`tlc tune --dry-run` lists the candidates without a GPU)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        bar.finish()
+        print(f"tlc tune: interrupted; the measurements so far are saved in {cache_path()} "
+              "and the next run resumes from them", file=sys.stderr)
+        return 130
+    bar.finish()
+    _print_measurements(outcome)
+    if outcome.best is None:
+        print("tlc tune: no candidate passed its correctness check", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    best = outcome.best
+    where = "from the cache" if outcome.cached else "measured now"
+    print(f"best: {' '.join(f'{k}={v}' for k, v in best.values.items())}: {best.tflops} TFLOP/s "
+          f"({best.ms:.3f} ms), {where}; kept in {cache_path()}")
+    if args.output:
+        write_atomically(args.output, outcome.best_text(), create=True)
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _space_overrides(items: list[str]) -> dict[str, tuple[int, ...]]:
+    overrides = {}
+    for item in items:
+        name, _, values = item.partition("=")
+        try:
+            overrides[name.strip()] = tuple(int(v) for v in values.split(",") if v.strip())
+        except ValueError:
+            raise ValueError(f"--space {item!r}: write NAME=V1,V2 with integer values") from None
+        if not name.strip() or not overrides[name.strip()]:
+            raise ValueError(f"--space {item!r}: write NAME=V1,V2")
+    return overrides
+
+
+def _print_candidates(found, refused, space, arch, top) -> None:
+    names = list(space)
+    print(f"{len(found)} of {len(found) + refused} assignments of {', '.join(names)} pass "
+          f"tlc check for {arch}; best predicted first" + (f", the first {top} would be "
+                                                           "measured" if top else ""))
+    print(f"{'#':>3}  " + " ".join(f"{n:>6}" for n in names) +
+          f"  {'smem':>8} {'regs':>5} {'blocks/SM':>9}  {'limited by':<14} {'score':>6}")
+    for rank, c in enumerate(found, 1):
+        p = c.predicted
+        mark = "*" if top and rank <= top else " "
+        print(f"{rank:>3}{mark} " + " ".join(f"{c.values[n]:>6}" for n in names) +
+              f"  {p['shared_memory']:>8} {p['registers']:>5} {p['blocks_per_sm']:>9}  "
+              f"{p['limited_by'] or '-':<14} {p['score']:>6.3f}")
+
+
+def _print_measurements(outcome) -> None:
+    rows = sorted(outcome.measurements, key=lambda m: (not m.ok, m.ms or 0))
+    names = list(rows[0].values) if rows else []
+    print(" ".join(f"{n:>6}" for n in names) + f"  {'ms':>9} {'TFLOP/s':>8} {'regs':>5} "
+          f"{'spills':>6}  result")
+    for m in rows:
+        print(" ".join(f"{m.values[n]:>6}" for n in names) +
+              f"  {m.ms if m.ms else '-':>9} {m.tflops if m.tflops else '-':>8} "
+              f"{m.registers if m.registers is not None else '-':>5} "
+              f"{m.spills if m.spills is not None else '-':>6}  {'ok' if m.ok else m.error}")
+
+
+class _ProgressBar:
+    """One line on stderr, redrawn in place on a terminal, one line per step elsewhere."""
+
+    def __init__(self, stream, width: int = 24):
+        self.stream, self.width = stream, width
+        self.live = hasattr(stream, "isatty") and stream.isatty()
+        self.best = None
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, what: str, measurement) -> None:
+        if measurement is not None and measurement.ok and measurement.tflops:
+            self.best = max(self.best or 0, measurement.tflops)
+        filled = self.width * done // max(total, 1)
+        result = "" if measurement is None else (
+            f": {measurement.tflops} TFLOP/s" if measurement.ok else f": {measurement.error}")
+        best = f" (best {self.best})" if self.best else ""
+        line = f"tune [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}" \
+               f"{result}{best}"
+        if self.live:
+            self.stream.write("\r\033[K" + line)
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
 
 
 def run_run(args) -> int:

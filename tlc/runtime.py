@@ -44,6 +44,20 @@ def device_name() -> str:
     return driver().Context.get_device().name()
 
 
+def driver_version() -> str:
+    """The NVIDIA driver's release (e.g. 580.159.04) where the kernel module says it, else the
+    CUDA version the driver supports."""
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8", errors="replace") as handle:
+            for word in handle.readline().split():
+                if word.count(".") >= 1 and word.replace(".", "").isdigit():
+                    return word
+    except OSError:
+        pass
+    version = driver().get_driver_version()
+    return f"CUDA {version // 1000}.{version % 1000 // 10}"
+
+
 def load_module(path):
     """A loaded CUDA module from a .cubin, or from .ptx that the driver compiles (JIT) for
     the GPU present."""
@@ -313,20 +327,18 @@ def variant_of(kernel) -> tuple:
     return Variant(causal=causal, window=window, softcap=softcap), slopes
 
 
-def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
-                 whole: bool = False):
-    """Run a loaded plan once on fresh normal inputs of the given sizes (ALiBi slopes as the
-    ALiBi paper sets them; the output poisoned first) and return the verdict against the
-    float64 reference: of every (batch, head) with whole, else of the first and the last."""
+def random_inputs(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0):
+    """Fresh normal inputs of the given sizes for a loaded plan: (the arguments in storage
+    form, the values as rounded to their dtype, the name of the ALiBi slopes or None). The
+    softmax scale is 1/sqrt(D); ALiBi slopes are the ALiBi paper's."""
     import numpy as np
 
     from tlc import ir
-    from tlc.reference import (alibi_slopes, attention, attention_low, compare, from_storage,
-                               to_dtype, to_storage)
+    from tlc.reference import alibi_slopes, to_dtype, to_storage
 
     rng = np.random.default_rng(seed)
     params = {p.name: p.value for p in kernel.kernel.params}
-    variant, slopes_name = variant_of(kernel.kernel)
+    _, slopes_name = variant_of(kernel.kernel)
     arrays, rounded = {}, {}
     for tensor in kernel.kernel.tensors:
         if tensor.role != "input":
@@ -344,6 +356,20 @@ def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
         values = to_dtype(rng.standard_normal(dims, dtype=np.float32), dtype)
         rounded[tensor.name] = values
         arrays[tensor.name] = to_storage(values, dtype)
+    return arrays, rounded, slopes_name
+
+
+def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
+                 whole: bool = False):
+    """Run a loaded plan once on fresh normal inputs of the given sizes (ALiBi slopes as the
+    ALiBi paper sets them; the output poisoned first) and return the verdict against the
+    float64 reference: of every (batch, head) with whole, else of the first and the last."""
+    import numpy as np
+
+    from tlc.reference import attention, attention_low, compare, from_storage
+
+    variant, _ = variant_of(kernel.kernel)
+    arrays, rounded, slopes_name = random_inputs(kernel, shape, seed)
     q_name, k_name, v_name = [t.name for t in kernel.kernel.tensors
                               if t.role == "input" and t.shape and t.name != slopes_name][:3]
     out_name = next(t.name for t in kernel.kernel.tensors if t.role == "output")
@@ -364,21 +390,26 @@ def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
                    k_len=k.shape[2], variant=variant)
 
 
-def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, seed: int = 0):
-    """check_random on two (batch, head) slices, then the timing: returns (verdict,
-    milliseconds per launch, TFLOP/s)."""
+def flops_of(kernel: LoadedKernel, shape: dict[str, int]) -> float:
+    """The attention FLOPs of one launch at these sizes (4·B·H·Nq·Nk·D, only the pairs the
+    masks leave visible)."""
     from tlc import ir
     from tlc.reference import attention_flops
 
-    verdict = check_random(kernel, shape, seed)
-    milliseconds = time_launches(kernel, iters)
     variant, slopes = variant_of(kernel.kernel)
     q, k = [t for t in kernel.kernel.tensors if t.role == "input" and t.shape
             and t.name != slopes][:2]
     sizes = {**{p.name: p.value for p in kernel.kernel.params}, **shape}
     b, h, nq, d = (ir.evaluate(dim, sizes) for dim in q.shape)
-    flops = attention_flops(b, h, nq, ir.evaluate(k.shape[-2], sizes), d, variant)
-    return verdict, milliseconds, flops / milliseconds / 1e9
+    return attention_flops(b, h, nq, ir.evaluate(k.shape[-2], sizes), d, variant)
+
+
+def run_random(kernel: LoadedKernel, shape: dict[str, int], iters: int = 20, seed: int = 0):
+    """check_random on two (batch, head) slices, then the timing: returns (verdict,
+    milliseconds per launch, TFLOP/s)."""
+    verdict = check_random(kernel, shape, seed)
+    milliseconds = time_launches(kernel, iters)
+    return verdict, milliseconds, flops_of(kernel, shape) / milliseconds / 1e9
 
 
 def time_launches(kernel: LoadedKernel, iters: int) -> float:
