@@ -11,11 +11,15 @@ for causal; a figure above the GPU's dense peak is reported as an error, not a r
 
     python3 benchmarks/attention.py [--arch sm_80|sm_75] [--backends tlc,sdpa-flash,...]
         [--dtypes fp16,bf16] [--dims 64,128] [--seqs 1024,4096,16384] [--json PATH]
+        [--tune-only | --no-tune] [--tune-cache PATH] [--merge EARLIER.json]
 
-tlc plans come from benchmarks/plans.py for --arch; sm_75 plans run as PTX for compute_75
-that the driver JIT-compiles, so an H100 stands in for a Turing GPU (a proxy only: the
-H100's memory system and SM count are not a T4's). Rows go to --json (default
-$OUT/attention.json); the table is printed last.
+tlc's plans come from benchmarks/plans.py for --arch, each then tuned on this GPU by
+`tlc tune` (tlc.tune) over TUNE_SPACE at its N = 4096 point; the winners are cached per
+(plan, GPU, driver), so --tune-only first and the grid after costs the tuning once. sm_75
+plans run as PTX for compute_75 that the driver JIT-compiles, so an H100 stands in for a
+Turing GPU (a proxy only: the H100's memory system and SM count are not a T4's). Rows go to
+--json (default $OUT/attention.json), the chart (benchmarks/chart.py, with matplotlib)
+beside it; the table is printed last, with tlc / sdpa-flash per case and the geometric means.
 """
 from __future__ import annotations
 
@@ -114,15 +118,56 @@ class Unsupported(Exception):
     pass
 
 
+# What `tlc tune` varies for the benchmark's plans: the tiles FlashAttention-2 and our own
+# sweeps found worth trying, a space small enough to measure whole for every plan.
+TUNE_SPACE = {"BM": (64, 128), "BN": (32, 64, 128), "WARPS": (4, 8), "STAGES": (2, 3)}
+SETTINGS = {"tune_cache": None}  # set by main()
+
+
+def tuning_shape(case) -> dict:
+    """The problem each plan is tuned on: the grid's N = 4096 point of its case."""
+    heads = 2048 // case.d
+    return {"B": 16384 // 4096, "H": heads, "Hkv": heads // case.group, "Nq": 4096,
+            "Nk": 4096}
+
+
+def tlc_plan(case, arch) -> tuple[str, str]:
+    """(plan text, how it was chosen): the template's first accepted plan, tuned on this GPU
+    by `tlc tune` unless --no-tune."""
+    from pathlib import Path
+
+    from tlc.arch import ARCHS
+    from tlc.tune import tune
+
+    text = plan(case.dtype, case.d, case.causal, case.group, arch=arch)
+    if SETTINGS["tune_cache"] is None:
+        return text, "the template's first accepted tiles (not tuned)"
+    space = dict(TUNE_SPACE)
+    if not ARCHS[arch].has_cp_async:
+        space["STAGES"] = (1,)
+
+    def progress(done, total, what, measurement):
+        if measurement is not None:
+            result = f"{measurement.tflops} TFLOP/s" if measurement.ok else measurement.error
+            print(f"  tune {case.dtype} D={case.d} causal={case.causal} group={case.group}: "
+                  f"{done}/{total} {what}: {result}", flush=True)
+    outcome = tune(text, arch, tuning_shape(case), space=space, from_ptx=arch in FROM_PTX,
+                   cache=Path(SETTINGS["tune_cache"]), progress=progress)
+    if outcome.best is None:
+        raise RuntimeError("tlc tune: no candidate passed its correctness check")
+    label = " ".join(f"{k}={v}" for k, v in outcome.best.values.items())
+    return outcome.best_text(), f"tuned ({label}, {outcome.best.tflops} TFLOP/s at N=4096)"
+
+
 def tlc_runner(case, inputs, arch, kernels):
     from tlc.runtime import load
 
-    text = plan(case.dtype, case.d, case.causal, case.group, arch=arch)
     key = (case.dtype, case.d, case.causal, case.group)
     if key not in kernels:
-        kernels[key] = load(text, from_ptx=arch in FROM_PTX)
-    kernel = kernels[key]
-    return launcher(kernel, inputs, scale=1.0 / case.d ** 0.5), kernel.how
+        text, chosen = tlc_plan(case, arch)
+        kernels[key] = (load(text, from_ptx=arch in FROM_PTX), chosen)
+    kernel, chosen = kernels[key]
+    return launcher(kernel, inputs, scale=1.0 / case.d ** 0.5), f"{chosen}; {kernel.how}"
 
 
 def launcher(kernel, inputs, **arguments):
@@ -180,7 +225,17 @@ def flex_runner(case, inputs, arch, kernels):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     if "flex" not in kernels:
-        kernels["flex"] = torch.compile(flex_attention)
+        # Every case is a new shape, so a recompile: past dynamo's limit (8 by default),
+        # torch.compile quietly runs flex_attention eagerly, an unfused reference that
+        # materialises the scores, and would be timed as if it were FlexAttention.
+        import torch._dynamo
+
+        for name, value in (("recompile_limit", 1024), ("cache_size_limit", 1024),
+                            ("accumulated_recompile_limit", 4096),
+                            ("accumulated_cache_size_limit", 4096)):
+            if hasattr(torch._dynamo.config, name):  # the names changed across releases
+                setattr(torch._dynamo.config, name, value)
+        kernels["flex"] = torch.compile(flex_attention, dynamic=False)
     compiled = kernels["flex"]
     mask = None
     if case.causal:
@@ -204,8 +259,22 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--rotate", type=int, default=3, help="input sets taken in turn")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--chart", default=None, help="PNG path (default: next to --json)")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="tlc runs the template's first accepted tiles, untuned")
+    parser.add_argument("--tune-cache", default=None,
+                        help="tlc tune's cache file (default: $OUT/tune.json)")
+    parser.add_argument("--tune-only", action="store_true",
+                        help="tune every plan of the grid and stop (the cache keeps the winners)")
+    parser.add_argument("--merge", action="append", default=[], metavar="JSON",
+                        help="rows of an earlier run to include in the table, JSON and chart "
+                             "(this run's rows replace theirs case by case)")
     args = parser.parse_args()
-    args.json = args.json or os.path.join(os.environ.get("OUT", "."), "attention.json")
+    out = os.environ.get("OUT", ".")
+    args.json = args.json or os.path.join(out, "attention.json")
+    args.chart = args.chart or os.path.splitext(args.json)[0] + ".png"
+    SETTINGS["tune_cache"] = None if args.no_tune else (
+        args.tune_cache or os.path.join(out, "tune.json"))
     import torch
 
     device = torch.cuda.get_device_name()
@@ -217,16 +286,29 @@ def main() -> int:
     cases = [Case(dt, int(d), int(n), gqa, causal) for dt, d, n, gqa, causal in itertools.product(
         args.dtypes.split(","), args.dims.split(","), args.seqs.split(","), [False, True],
         [False, True])]
-    rows, kernels, started = [], {}, time.time()
+    started = time.time()
+    if args.tune_only:
+        seen = set()
+        for case in cases:
+            key = (case.dtype, case.d, case.causal, case.group)
+            if key not in seen:
+                seen.add(key)
+                _, chosen = tlc_plan(case, args.arch)
+                print(f"{case.dtype} D={case.d} causal={case.causal} group={case.group}: "
+                      f"{chosen}", flush=True)
+        print(f"tuned {len(seen)} plans in {time.time() - started:.0f} s; cache "
+              f"{SETTINGS['tune_cache']}")
+        return 0
+    rows, kernels = [], {}
     for index, case in enumerate(cases):
         inputs = make_inputs(case, args.rotate, seed=index)
         for backend in backends:
             row = case.row(backend)
             try:
                 run, note = RUNNERS[backend](case, inputs, args.arch, kernels)
-                out = run(0)
+                out_tensor = run(0)
                 torch.cuda.synchronize()
-                verdict = check_output(case, *inputs[0], out)
+                verdict = check_output(case, *inputs[0], out_tensor)
                 row.update(note=note, check=verdict)
                 if not verdict["ok"]:
                     row.update(ms=None, tflops=None, error="wrong result")
@@ -241,16 +323,41 @@ def main() -> int:
             except Exception as error:  # a backend's failure is a row, not the end of the run
                 row.update(ms=None, tflops=None, error=f"{type(error).__name__}: "
                            f"{str(error).splitlines()[0][:160] if str(error) else ''}")
+            row.update(gpu=device)
             rows.append(row)
             print(json.dumps(row), flush=True)
         del inputs
         torch.cuda.empty_cache()
+    rows = merged(rows, args.merge)
     with open(args.json, "w") as handle:
         json.dump(rows, handle, indent=1)
+    try:
+        from chart import draw
+
+        draw(rows, args.chart, title=f"Attention forward on {device}")
+        print(f"chart: {args.chart}")
+    except ImportError as error:
+        print(f"no chart: {error} (benchmarks/chart.py needs matplotlib)")
     print(f"\n{len(cases)} cases x {len(backends)} backends in {time.time() - started:.0f} s "
-          f"on {device}; tlc plans for {args.arch}")
-    print_table(rows, backends)
+          f"on {device}; tlc plans for {args.arch}" +
+          (f", {len(args.merge)} earlier run(s) merged" if args.merge else ""))
+    all_backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
+    print_table(rows, all_backends)
     return 1 if any(r["backend"] == "tlc" and r.get("error") for r in rows) else 0
+
+
+def merged(rows: list[dict], paths: list[str]) -> list[dict]:
+    """Earlier runs' rows, then this run's, one row per (case, backend): the latest wins."""
+    key = lambda r: (r["backend"], r["dtype"], r["head_dim"], r["seqlen"], r["kv_heads"],
+                     r["heads"], r["causal"])
+    by = {}
+    for path in paths:
+        with open(path) as handle:
+            for row in json.load(handle):
+                by[key(row)] = row
+    for row in rows:
+        by[key(row)] = row
+    return list(by.values())
 
 
 def print_table(rows, backends) -> None:
@@ -258,16 +365,25 @@ def print_table(rows, backends) -> None:
                      r["seqlen"])
     cases = sorted({key(r) for r in rows})
     by = {(key(r), r["backend"]): r for r in rows}
+    versus = "sdpa-flash" if "tlc" in backends and "sdpa-flash" in backends else None
     print(f"{'dtype':5} {'D':>4} {'GQA':>4} {'causal':>6} {'N':>6}  " +
-          " ".join(f"{b:>15}" for b in backends) + "   TFLOP/s")
+          " ".join(f"{b:>15}" for b in backends) + ("   tlc/flash" if versus else "") +
+          "   (TFLOP/s)")
     for c in cases:
         cells = []
         for b in backends:
             r = by.get((c, b), {})
             cells.append(f"{r['tflops']:>15.1f}" if r.get("tflops") else f"{'-':>15}")
-        print(f"{c[0]:5} {c[1]:>4} {str(c[2]):>4} {str(c[3]):>6} {c[4]:>6}  " + " ".join(cells))
+        mine, theirs = by.get((c, "tlc"), {}), by.get((c, versus), {})
+        ratio = f"   {mine['tflops'] / theirs['tflops']:>9.3f}" if versus and \
+            mine.get("tflops") and theirs.get("tflops") else ""
+        print(f"{c[0]:5} {c[1]:>4} {str(c[2]):>4} {str(c[3]):>6} {c[4]:>6}  " + " ".join(cells)
+              + ratio)
     if "tlc" not in backends:
         return
+    mine = [by[(c, "tlc")] for c in cases if (c, "tlc") in by]
+    passed = sum(1 for r in mine if r.get("check", {}).get("ok"))
+    print(f"tlc correctness: {passed}/{len(mine)} cases passed the float64 reference check")
     for peer in backends:
         if peer == "tlc":
             continue
@@ -275,8 +391,9 @@ def print_table(rows, backends) -> None:
                   if by.get((c, "tlc"), {}).get("tflops") and by.get((c, peer), {}).get("tflops")]
         if ratios:
             geomean = float(np.exp(np.mean(np.log(ratios))))
-            print(f"tlc / {peer}: geometric mean {geomean:.2f}, min {min(ratios):.2f}, "
-                  f"max {max(ratios):.2f} over {len(ratios)} cases")
+            below = sum(1 for r in ratios if r < 0.90)
+            print(f"tlc / {peer}: geometric mean {geomean:.3f}, min {min(ratios):.3f}, "
+                  f"max {max(ratios):.3f} over {len(ratios)} cases, {below} below 0.90")
 
 
 if __name__ == "__main__":

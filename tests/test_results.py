@@ -1,0 +1,55 @@
+"""The committed benchmark results agree with what the docs quote from them, and the committed
+tune cache answers for the plans the benchmark builds (so its quoted run is reproducible)."""
+import contextlib
+import io
+import itertools
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_performance_doc_quotes_the_attention_run():
+    from attention import BACKENDS, print_table
+
+    rows = json.loads((RESULTS / "h100-attention.json").read_text())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        print_table(rows, [b for b in BACKENDS if any(r["backend"] == b for r in rows)])
+    summary = [line for line in printed.getvalue().splitlines() if line.startswith("tlc ")]
+    assert len(summary) == 5  # correctness, then one ratio line per peer
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    log = (RESULTS / "h100-attention.log").read_text()
+    for line in summary:
+        assert line in doc and line in log, line
+
+
+def test_the_attention_run_meets_the_performance_bar():
+    rows = json.loads((RESULTS / "h100-attention.json").read_text())
+    key = lambda r: (r["dtype"], r["head_dim"], r["seqlen"], r["kv_heads"], r["causal"])
+    flash = {key(r): r["tflops"] for r in rows if r["backend"] == "sdpa-flash"}
+    mine = [r for r in rows if r["backend"] == "tlc"]
+    assert len(mine) == 48 and all(r["check"]["ok"] and not r.get("error") for r in mine)
+    ratios = [r["tflops"] / flash[key(r)] for r in mine]
+    geomean = 1.0
+    for ratio in ratios:
+        geomean *= ratio ** (1 / len(ratios))
+    assert geomean >= 1.0 and min(ratios) >= 0.90
+
+
+def test_committed_tune_cache_covers_the_benchmark_plans():
+    from attention import TUNE_SPACE, Case
+    from plans import plan
+    from tlc.tune import plan_hash, space_of
+
+    cache = json.loads((RESULTS / "h100-tune.json").read_text())
+    hashes = {entry["plan_hash"] for entry in cache.values() if entry["complete"]}
+    for dtype, d, causal, gqa in itertools.product(("fp16", "bf16"), (64, 128), (False, True),
+                                                   (False, True)):
+        case = Case(dtype, d, 4096, gqa, causal)
+        text = plan(dtype, d, causal, case.group, arch="sm_80")
+        assert plan_hash(text, space_of(text, TUNE_SPACE), "sm_80") in hashes, (dtype, d, causal,
+                                                                               gqa)
