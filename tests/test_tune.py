@@ -142,3 +142,15 @@ def test_cli_without_a_gpu_says_so(tlc_cli, monkeypatch):
     monkeypatch.setattr(tlc.runtime, "device_arch", no_gpu)
     result = tlc_cli("tune", str(MHA_SM80), "--space", "BM=128")
     assert result.code == 2 and "no GPU" in result.err and "--dry-run" in result.err
+
+
+def test_a_cache_entry_in_another_format_is_measured_afresh(fake_gpu, tmp_path):
+    text, cache = MHA_SM80.read_text(), tmp_path / "tune.json"
+    tune(text, "sm_80", {"B": 1}, space=SMALL, cache=cache)
+    first = len(fake_gpu)
+    data = json.loads(cache.read_text())
+    for entry in data.values():
+        entry["measurements"] = [{"values": m["values"], "speed": 1} for m in entry["measurements"]]
+    cache.write_text(json.dumps(data))
+    outcome = tune(text, "sm_80", {"B": 1}, space=SMALL, cache=cache)
+    assert not outcome.cached and len(fake_gpu) == 2 * first

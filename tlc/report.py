@@ -26,11 +26,12 @@ def resources_json(result) -> dict:
                              "peak_line": regs.at.span.line,
                              "live": [{"what": w, "registers": r} for w, r in regs.parts]}
     if arch and smem is not None and facts.get("threads") and regs is not None:
-        data["blocks_per_sm"] = _blocks_per_sm(arch, smem.total, regs.peak, facts["threads"])
+        data["blocks_per_sm"] = blocks_per_sm(arch, smem.total, regs.peak, facts["threads"])
     return data
 
 
-def _blocks_per_sm(arch, smem: int, regs: int, threads: int) -> dict:
+def blocks_per_sm(arch, smem: int, regs: int, threads: int) -> dict:
+    """How many blocks of this size an SM of arch holds, and which resource limits it."""
     per_block_smem = smem + arch.smem_reserved_per_block
     limits = {"shared memory": arch.smem_per_sm // per_block_smem if per_block_smem else
               arch.max_blocks_per_sm,

@@ -153,12 +153,12 @@ def predict(resources: dict, values: dict, occupancy_arch: str | None = None) ->
     deep, which overlaps loads with compute. Blocks per SM are those of occupancy_arch (the
     GPU that will run it) where given, else of the plan's target."""
     from tlc.arch import ARCHS
-    from tlc.report import _blocks_per_sm
+    from tlc.report import blocks_per_sm
 
     threads = resources["threads"]
     smem, regs = resources["shared_memory"]["bytes"], resources["registers"]["estimate"]
     arch = ARCHS.get(occupancy_arch or resources["arch"])
-    occupancy = _blocks_per_sm(arch, smem, regs, threads) if arch else \
+    occupancy = blocks_per_sm(arch, smem, regs, threads) if arch else \
         resources.get("blocks_per_sm", {"blocks": 0, "limited_by": None})
     warps = occupancy["blocks"] * threads // 32
     rows_per_warp = values.get("BM", 64) / max(1, threads // 32)
@@ -251,8 +251,7 @@ def tune(text: str, arch: str, shape: dict[str, int] | None = None, *, space=Non
     store = load_cache(cache)
     entry = store.get(key, {})
     same_shape = entry.get("shape") == shape and entry.get("from_ptx", False) == from_ptx
-    done = {json.dumps(m["values"], sort_keys=True): Measurement(**m)
-            for m in entry.get("measurements", [])} if same_shape and not force else {}
+    done = _kept(entry) if same_shape and not force else {}
     wanted = [c for c in chosen if json.dumps(c.values, sort_keys=True) not in done]
     if not wanted and done:
         measured = [done[json.dumps(c.values, sort_keys=True)] for c in chosen]
@@ -284,6 +283,16 @@ def tune(text: str, arch: str, shape: dict[str, int] | None = None, *, space=Non
         raise
     measured = save(complete=True)
     return Outcome(key, found, refused, measured, _best(measured), cached=False, complete=True)
+
+
+def _kept(entry: dict) -> dict:
+    """The measurements a cache entry keeps, by their values; none from an entry in another
+    format (an older tlc's), which is then measured afresh and replaced."""
+    try:
+        return {json.dumps(m["values"], sort_keys=True): Measurement(**m)
+                for m in entry.get("measurements", [])}
+    except (TypeError, KeyError, AttributeError):
+        return {}
 
 
 def _best(measured: list[Measurement]) -> Measurement | None:
