@@ -71,7 +71,6 @@ class Outcome:
     measurements: list[Measurement]
     best: Measurement | None
     cached: bool           # answered from the cache, nothing measured now
-    complete: bool         # every candidate asked for was measured
 
     def best_text(self) -> str | None:
         if self.best is None:
@@ -230,8 +229,8 @@ def tune(text: str, arch: str, shape: dict[str, int] | None = None, *, space=Non
          top: int | None = None, jobs: int | None = None, iters: int = 20,
          from_ptx: bool = False, force: bool = False, cache: Path | None = None,
          progress=None) -> Outcome:
-    """Tune a plan for the GPU present (see the module's doc). `progress(done, total, what)`
-    is called as candidates are built and measured. KeyboardInterrupt propagates after the
+    """Tune a plan for the GPU present (see the module's doc). `progress(done, total, what,
+    measurement or None)` is called as candidates are built and measured. KeyboardInterrupt propagates after the
     measurements so far are saved, as an incomplete entry that the next run resumes."""
     from tlc.arch import ARCHS
     from tlc.runtime import device_arch, device_name, driver_version
@@ -252,20 +251,19 @@ def tune(text: str, arch: str, shape: dict[str, int] | None = None, *, space=Non
     entry = store.get(key, {})
     same_shape = entry.get("shape") == shape and entry.get("from_ptx", False) == from_ptx
     done = _kept(entry) if same_shape and not force else {}
-    wanted = [c for c in chosen if json.dumps(c.values, sort_keys=True) not in done]
+    wanted = [c for c in chosen if _id(c.values) not in done]
     if not wanted and done:
-        measured = [done[json.dumps(c.values, sort_keys=True)] for c in chosen]
-        return Outcome(key, found, refused, measured, _best(measured), cached=True,
-                       complete=True)
+        measured = [done[_id(c.values)] for c in chosen]
+        return Outcome(key, found, refused, measured, _best(measured), cached=True)
 
     def save(complete: bool) -> list[Measurement]:
-        measured = [done[k] for k in (json.dumps(c.values, sort_keys=True) for c in chosen)
-                    if k in done]
+        measured = [done[_id(c.values)] for c in chosen if _id(c.values) in done]
         best = _best(measured)
         store = load_cache(cache)  # another run may have saved meanwhile
         store[key] = {"plan_hash": key.split("|")[0], "gpu": gpu, "driver": driver,
                       "arch": arch, "shape": shape, "from_ptx": from_ptx, "complete": complete,
-                      "best": best.values if best else None, "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "best": best.values if best else None,
+                      "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
                       "measurements": [m.to_json() for m in measured]}
         save_cache(cache, store)
         return measured
@@ -275,22 +273,25 @@ def tune(text: str, arch: str, shape: dict[str, int] | None = None, *, space=Non
         inputs = {}  # the timing problem's inputs, made once: every candidate takes the same
         for index, candidate in enumerate(wanted):
             measurement = _measure(candidate, built[index], arch, shape, iters, inputs)
-            done[json.dumps(candidate.values, sort_keys=True)] = measurement
+            done[_id(candidate.values)] = measurement
             if progress:
                 progress(index + 1, len(wanted), candidate.label, measurement)
     except KeyboardInterrupt:
         save(complete=False)
         raise
     measured = save(complete=True)
-    return Outcome(key, found, refused, measured, _best(measured), cached=False, complete=True)
+    return Outcome(key, found, refused, measured, _best(measured), cached=False)
+
+
+def _id(values: dict) -> str:
+    return json.dumps(values, sort_keys=True)
 
 
 def _kept(entry: dict) -> dict:
     """The measurements a cache entry keeps, by their values; none from an entry in another
     format (an older tlc's), which is then measured afresh and replaced."""
     try:
-        return {json.dumps(m["values"], sort_keys=True): Measurement(**m)
-                for m in entry.get("measurements", [])}
+        return {_id(m["values"]): Measurement(**m) for m in entry.get("measurements", [])}
     except (TypeError, KeyError, AttributeError):
         return {}
 
