@@ -53,3 +53,24 @@ def test_committed_tune_cache_covers_the_benchmark_plans():
         text = plan(dtype, d, causal, case.group, arch="sm_80")
         assert plan_hash(text, space_of(text, TUNE_SPACE), "sm_80") in hashes, (dtype, d, causal,
                                                                                gqa)
+
+
+def test_the_ranking_puts_each_measured_winner_near_the_top():
+    """The resource model's ranking, against the 200 candidates the H100 measured for the
+    benchmark's plans (its weights were set on them: this keeps them from drifting)."""
+    from attention import TUNE_SPACE, Case
+    from plans import plan
+    from tlc.tune import _id, candidates, plan_hash, space_of
+
+    cache = json.loads((RESULTS / "h100-tune.json").read_text())
+    by_hash = {entry["plan_hash"]: entry for entry in cache.values()}
+    for dtype, d, causal, gqa in itertools.product(("fp16", "bf16"), (64, 128), (False, True),
+                                                   (False, True)):
+        case = Case(dtype, d, 4096, gqa, causal)
+        text = plan(dtype, d, causal, case.group, arch="sm_80")
+        space = space_of(text, TUNE_SPACE)
+        speed = {_id(m["values"]): m["tflops"]
+                 for m in by_hash[plan_hash(text, space, "sm_80")]["measurements"]}
+        found, _ = candidates(text, "sm_80", space, occupancy_arch="sm_90")
+        ranked = [speed[_id(c.values)] for c in found]
+        assert ranked.index(max(ranked)) < 4, (dtype, d, causal, gqa)
