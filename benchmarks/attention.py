@@ -30,6 +30,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 
 import numpy as np
 
@@ -110,6 +111,35 @@ def time_ms(launch, sets: int, iters: int) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def measure(row: dict, make_run, check, flop_count: float, sets: int, iters: int,
+            peak: float | None) -> dict:
+    """Fill a benchmark row: make the backend's run, check its output, then time it. A backend
+    that cannot run the case, fails, or computes a wrong result gets a row saying so and no
+    time; a figure above the GPU's peak is reported as an error."""
+    import torch
+
+    try:
+        run, note = make_run()
+        out = run(0)
+        torch.cuda.synchronize()
+        verdict = check(out)
+        row.update(note=note, check=verdict)
+        if not verdict["ok"]:
+            row.update(ms=None, tflops=None, error="wrong result")
+            return row
+        ms = time_ms(run, sets, iters)
+        tflops = flop_count / ms / 1e9
+        row.update(ms=round(ms, 4), tflops=round(tflops, 1))
+        if peak and tflops > peak:
+            row.update(error=f"{tflops:.0f} TFLOP/s is above the peak {peak}")
+    except Unsupported as why:
+        row.update(ms=None, tflops=None, error=f"unsupported: {why}")
+    except Exception as error:  # a backend's failure is a row, not the end of the run
+        row.update(ms=None, tflops=None, error=f"{type(error).__name__}: "
+                   f"{str(error).splitlines()[0][:160] if str(error) else ''}")
+    return row
 
 
 # ---- the backends: each returns (run(set index) -> output, note) or raises Unsupported ----
@@ -304,25 +334,10 @@ def main() -> int:
         inputs = make_inputs(case, args.rotate, seed=index)
         for backend in backends:
             row = case.row(backend)
-            try:
-                run, note = RUNNERS[backend](case, inputs, args.arch, kernels)
-                out_tensor = run(0)
-                torch.cuda.synchronize()
-                verdict = check_output(case, *inputs[0], out_tensor)
-                row.update(note=note, check=verdict)
-                if not verdict["ok"]:
-                    row.update(ms=None, tflops=None, error="wrong result")
-                else:
-                    ms = time_ms(run, args.rotate, args.iters)
-                    tflops = flops(case.batch, case.heads, case.n, case.d, case.causal) / ms / 1e9
-                    row.update(ms=round(ms, 4), tflops=round(tflops, 1))
-                    if peak and tflops > peak:
-                        row.update(error=f"{tflops:.0f} TFLOP/s is above the peak {peak}")
-            except Unsupported as why:
-                row.update(ms=None, tflops=None, error=f"unsupported: {why}")
-            except Exception as error:  # a backend's failure is a row, not the end of the run
-                row.update(ms=None, tflops=None, error=f"{type(error).__name__}: "
-                           f"{str(error).splitlines()[0][:160] if str(error) else ''}")
+            measure(row, partial(RUNNERS[backend], case, inputs, args.arch, kernels),
+                    partial(check_output, case, *inputs[0]),
+                    flops(case.batch, case.heads, case.n, case.d, case.causal), args.rotate,
+                    args.iters, peak)
             row.update(gpu=device)
             rows.append(row)
             print(json.dumps(row), flush=True)

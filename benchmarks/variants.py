@@ -29,11 +29,12 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attention import PEAK_TFLOPS, launcher, time_ms  # noqa: E402
+from attention import PEAK_TFLOPS, Unsupported, launcher, measure  # noqa: E402
 from correctness import SEQS  # noqa: E402
 from plans import plan  # noqa: E402
 
@@ -111,10 +112,6 @@ def correctness(path: str) -> list[dict]:
 
 
 # ---- the benchmark ----
-
-class Unsupported(Exception):
-    pass
-
 
 class Bench:
     def __init__(self, label, d, n, options):
@@ -285,26 +282,10 @@ def benchmark(path: str, seqs: list[int], iters: int, rotate: int) -> list[dict]
             row = {"backend": backend, "variant": bench.label, "dtype": "fp16",
                    "head_dim": bench.d, "seqlen": bench.n, "batch": bench.batch,
                    "heads": bench.heads, "kv_heads": bench.heads, "causal": bench.causal}
-            try:
-                run, note = make(bench, inputs, cache)
-                out = run(0)
-                torch.cuda.synchronize()
-                verdict = _check(bench, *inputs[0], out)
-                row.update(note=note, check=verdict)
-                if not verdict["ok"]:
-                    row.update(ms=None, tflops=None, error="wrong result")
-                else:
-                    ms = time_ms(run, rotate, iters)
-                    flops = attention_flops(bench.batch, bench.heads, bench.n, bench.n, bench.d,
-                                            bench.variant)
-                    row.update(ms=round(ms, 4), tflops=round(flops / ms / 1e9, 1))
-                    if peak and row["tflops"] > peak:
-                        row.update(error=f"{row['tflops']} TFLOP/s is above the peak {peak}")
-            except Unsupported as why:
-                row.update(ms=None, tflops=None, error=f"unsupported: {why}")
-            except Exception as error:  # a backend's failure is a row, not the end of the run
-                text = str(error).splitlines()[0][:160] if str(error) else ""
-                row.update(ms=None, tflops=None, error=f"{type(error).__name__}: {text}")
+            flops = attention_flops(bench.batch, bench.heads, bench.n, bench.n, bench.d,
+                                    bench.variant)
+            measure(row, partial(make, bench, inputs, cache), partial(_check, bench, *inputs[0]),
+                    flops, rotate, iters, peak)
             rows.append(row)
             print(json.dumps(row), flush=True)
         del inputs
