@@ -14,6 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from tlc.diagnostics import Diagnostic, closest, sort_key
 from tlc.fixes import Edit
+from tlc.grammar.loader import lark_parser
 from tlc.language import FORMS
 from tlc.source import Source
 
@@ -34,7 +35,6 @@ _DECL_WORDS = ("kernel", "input", "output", "param", "grid")
 
 
 def _terminal_patterns() -> dict[str, str]:
-    from tlc.grammar.parser import lark_parser
 
     return {t.name: t.pattern.value for t in lark_parser().terminals
             if t.pattern.type == "str"}
@@ -212,7 +212,6 @@ def _completion_hint(line_text: str) -> str | None:
 
 def describe_line_errors(source: Source) -> list[Diagnostic]:
     """Parse each line alone; report each bad line, then the block structure of the good ones."""
-    from tlc.grammar.parser import lark_parser
 
     parser = lark_parser()
     diagnostics: list[Diagnostic] = []
