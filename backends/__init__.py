@@ -1,17 +1,22 @@
-"""Code generation per target architecture.
-
-`backend_for(arch)` gives the Backend that lowers plans for a target: sm_80 and the newer
-targets share the Ampere lowering (their differences are limits the checker already holds);
-Turing (sm_75) has its own data and copies through registers.
-"""
+"""Code generation per target: `target_for(arch)` gives the Target (backends/targets: data
+that picks instruction sets), `lower(kernel, target)` the CUDA (backends/lower.py)."""
 from __future__ import annotations
 
+from tlc.backends.lower import lower
+from tlc.backends.target import Lowered, Target, Unsupported
+from tlc.backends.targets.sm75 import SM75
+from tlc.backends.targets.sm80 import SM80
+from tlc.backends.targets.sm86 import SM86
+from tlc.backends.targets.sm89 import SM89
+from tlc.backends.targets.sm90 import SM90
+from tlc.backends.targets.sm90a import SM90A
 
-def backend_for(arch: str):
-    """The Backend for a target, or None where tlc cannot generate code for it yet."""
-    from tlc.backends.sm75 import Sm75
-    from tlc.backends.sm80 import Sm80
+TARGETS: dict[str, Target] = {t.arch: t for t in (SM75, SM80, SM86, SM89, SM90, SM90A)}
 
-    if arch == "sm_75":
-        return Sm75()
-    return Sm80() if arch in ("sm_80", "sm_86", "sm_89", "sm_90") else None
+
+def target_for(arch: str | None) -> Target | None:
+    """The Target of an arch name, or None for a name tlc has no target for."""
+    return TARGETS.get(arch or "")
+
+
+__all__ = ["TARGETS", "Lowered", "Target", "Unsupported", "lower", "target_for"]

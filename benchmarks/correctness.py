@@ -106,14 +106,13 @@ def main() -> int:
 def _build(text, arch, ptx=False):
     """(lowered, built): natively for the GPU's arch, or as PTX for the plan's own target."""
     from tlc.api import check
-    from tlc.backends import backend_for
-    from tlc.build import build
+    from tlc.driver import build_for, lowered_of
 
     result = check(text)
-    lowered = backend_for(result.arch).lower(result.kernel)
+    lowered = lowered_of(result)
     if ptx:
-        return lowered, build(lowered.source, result.arch, output="ptx")
-    return lowered, build(lowered.source, arch)
+        return lowered, build_for(lowered, result.arch, output="ptx")
+    return lowered, build_for(lowered, arch)
 
 
 if __name__ == "__main__":

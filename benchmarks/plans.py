@@ -132,11 +132,11 @@ def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=T
                **variant):
     """Options for the case in the order `plan` tries them."""
     from tlc.arch import ARCHS
-    from tlc.backends import backend_for
+    from tlc.backends import target_for
 
     target = ARCHS[arch]
     base = Options(dtype, d, causal, group, arch, **variant,
-                   mma=backend_for(arch).mma_shapes[0],
+                   mma=target_for(arch).gemm.shapes[0],
                    stages=stages if target.has_cp_async else 1,
                    compute=dtype if any(t.value == dtype for t in target.mma_dtypes) else "fp16")
     stores = (staged, False) if staged else (False,)

@@ -63,14 +63,12 @@ def cubin_of(path: Path) -> Path:
     if path.suffix == ".cubin":
         return path
     from tlc.api import check
-    from tlc.backends import backend_for
-    from tlc.build import build
+    from tlc.driver import build_for, lowered_of
 
     result = check(path.read_text(), path=str(path))
     if not result.ok:
         raise SystemExit(f"{path}: does not pass tlc check")
-    lowered = backend_for(result.arch).lower(result.kernel)
-    return build(lowered.source, result.arch, output="cubin").path
+    return build_for(lowered_of(result), result.arch, output="cubin").path
 
 
 def main() -> int:

@@ -60,13 +60,12 @@ def _cases():
 
 def _build(text, arch, present):
     from tlc.api import check
-    from tlc.backends import backend_for
-    from tlc.build import build
+    from tlc.driver import build_for, lowered_of
 
-    lowered = backend_for(arch).lower(check(text).kernel)
+    lowered = lowered_of(check(text, arch=arch))
     if arch == "sm_75":  # as a Turing GPU would get it: PTX JIT-compiled by the driver
-        return lowered, build(lowered.source, arch, output="ptx")
-    return lowered, build(lowered.source, present)
+        return lowered, build_for(lowered, arch, output="ptx")
+    return lowered, build_for(lowered, present)
 
 
 def correctness(path: str) -> list[dict]:

@@ -29,6 +29,9 @@ class PassContext:
     sketch: bool = False
     arch: str | None = None  # the target to check against; None: the plan's own `for ARCH`
     source: Source | None = None  # for fixes that edit the text
+    # arch name -> the resource model of that target's code (backends/resources.py), handed in
+    # by the driver so that no pass imports a backend.
+    resource_model: object | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     facts: dict = field(default_factory=dict)  # what analyses found, for reports
 

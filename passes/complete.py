@@ -7,6 +7,7 @@ coordinate of every copy from global memory, and the warp layout and MMA shape o
 from __future__ import annotations
 
 from tlc import ir
+from tlc.arch import ARCHS
 from tlc.diagnostics import Diagnostic
 from tlc.source import NO_SPAN
 
@@ -28,8 +29,18 @@ def complete(kernel: ir.Kernel, ctx) -> ir.Kernel:
                         op.span, "add `with warps (4, 1)` (warps along rows, columns)")
             if op.mma is None:
                 missing("missing-parameter", "the GEMM does not name its MMA shape", op.span,
-                        "add `mma m16n8k16` (sm_80+) or `mma m16n8k8` (sm_75) to its `with`")
+                        f"add {_mma_choices(ctx.arch or kernel.target)} to its `with`")
     return kernel
+
+
+def _mma_choices(arch: str | None) -> str:
+    """The MMA shape to name, from the target's tensor cores (each target's, without one)."""
+    if arch in ARCHS:
+        return f"`mma {ARCHS[arch].mma_shapes_for(ir.DType.FP16)[0].name}` ({arch})"
+    by_shape: dict[str, list[str]] = {}
+    for name, facts in ARCHS.items():
+        by_shape.setdefault(facts.mma_shapes_for(ir.DType.FP16)[0].name, []).append(name)
+    return " or ".join(f"`mma {shape}` ({', '.join(names)})" for shape, names in by_shape.items())
 
 
 def _header(kernel: ir.Kernel, missing) -> None:

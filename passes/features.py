@@ -1,4 +1,6 @@
-"""features: the plan uses only what the target has: tensor-core shapes and dtypes, cp.async.
+"""features: the plan uses only what the target's hardware has: tensor-core shapes and dtypes,
+cp.async. (What tlc's code for the target can lower is the lowering's to say: the driver runs
+it after the passes and reports its refusals as backend-unsupported.)
 
 Each rejection carries the edit that ports the plan: another MMA shape the target has for the
 dtype; for a dtype the target's tensor cores lack, fp16 tiles loaded from the same inputs where
@@ -13,7 +15,7 @@ from tlc import ir
 from tlc.arch import ARCHS, Arch
 from tlc.diagnostics import Diagnostic
 from tlc.fixes import Edit
-from tlc.passes.facts import Facts, text, updated_tile
+from tlc.passes.facts import Facts, text
 from tlc.passes.infer_shapes import CONVERTING_LOADS
 
 
@@ -23,7 +25,6 @@ def features(kernel: ir.Kernel, ctx) -> ir.Kernel:
     if arch is None:
         return kernel
     facts = Facts(kernel)
-    _backend_coverage(kernel, facts, arch, ctx.report, ctx.source)
     reported: set = set()  # a dtype the target lacks is one problem, however many GEMMs
     for op, _, held in facts.walk_held():
         if isinstance(op, ir.Gemm):
@@ -50,7 +51,7 @@ def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set, kernel: ir.Ker
                 fixes = _convert_on_load(kernel, dtype, ctx.source)
             else:
                 help = f"use fp16 in place of {dtype.value} throughout the plan ({needs})"
-                fixes = _replace_word(ctx.source, dtype.value, "fp16")
+                fixes = replace_word(ctx.source, dtype.value, "fp16")
             ctx.report(Diagnostic(
                 "arch-feature", f"{arch.name} tensor cores take {names}; this GEMM's operands "
                 f"are {dtype.value}", gemm.span, help=help, fixes=fixes))
@@ -61,7 +62,7 @@ def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set, kernel: ir.Ker
         ctx.report(Diagnostic(
             "arch-feature", f"{arch.name} has no {gemm.mma} MMA for {dtype.value}; it has "
             + ", ".join(s.name for s in shapes), gemm.span, help=f"use `mma {better}`",
-            fixes=_replace_word(ctx.source, gemm.mma, better, gemm.span)))
+            fixes=replace_word(ctx.source, gemm.mma, better, gemm.span)))
 
 
 def _stages(facts: Facts, arch: Arch, op: ir.Copy, report) -> None:
@@ -76,58 +77,6 @@ def _stages(facts: Facts, arch: Arch, op: ir.Copy, report) -> None:
                                "time)", fixes=(edit,) if edit else ()))
 
 
-def _backend_coverage(kernel: ir.Kernel, facts: Facts, arch: Arch, report, source) -> None:
-    """What the target's code generator cannot lower yet, rejected here rather than failing
-    in `tlc compile`: a plan `tlc check` accepts for a target must compile for it."""
-    from tlc.backends import backend_for
-
-    backend = backend_for(arch.name)
-    if backend is None:
-        return  # no code generator for this target: checking is all tlc offers there
-    names = {ir.Gemm: "GEMM", ir.Multiply: "Multiply", ir.Softmax: "Softmax", ir.Mask: "Mask",
-             ir.Softcap: "Softcap", ir.Alibi: "ALiBi"}
-    for op in ir.walk(kernel.body):
-        name = names.get(type(op))
-        if name and name not in backend.computes:
-            report(Diagnostic(
-                "backend-unsupported", f"tlc cannot generate code for Compute {name} on "
-                f"{arch.name} yet", op.span,
-                help=f"leave Compute {name} out, or check the plan without a target to "
-                     "validate it anyway"))
-        # The score updates lower in place: the result is the tile they read.
-        target = updated_tile(op)
-        if target and op.out != target:
-            report(Diagnostic(
-                "backend-unsupported", f"tlc's {arch.name} code updates the scores in place: "
-                f"Compute {name} into `{op.out}` rather than `{target}`", op.span,
-                help=f"write `and get new {target}`"))
-    arch_shapes = {shape.name for shape, _ in arch.mma}
-    for gemm in facts.gemms:  # (a shape the arch lacks altogether is _gemm's to report)
-        if gemm.mma and gemm.mma not in backend.mma_shapes and gemm.mma in arch_shapes:
-            better = backend.mma_shapes[0]
-            report(Diagnostic(
-                "backend-unsupported", f"tlc's {arch.name} code uses the {better} MMA, not "
-                f"{gemm.mma}", gemm.span, help=f"use `mma {better}`",
-                fixes=_replace_word(source, gemm.mma, better, gemm.span)))
-    for op in ir.walk(kernel.body):
-        buffer = facts.buffers.get((getattr(op, "name", None), ir.Level.SHARED))
-        tensor = facts.tensors.get(getattr(op, "name", None))
-        if isinstance(op, ir.Copy) and op.src is ir.Level.GLOBAL and backend.has_cp_async and \
-                buffer and tensor and (tensor.dtype, buffer.dtype) in CONVERTING_LOADS:
-            report(Diagnostic(
-                "backend-unsupported", f"tlc's {arch.name} code copies tiles with cp.async, "
-                f"which moves bytes: it cannot load {tensor.dtype.value} `{op.name}` as "
-                f"{buffer.dtype.value}", op.span,
-                help=f"allocate `{op.name}` in shared with dtype {tensor.dtype.value}, as it is "
-                     f"in global memory ({arch.name} tensor cores take {tensor.dtype.value})"))
-    warps = facts.warps
-    if warps and warps[1] > backend.warp_columns:
-        report(Diagnostic(
-            "backend-unsupported", f"tlc's {arch.name} code splits GEMM rows over warps, not "
-            f"columns: warps {warps}", facts.gemms[0].span,
-            help=f"write `with warps ({warps[0] * warps[1]}, 1)` on every GEMM"))
-
-
 def _convert_on_load(kernel: ir.Kernel, dtype: ir.DType, source) -> tuple[Edit, ...]:
     """Edits that keep the inputs and compute in fp16: every shared or register tile of a GEMM
     operand that is `dtype` becomes fp16, and so does every Reshape to `dtype`."""
@@ -139,11 +88,11 @@ def _convert_on_load(kernel: ir.Kernel, dtype: ir.DType, source) -> tuple[Edit, 
     for op in ir.walk(kernel.body):
         if isinstance(op, ir.Allocate) and op.buffer.dtype is dtype and op.buffer.name in \
                 operands and op.buffer.level in (ir.Level.SHARED, ir.Level.REGISTER):
-            explicit = _replace_word(source, dtype.value, "fp16", op.span)
+            explicit = replace_word(source, dtype.value, "fp16", op.span)
             edits += explicit or [Edit(source.span(op.span.end, op.span.end),
                                        " with dtype fp16")]
         elif isinstance(op, ir.Reshape) and op.dtype is dtype:
-            edits += _replace_word(source, dtype.value, "fp16", op.span)
+            edits += replace_word(source, dtype.value, "fp16", op.span)
     return tuple(edits)
 
 
@@ -151,7 +100,7 @@ def _first_arch_with(dtype: ir.DType) -> str:
     return next(a.name for a in ARCHS.values() if dtype in a.mma_dtypes)
 
 
-def _replace_word(source, old: str, new: str, within=None) -> tuple[Edit, ...]:
+def replace_word(source, old: str, new: str, within=None) -> tuple[Edit, ...]:
     """Edits replacing the word `old` by `new` in code (not comments), within a span if given."""
     if source is None:
         return ()

@@ -1,6 +1,8 @@
 """resources: the plan's shared memory, registers and threads against the target's limits.
 
-Figures come from passes/estimate.py and are kept in ctx.facts for `tlc check --report`.
+Figures come from the target's resource model (ctx.resource_model: backends/resources.py,
+handed in by the driver, so this pass imports no backend) and are kept in ctx.facts for
+`tlc check --report`.
 Every rejection states the figure, the limit and the change that brings the plan under it,
 found by asking the same model what the change would cost (params halved in turn, an operand
 streamed instead of held), never a rule of thumb; the first change carries its edit.
@@ -11,7 +13,6 @@ from tlc import ir
 from tlc.arch import ARCHS, Arch
 from tlc.diagnostics import Diagnostic
 from tlc.fixes import Edit
-from tlc.passes.estimate import registers, shared_memory
 from tlc.passes.facts import Facts, column_chunks
 from tlc.passes.tiling import mma_fits
 
@@ -21,22 +22,18 @@ def resources(kernel: ir.Kernel, ctx) -> ir.Kernel:
     facts = Facts(kernel)
     online = ctx.facts.get("online_softmax", ())
     arch = ARCHS.get(ctx.arch or kernel.target or "")
-    ctx.facts["shared_memory"] = shared_memory(facts)
-    ctx.facts["registers"] = registers(facts, online, _through_registers(arch))
+    model = ctx.resource_model(ctx.arch or kernel.target)
+    ctx.facts["shared_memory"] = model.shared_memory(facts)
+    ctx.facts["registers"] = model.registers(facts, online)
     ctx.facts["threads"] = facts.threads
     ctx.facts["column_chunks"] = column_chunks(facts)
     if arch is None:
         return kernel
     ctx.facts["arch"] = arch.name
     _threads(facts, arch, ctx.report)
-    _shared(facts, arch, ctx.report)
-    _registers(facts, arch, online, ctx)
+    _shared(facts, arch, model, ctx.report)
+    _registers(facts, arch, online, model, ctx)
     return kernel
-
-
-def _through_registers(arch: Arch | None) -> bool:
-    """Whether loop copies pass through registers on this target (no cp.async)."""
-    return arch is not None and not arch.has_cp_async
 
 
 def register_limit(arch: Arch, threads: int) -> int:
@@ -53,33 +50,32 @@ def _threads(facts: Facts, arch: Arch, report) -> None:
             help=f"use at most {arch.max_threads_per_block // 32} warps in `with warps (…)`"))
 
 
-def _shared(facts: Facts, arch: Arch, report) -> None:
-    use = shared_memory(facts)
+def _shared(facts: Facts, arch: Arch, model, report) -> None:
+    use = model.shared_memory(facts)
     limit = arch.smem_per_block
     if use is None or use.total <= limit:
         return
     parts = " + ".join(f"{name} {size} B" if stages == 1 else f"{name} {stages} × {size} B"
                        for name, size, stages in use.parts)
-    changes = _param_changes(facts, lambda f: (shared_memory(f).total <= limit,
-                                               use.total - shared_memory(f).total))
+    changes = _param_changes(facts, lambda f: (model.shared_memory(f).total <= limit,
+                                               use.total - model.shared_memory(f).total))
     report(Diagnostic(
         "smem-budget", f"shared memory: {parts} = {use.total} B; {arch.name} allows {limit} B "
         "per block", _allocation_span(facts), help=_options(changes, "B") or
         "use smaller tiles or fewer stages", fixes=changes[0][2] if changes else ()))
 
 
-def _registers(facts: Facts, arch: Arch, online, ctx) -> None:
-    through = _through_registers(arch)
-    use = registers(facts, online, through)
+def _registers(facts: Facts, arch: Arch, online, model, ctx) -> None:
+    use = model.registers(facts, online)
     if use is None:
         return
     limit = register_limit(arch, facts.threads)
     if use.peak <= limit:
         return
     live = ", ".join(f"{label} {regs}" for label, regs in use.parts)
-    changes = _stream_changes(facts, use, limit, online, ctx.source, through)
-    changes += _param_changes(facts, lambda f: (registers(f, online, through).peak <= limit,
-                                                use.peak - registers(f, online, through).peak))
+    changes = _stream_changes(facts, use, limit, online, ctx.source, model)
+    changes += _param_changes(facts, lambda f: (model.registers(f, online).peak <= limit,
+                                                use.peak - model.registers(f, online).peak))
     ctx.report(Diagnostic(
         "register-budget", f"an estimated {use.peak} registers per thread are live here ({live}); "
         f"{arch.name} allows {limit} with {facts.threads} threads", use.at.span,
@@ -145,7 +141,7 @@ def _halvings(facts: Facts, fits, names, base: dict) -> list[tuple[str, int, tup
 
 
 def _stream_changes(facts: Facts, use, limit, online, source,
-                    through: bool) -> list[tuple[str, int, tuple]]:
+                    model) -> list[tuple[str, int, tuple]]:
     """Moving a held operand's Copy into its GEMM's loop, when that alone makes room."""
     changes = []
     for copy, gemm, loop in _held_operand_copies(facts):
@@ -154,7 +150,7 @@ def _stream_changes(facts: Facts, use, limit, online, source,
         if held is None:
             continue
         moved = _moved_kernel(facts.kernel, copy, loop, gemm)
-        after = registers(Facts(moved), online, through)
+        after = model.registers(Facts(moved), online)
         if after is None or after.peak > limit:
             continue
         edits = _move_edits(source, copy, gemm) if source else ()

@@ -66,9 +66,7 @@ def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report) -> None:
     if shape is None or operands is None:
         return
     (m, k), (_, n) = operands
-    # K may end in 8 with m16n8k16: the last step then uses m16n8k8, which every target with
-    # m16n8k16 also has (PTX ISA, mma: both shapes for .f16 and .bf16 on sm_80).
-    k_step = 8 if shape.name == "m16n8k16" else shape.k
+    k_step = shape.k_step  # K may end in a shorter last step (m16n8k16 in one m16n8k8)
     for dim, axis, step in ((m, "M", warps[0] * shape.m), (n, "N", warps[1] * shape.n),
                             (k, "K", k_step)):
         value = facts.value(dim)
@@ -77,7 +75,7 @@ def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report) -> None:
         why = {"M": f"{warps[0]} warps along rows × {shape.m}",
                "N": f"{warps[1]} warps along columns × {shape.n}",
                "K": f"the k of {shape.name}" if k_step == shape.k else
-               f"{shape.name} steps, ending in one of 8"}[axis]
+               f"{shape.name} steps, ending in one of {shape.last_k}"}[axis]
         better = max(step, round(value / step) * step)
         edit = facts.set_value(dim, better)
         report(Diagnostic(

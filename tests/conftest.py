@@ -1,4 +1,5 @@
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,20 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.tl"))
 GQA_SM80 = ROOT / "examples" / "gqa_causal_fwd_bf16_d64_sm80.tl"
 MHA_SM80 = ROOT / "examples" / "mha_fwd_fp16_d128_sm80.tl"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Builds and the parser cache go to a folder of this run, not ~/.cache/tlc: a test that
+    reads ptxas's figures must see a build of this run, not one stored by an earlier one."""
+    folder = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 class CliResult:

@@ -10,7 +10,7 @@ import tlc
 from conftest import EXAMPLES
 from tlc.api import check, fix_plan
 from tlc.fixes import apply_edits
-from tlc.passes.estimate import IN_FLIGHT_FACTOR
+from tlc.backends.targets.sm75 import SM75
 
 EXAMPLE = {path.stem: path.read_text() for path in EXAMPLES}
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnostics"
@@ -51,7 +51,7 @@ def test_register_estimate_follows_the_model():
     assert live["softmax state"] == 2 * 1 * 3                 # 2 rows per thread, 3 values
     # No cp.async on sm_75: V's next tile is in registers while Q·K^T runs, 64 rows loaded
     # 16 a pass (8 threads a row), so 4 chunks of 16 bytes, times the calibrated factor.
-    assert live["V (next tile, on its way to shared)"] == int(4 * 4 * IN_FLIGHT_FACTOR)
+    assert live["V (next tile, on its way to shared)"] == int(4 * 4 * SM75.copies.in_flight_factor)
     assert facts["registers"].peak == sum(live.values())
 
 

@@ -2,63 +2,13 @@
 JSON-serialisable through `to_json`, for agents and the LLM loop as much as for the CLI."""
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-
-from tlc import ast
-from tlc.diagnostics import JSON_SCHEMA, Diagnostic, count, sort_key
+from tlc.diagnostics import JSON_SCHEMA, Diagnostic, count
+from tlc.driver import CheckResult, check, check_source, decode, internal_error, read_source
 from tlc.source import Source
 
-
-@dataclass(frozen=True)
-class CheckResult:
-    source: Source
-    plan: ast.Plan | None
-    kernel: object | None  # tlc.ir.Kernel when the plan parsed
-    diagnostics: tuple[Diagnostic, ...]
-    facts: dict = field(default_factory=dict, compare=False)  # figures the analyses found
-    arch: str | None = None  # the target it was checked against
-
-    @property
-    def ok(self) -> bool:
-        return not any(d.is_error for d in self.diagnostics)
-
-    def to_json(self) -> dict:
-        errors, warnings = count(self.diagnostics)
-        return {"file": self.source.path, "ok": self.ok, "errors": errors,
-                "warnings": warnings,
-                "diagnostics": [d.to_json(self.source.path) for d in self.diagnostics]}
-
-
-def read_source(path: str) -> tuple[Source, tuple[Diagnostic, ...]]:
-    """Read a plan file (`-` is standard input) as UTF-8; problems come back as diagnostics."""
-    import sys
-
-    try:
-        if path == "-":
-            data, shown = sys.stdin.buffer.read(), "<stdin>"
-        else:
-            with open(path, "rb") as handle:
-                data, shown = handle.read(), path
-    except OSError as error:
-        reason = error.strerror or str(error)
-        return Source("", path), (Diagnostic("io-error", f"cannot read {path}: {reason}",
-                                             help="check the path and its permissions"),)
-    return decode(data, shown)
-
-
-def decode(data: bytes, path: str) -> tuple[Source, tuple[Diagnostic, ...]]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return Source(data.decode("utf-8"), path), ()
-    except UnicodeDecodeError as error:
-        source = Source(data.decode("utf-8", errors="replace"), path)
-        offset = len(data[:error.start].decode("utf-8", errors="replace"))
-        span = source.span(offset, offset + 1)
-        return source, (Diagnostic(
-            "encoding", f"the file is not UTF-8 text: byte 0x{data[error.start]:02X} cannot be "
-            "decoded", span, help="save the plan as UTF-8; TL itself is plain ASCII"),)
+__all__ = ["CheckResult", "check", "check_source", "compile", "decode", "evaluate",
+           "fix_plan", "format_plan", "internal_error", "parse", "read_source",
+           "results_to_json"]
 
 
 def parse(text: str, path: str = "<string>"):
@@ -66,44 +16,6 @@ def parse(text: str, path: str = "<string>"):
     from tlc.grammar.parser import parse as parse_source
 
     return parse_source(Source(text, path))
-
-
-def check(text: str, arch: str | None = None, sketch: bool = False,
-          path: str = "<string>") -> CheckResult:
-    """Parse and check a plan as TL code (or, with sketch=True, as a sketch)."""
-    return check_source(Source(text, path), arch=arch, sketch=sketch)
-
-
-def check_source(source: Source, arch: str | None = None, sketch: bool = False,
-                 prior: tuple[Diagnostic, ...] = ()) -> CheckResult:
-    if any(d.is_error for d in prior):
-        return CheckResult(source, None, None, prior)
-    try:
-        return _check(source, arch, sketch, prior)
-    except Exception as error:  # a bug of ours must not reach the user as a traceback
-        if os.environ.get("TLC_TRACEBACK"):
-            raise
-        return CheckResult(source, None, None, prior + (internal_error(error),))
-
-
-def _check(source: Source, arch, sketch, prior) -> CheckResult:
-    from tlc.grammar.parser import parse as parse_source
-    from tlc.passes import PassContext, run_passes
-
-    parsed = parse_source(source)
-    if parsed.plan is None:
-        return CheckResult(source, None, None, prior + parsed.diagnostics)
-    ctx = PassContext(sketch=sketch or parsed.plan.declares_sketch, arch=arch, source=source)
-    kernel = run_passes(parsed.plan, ctx)
-    diagnostics = prior + tuple(sorted(ctx.diagnostics, key=sort_key))
-    target = arch or getattr(kernel, "target", None)
-    return CheckResult(source, parsed.plan, kernel, diagnostics, ctx.facts, target)
-
-
-def internal_error(error: Exception) -> Diagnostic:
-    return Diagnostic("internal-error", f"internal error in tlc: {type(error).__name__}: "
-                      f"{error}", help="this is a bug in tlc, not in the plan: please report it "
-                                       "with the plan; TLC_TRACEBACK=1 shows the traceback")
 
 
 def format_plan(text: str, path: str = "<string>") -> tuple[str | None, tuple[Diagnostic, ...]]:
@@ -155,7 +67,8 @@ def compile(text: str, arch: str | None = None, out_dir: str | None = None,
     the files written, the manifest, and what was skipped (no nvcc)."""
     import tempfile
 
-    from tlc.compiler import CompileError, compile_plan
+    from tlc.compiler import compile_plan
+    from tlc.driver import CompileError
 
     folder = out_dir or tempfile.mkdtemp(prefix="tlc-compile-")
     try:

@@ -32,10 +32,18 @@ class MmaShape:
     m: int
     n: int
     k: int
+    # The step a K that is not a multiple of k may end in: m16n8k16 ends in one m16n8k8, which
+    # every target with m16n8k16 also has for the same dtypes [MMA].
+    last_k: int | None = None
+
+    @property
+    def k_step(self) -> int:
+        """What K must be a multiple of."""
+        return self.last_k or self.k
 
 
 M16N8K8 = MmaShape("m16n8k8", 16, 8, 8)
-M16N8K16 = MmaShape("m16n8k16", 16, 8, 16)
+M16N8K16 = MmaShape("m16n8k16", 16, 8, 16, last_k=8)
 M16N8K32 = MmaShape("m16n8k32", 16, 8, 32)
 MMA_SHAPES = {shape.name: shape for shape in (M16N8K8, M16N8K16, M16N8K32)}
 
@@ -93,13 +101,18 @@ ARCHS: dict[str, Arch] = {arch.name: arch for arch in (
     Arch("sm_90", "Hopper", smem_per_sm=228 * KIB, smem_per_block=227 * KIB,
          smem_reserved_per_block=1 * KIB, max_threads_per_sm=2048, max_blocks_per_sm=32,
          mma=_AMPERE_MMA + ((M16N8K32, _FP8),), has_cp_async=True),
+    # sm_90a is sm_90 with the arch-specific features (wgmma, setmaxnreg) that only code
+    # built for exactly sm_90a may use [PTX ISA, "Target ISA notes": sm_90a].
+    Arch("sm_90a", "Hopper (sm_90a features)", smem_per_sm=228 * KIB, smem_per_block=227 * KIB,
+         smem_reserved_per_block=1 * KIB, max_threads_per_sm=2048, max_blocks_per_sm=32,
+         mma=_AMPERE_MMA + ((M16N8K32, _FP8),), has_cp_async=True),
 )}
 
 ARCH_NAMES = tuple(ARCHS)
 ARCH_ALIASES = {"turing": "sm_75", "t4": "sm_75", "ampere": "sm_80", "a100": "sm_80",
                 "ada": "sm_89", "l4": "sm_89", "hopper": "sm_90", "h100": "sm_90",
                 "sm75": "sm_75", "sm80": "sm_80", "sm86": "sm_86", "sm89": "sm_89",
-                "sm90": "sm_90"}
+                "sm90": "sm_90", "sm90a": "sm_90a", "h200": "sm_90"}
 
 
 def suggest_arch(name: str) -> str | None:

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _compile_parser(commands) -> None:
+    from tlc.compiler import EMITS
+
     compile_ = commands.add_parser(
         "compile", help="lower a plan to CUDA and build it",
         description="Check a plan, lower it for the target and write <kernel>.cu, and with nvcc "
@@ -102,8 +104,10 @@ def _compile_parser(commands) -> None:
                           help="target (default: the plan's `kernel … for ARCH`)")
     compile_.add_argument("-o", "--output", default=".", metavar="DIR",
                           help="the folder to write into (default: .)")
-    compile_.add_argument("--emit", choices=("ir", "cuda", "ptx", "cubin"), default="cubin",
-                          help="how far to go: the IR, the CUDA source, PTX, or a cubin (default)")
+    compile_.add_argument("--emit", choices=EMITS, default="cubin",
+                          help="how far to go: the checked IR, the schedule (what the kernel "
+                               "does: held and streamed operands, pipelines, shared memory), "
+                               "the CUDA source, PTX, or a cubin (default)")
     compile_.set_defaults(run=run_compile)
 
 

@@ -7,14 +7,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlc.api import CheckResult, check_source
+from tlc.driver import CheckResult, CompileError, check_source, lowered_of, target_of
 from tlc.source import Source
 
-EMITS = ("ir", "cuda", "ptx", "cubin")
+# How far `tlc compile --emit` goes: the checked IR, then the lowering's stages.
+EMITS = ("ir", "schedule", "cuda", "ptx", "cubin")
 
-
-class CompileError(Exception):
-    """The plan could not be compiled: diagnostics, no backend, or nvcc failing."""
+__all__ = ["EMITS", "CompileError", "Compiled", "compile_plan"]
 
 
 @dataclass
@@ -27,31 +26,32 @@ class Compiled:
 
 def compile_plan(source: Source, arch: str | None, out_dir: str | Path, emit: str = "cubin",
                  cache_dir=None) -> Compiled:
-    """Write <kernel>.cu (and .ptx, .cubin, .manifest.json) for a plan into out_dir."""
-    from tlc.backends import backend_for
-    from tlc.backends.base import BackendUnsupported
+    """Write <kernel>.cu (and .ptx, .cubin, .manifest.json) for a plan into out_dir; with
+    emit "ir" or "schedule", the readable IR or the schedule instead."""
+    from tlc.backends.lower import schedule
     from tlc.build import BuildError, build, find_nvcc, nvcc_version
 
     result = check_source(source, arch=arch)
     compiled = Compiled(result)
     if not result.ok:
         return compiled
-    target = result.arch
-    backend = backend_for(target or "")
-    if backend is None:
-        raise CompileError(f"no backend generates code for {target} yet")
+    lowered = lowered_of(result)
+    target = target_of(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = result.kernel.name
     if emit == "ir":
-        compiled.files.append(_write(out / f"{name}.ir.txt", _ir_text(result.kernel)))
+        from tlc.irtext import ir_text
+
+        compiled.files.append(_write(out / f"{name}.ir.txt", ir_text(result.kernel)))
         return compiled
-    try:
-        lowered = backend.lower(result.kernel)
-    except BackendUnsupported as error:
-        raise CompileError(f"the {target} backend cannot lower this plan yet: {error}") from None
+    if emit == "schedule":
+        compiled.files.append(_write(out / f"{name}.schedule.txt",
+                                     schedule(result.kernel, target).text()))
+        return compiled
     compiled.files.append(_write(out / f"{name}.cu", lowered.source))
-    manifest = {"tlc": _version(), "arch": target, **lowered.manifest(),
+    manifest = {"tlc": _version(), "arch": target.arch, **lowered.main.manifest(),
+                "kernels": [k.manifest() for k in lowered.kernels],
                 "source_sha256": hashlib.sha256(lowered.source.encode()).hexdigest()}
     if emit != "cuda":
         nvcc = find_nvcc()
@@ -62,14 +62,14 @@ def compile_plan(source: Source, arch: str | None, out_dir: str | Path, emit: st
             kinds = ("ptx", "cubin") if emit == "cubin" else ("ptx",)
             for kind in kinds:
                 try:
-                    built = build(lowered.source, target, output=kind, cache_dir=cache_dir)
+                    built = build(lowered.source, target.arch, output=kind, cache_dir=cache_dir)
                 except BuildError as error:
                     raise CompileError(f"{error}\nThis is a tlc bug: a plan that passes tlc check "
                                        "must build. Please report it with the plan.") from None
                 compiled.files.append(_write(out / f"{name}.{kind}", built.path.read_bytes()))
                 manifest[f"{kind}_cached"] = built.cached
                 if kind == "cubin":
-                    function = built.function(name)
+                    function = built.function(lowered.main.name)
                     manifest["ptxas"] = {"registers": function.registers,
                                          "spill_stores": function.spill_stores,
                                          "spill_loads": function.spill_loads,
@@ -92,9 +92,3 @@ def _version() -> str:
     from tlc import __version__
 
     return __version__
-
-
-def _ir_text(kernel) -> str:
-    import pprint
-
-    return pprint.pformat(kernel, width=100) + "\n"

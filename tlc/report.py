@@ -90,7 +90,7 @@ def resources_text(result) -> str:
 
 def portability(source, sketch: bool = False) -> list:
     """One check of the plan per known target."""
-    from tlc.api import check_source
+    from tlc.driver import check_source
 
     return [check_source(source, arch=name, sketch=sketch) for name in ARCH_NAMES]
 

@@ -155,15 +155,15 @@ class LoadedKernel:
         kind = _kind(next(arrays[t.name] for t in self.kernel.tensors if t.shape and
                           t.role == "input"))
         arguments, outputs, copies = [], {}, []
-        for name, what in self.lowered.arguments:
-            if what == "size":
+        for argument in self.lowered.arguments:
+            name, dtype = argument.name, argument.dtype
+            if argument.kind == "size":
                 arguments.append(np.int32(sizes[name]))
-            elif what.startswith("scalar"):
+            elif argument.kind == "scalar":
                 arguments.append(np.float32(arrays[name]))
             else:
                 tensor = self.kernel.tensor(name)
-                dtype = what.split(":")[1]
-                if tensor.role == "output":
+                if argument.output:
                     pointer, handle = _poisoned(kind, self._shape(tensor, sizes), dtype)
                     outputs[name] = handle
                     arguments.append(pointer)
@@ -274,37 +274,63 @@ def _poisoned(kind: str, shape, dtype: str):
     return out.gpudata, out
 
 
-def load(plan: str, arch: str | None = None, cache_dir=None, prebuilt=None,
+def load(plan, arch: str | None = None, cache_dir=None, prebuilt=None,
          from_ptx: bool = False) -> LoadedKernel:
-    """Check a plan, lower it for its target, and build it for the GPU present: natively for
-    that GPU's arch from the same source (a cubin for sm_80 does not load on sm_90), or, with
-    from_ptx, as PTX for the plan's own target that the driver JIT-compiles for the GPU
-    present (how an sm_75 plan runs on a newer GPU exactly as written for Turing).
-    `prebuilt` is a (lowered, build result) pair made earlier, e.g. by parallel builds."""
-    from tlc.api import check
-    from tlc.backends import backend_for
-    from tlc.build import build
+    """Check a plan (its text, or a CheckResult already in hand), lower it for its target,
+    and build it for the GPU present: natively for that GPU's arch from the same source (a
+    cubin for sm_80 does not load on sm_90), or, with from_ptx, as PTX for the plan's own
+    target that the driver JIT-compiles for the GPU present (how an sm_75 plan runs on a
+    newer GPU exactly as written for Turing). `prebuilt` is a (lowered, build result) pair
+    made earlier, e.g. by parallel builds. The plan is checked against the GPU present too:
+    a plan that does not fit it (its shared memory, say) is refused with what to change."""
+    from tlc.driver import check
+    from tlc.driver import CompileError, build_for, lowered_of
 
-    result = check(plan, arch=arch)
+    result = plan if hasattr(plan, "diagnostics") else check(plan, arch=arch)
     if not result.ok:
-        raise ArgumentError("the plan does not pass tlc check:\n" + "\n".join(
-            f"  line {d.span.line}: {d.code}: {d.message}" for d in result.diagnostics))
-    backend = backend_for(result.arch or "")
-    if backend is None:
-        raise ArgumentError(f"no backend generates code for {result.arch} yet")
+        raise ArgumentError("the plan does not pass tlc check:\n" + _lines(result))
+    try:
+        lowered = lowered_of(result)
+    except CompileError as error:
+        raise ArgumentError(str(error)) from None
     present = device_arch()
+    _check_fits(result, present)
     if prebuilt is not None:
         lowered, built = prebuilt
     else:
-        lowered = backend.lower(result.kernel)
-        built = build(lowered.source, result.arch if from_ptx else present,
-                      output="ptx" if from_ptx else "cubin", cache_dir=cache_dir)
+        built = build_for(lowered, result.arch if from_ptx else present,
+                          output="ptx" if from_ptx else "cubin", cache_dir=cache_dir)
     if str(built.path).endswith(".ptx"):
         how = (f"PTX for compute_{result.arch[3:]}, JIT-compiled by the driver for {present} "
                f"({device_name()})")
     else:
         how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
-    return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)
+    return LoadedKernel(result.kernel, lowered.main, load_module(built.path), present, how)
+
+
+def _lines(result) -> str:
+    return "\n".join(f"  line {d.span.line}: {d.code}: {d.message}" for d in result.diagnostics
+                     if d.is_error)
+
+
+HARDWARE_LIMITS = ("smem-budget", "thread-budget")
+
+
+def _check_fits(result, present: str) -> None:
+    """The plan's shared memory and threads checked against the GPU present, where tlc knows
+    it and it is not the plan's own target: a plan for an A100 may not fit an RTX 4090's
+    shared memory. (Its code is the plan's target's, so the other checks stay that target's.)"""
+    from tlc.driver import check_source
+    from tlc.arch import ARCHS
+
+    if present == result.arch or present not in ARCHS:
+        return
+    here = check_source(result.source, arch=present)
+    problems = [d for d in here.diagnostics if d.code in HARDWARE_LIMITS]
+    if problems:
+        raise ArgumentError(f"the plan does not fit the GPU present ({present}): "
+                            + "; ".join(f"line {d.span.line}: {d.message} ({d.help})"
+                                        for d in problems[:3]))
 
 
 def variant_of(kernel) -> tuple:

@@ -4,7 +4,7 @@
    values of SPACE, or those the caller gives; the others keep the plan's values.
 2. Candidates: every assignment that `tlc check` accepts for the target, so every candidate
    is one tlc promises to build, fit and compute correctly.
-3. Ranking by the resource model (passes/estimate.py): predicted blocks per SM from the
+3. Ranking by the resource model (backends/resources.py): predicted blocks per SM from the
    shared memory and the register estimate, and tile sizes. It orders the work and, with
    --top, bounds it; the measurement decides.
 4. The top candidates are built in parallel (nvcc runs in threads), then each is checked
@@ -125,7 +125,7 @@ def candidates(text: str, arch: str, space: dict,
                occupancy_arch: str | None = None) -> tuple[list[Candidate], int]:
     """The assignments `tlc check` accepts for arch, best predicted first (occupancy as on
     occupancy_arch, default arch); and how many it refused."""
-    from tlc.api import check
+    from tlc.driver import check
     from tlc.report import resources_json
 
     accepted, refused = [], 0
@@ -308,16 +308,16 @@ def _build_all(wanted, arch, from_ptx, jobs, progress) -> list:
     """(lowered, build result or the BuildError) per candidate, nvcc in parallel threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tlc.backends import backend_for
-    from tlc.build import BuildError, build
+    from tlc.build import BuildError
+    from tlc.driver import build_for, lowered_of
     from tlc.runtime import device_arch
 
     target = arch if from_ptx else device_arch()
-    lowered = [backend_for(arch).lower(c.check.kernel) for c in wanted]
+    lowered = [lowered_of(c.check) for c in wanted]
 
     def one(item):
         try:
-            return build(item.source, target, output="ptx" if from_ptx else "cubin")
+            return build_for(item, target, output="ptx" if from_ptx else "cubin")
         except BuildError as error:
             return error
     jobs = jobs or min(16, os.cpu_count() or 1)
@@ -339,10 +339,10 @@ def _measure(candidate: Candidate, built, arch, shape, iters, inputs: dict) -> M
     if isinstance(result, BuildError):
         return Measurement(candidate.values, False, error=f"build failed (a tlc bug): "
                                                           f"{str(result).splitlines()[0]}")
-    report = result.function(lowered.name) if result.functions else None
+    report = result.function(lowered.main.name) if result.functions else None
     registers = report.registers if report else None
     spills = (report.spill_stores + report.spill_loads) if report else None
-    kernel = load(candidate.text, arch=arch, prebuilt=(lowered, result))
+    kernel = load(candidate.check, prebuilt=(lowered, result))
     small = {name: min(value, VERIFY_SEQ) if name.startswith("N") else value
              for name, value in shape.items()}
     verdict = check_random(kernel, small, seed=len(candidate.label))

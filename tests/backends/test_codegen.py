@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlc.api import check
-from tlc.backends import backend_for
 from tlc.build import build, find_nvcc
 from tlc.cli import main
 
@@ -23,9 +22,10 @@ needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc is not on this
 
 
 def lowered(text: str, arch: str = "sm_80"):
+    """The main kernel of a plan that checks for arch (check runs the lowering)."""
     result = check(text, arch=arch)
     assert result.ok, [d.message for d in result.diagnostics]
-    return backend_for(arch).lower(result.kernel)
+    return result.lowered.main
 
 
 @pytest.mark.parametrize("arch, path", OWN_TARGET, ids=lambda x: getattr(x, "stem", x))
@@ -84,7 +84,7 @@ def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, stages, arch,
     result = check(text, arch=arch)
     if not result.ok:
         return  # rejected: the promise is about what is accepted
-    kernel = backend_for(arch).lower(result.kernel)
+    kernel = result.lowered.main
     built = build(kernel.source, arch, cache_dir=tmp_path_factory.mktemp("k"))
     report = built.function(kernel.name)
     assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, stages, arch)
@@ -120,7 +120,7 @@ def test_what_the_checker_accepts_for_sm75_builds_without_spills(d, bm, bn, warp
     if not result.ok:
         assert not any(d.code == "internal-error" for d in result.diagnostics)
         return
-    kernel = backend_for("sm_75").lower(result.kernel)
+    kernel = result.lowered.main
     report = build(kernel.source, "sm_75", cache_dir=tmp_path_factory.mktemp("k")).function(
         kernel.name)
     assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, warps, held, staged)
@@ -137,6 +137,6 @@ def test_every_example_the_checker_accepts_for_a_target_builds(path, arch, tmp_p
     if not result.ok or result.kernel.sketch:
         assert result.kernel is None or result.kernel.sketch or result.diagnostics
         return
-    kernel = backend_for(arch).lower(result.kernel)
+    kernel = result.lowered.main
     report = build(kernel.source, arch, cache_dir=tmp_path).function(kernel.name)
     assert report.spill_stores == report.spill_loads == 0

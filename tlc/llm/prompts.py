@@ -79,8 +79,9 @@ def example_for(arch: str, sketch: bool) -> str:
 
     if sketch:
         return examples.read("paper_sketch")
-    return examples.read("mha_fwd_fp16_d64_sm75" if not ARCHS[arch].has_cp_async
-                         else "mha_fwd_fp16_d128_sm80")
+    from tlc.backends import target_for
+
+    return examples.read(target_for(arch).example)
 
 
 def system_prompt(arch: str) -> str:

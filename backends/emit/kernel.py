@@ -1,0 +1,176 @@
+"""The kernel skeleton every CUDA target shares: signature and arguments, the prologue that
+places shared memory and declares accumulators, and a rule per IR statement. GEMMs, Reshapes
+and copies from global to shared memory go to the target's instruction sets; the other
+copies are told apart by their level pair. A statement with no rule is a tlc bug, not silence.
+"""
+from __future__ import annotations
+
+from tlc import ir
+from tlc.backends.emit import scores, tiles
+from tlc.backends.emit.writer import CodeWriter, c_expr, unroll_policy
+from tlc.backends.schedule import C_TYPES, Pipeline, Schedule, SharedTile
+from tlc.backends.target import Argument, KernelSource, LoweringBug, Target, Unsupported
+
+
+class KernelEmitter(CodeWriter):
+    def __init__(self, kernel: ir.Kernel, target: Target, schedule: Schedule):
+        super().__init__()
+        self.kernel, self.target, self.schedule = kernel, target, schedule
+        self.facts, self.shared = schedule.facts, schedule.shared
+        self.warps, self.threads = schedule.warps, schedule.threads
+        self.layout = target.gemm.layout
+        self.loop_stack: list[ir.Loop] = []
+        self.declared: set[str] = set()  # C names declared once per kernel (fragments, tiles)
+        self.emitted: list[tuple[object, int, int]] = []  # (statement, first line, end line)
+
+    def expr(self, e: ir.Expr, rename: dict | None = None) -> str:
+        return c_expr(e, rename)
+
+    def shared_tile(self, name: str, op) -> SharedTile:
+        if name not in self.shared:
+            raise Unsupported(op, f"`{name}` has no shared tile: this backend reads GEMM "
+                              "operands and copies tiles through shared memory",
+                              help=f"add `Allocate {name} in shared (...)` and copy `{name}` "
+                                   "through it")
+        return self.shared[name]
+
+    def smem(self, name: str) -> str:
+        """The shared tile of `name` that the current loop iteration reads."""
+        tile = self.shared[name]
+        staged = any(isinstance(c, ir.Copy) and c.name == name and c.src is ir.Level.GLOBAL
+                     for loop in self.loop_stack for c in loop.body)
+        return f"({name}_s + tlc_stage * {tile.stage_elements})" if staged and tile.stages > 1 \
+            else f"{name}_s"
+
+    def schedule_pipeline(self, loop: ir.Loop) -> Pipeline:
+        return next(p for p in self.schedule.pipelines if p.loop_var == loop.var)
+
+    # ---- the kernel ----
+
+    def emit(self) -> KernelSource:
+        arguments = kernel_arguments(self.kernel)
+        self.lines = [f'#include "{self.target.header}"', "",
+                      f"// {self.kernel.name}: lowered by tlc for {self.target.arch}",
+                      # (threads, 1): one block per SM is enough, so ptxas may use all the
+                      # registers the plan was checked for rather than spill to fit two.
+                      f'extern "C" __global__ void __launch_bounds__({self.threads}, 1) '
+                      f"{self.kernel.name}(" + ", ".join(self._parameter(a) for a in arguments)
+                      + ") {"]
+        self._prologue()
+        for op in self.kernel.body:
+            self.emit_op(op)
+        self.lines.append("}")
+        grid = tuple(c_expr(e) for e in self.kernel.grid.extents)
+        return KernelSource(self.kernel.name, "\n".join(unroll_policy(self.lines)) + "\n",
+                            arguments, grid, self.threads, self.schedule.shared_bytes)
+
+    def _parameter(self, argument: Argument) -> str:
+        if argument.kind == "size":
+            return f"const int p_{argument.name}"
+        if argument.kind == "scalar":
+            return f"const float p_{argument.name}"
+        const = "" if argument.output else "const "
+        return f"{const}{C_TYPES[ir.DType(argument.dtype)]}* __restrict__ {argument.name}_g"
+
+    def _prologue(self) -> None:
+        for param in self.kernel.params:
+            self.line(f"constexpr int p_{param.name} = {param.value};")
+        for axis, index in zip("xyz", self.kernel.grid.indices):
+            self.line(f"const int p_{index} = blockIdx.{axis};")
+        self.line("const int tlc_warp = threadIdx.x / 32, tlc_lane = threadIdx.x % 32;")
+        self.line("const int tlc_group = tlc::fragment_group(tlc_lane), tlc_pair = "
+                  "tlc::fragment_pair(tlc_lane);")
+        self.line("extern __shared__ __align__(16) unsigned char tlc_smem[];")
+        for tile in self.shared.values():
+            self.line(f"{tile.ctype}* {tile.name}_s = reinterpret_cast<{tile.ctype}*>(tlc_smem + "
+                      f"{tile.offset});  // {tile.stages} x {tile.rows} x {tile.cols}, rows "
+                      f"{tile.stride} apart")
+        for name, gemm in self.schedule.accumulators.items():
+            self.line(self.layout.declare(name, self.schedule.warp_tiles(gemm)))
+        for name in self.schedule.softmax:
+            scores.declare_softmax_state(self, name)
+
+    def emit_op(self, op) -> None:
+        rule = RULES.get(type(op))
+        if rule is None:
+            raise TypeError(f"no lowering rule for {type(op).__name__}")  # a tlc bug
+        first = len(self.lines)
+        try:
+            rule(self, op)
+            self.emitted.append((op, first, len(self.lines)))
+        except Unsupported as refusal:
+            if refusal.statement is None:
+                refusal.statement = op
+            raise
+        except LoweringBug:
+            raise
+        except Exception as error:  # a bug of tlc's lowering, located at its statement
+            raise LoweringBug(op, error) from error
+
+    # ---- statements ----
+
+    def emit_loop(self, op: ir.Loop) -> None:
+        if self.loop_stack:
+            scores.restart(self, op)
+        self.target.copies.emit_loop(self, op)
+
+    def emit_plain_loop(self, op: ir.Loop) -> None:
+        """A loop that copies nothing from global memory."""
+        var = f"p_{op.var}"
+        self.line(f"const int {var}_start = {self.expr(op.start)}, {var}_stop = "
+                  f"{self.expr(op.stop)};")
+        self.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
+        self.loop_stack.append(op)
+        for inner in op.body:
+            self.emit_op(inner)
+        self.loop_stack.pop()
+        self.close()
+
+    def emit_copy(self, op: ir.Copy) -> None:
+        levels = (op.src, op.dst)
+        if levels == (ir.Level.GLOBAL, ir.Level.SHARED):
+            if self.loop_stack:
+                self.line(f"// Copy {op.name}: issued by the loop's pipeline")
+            else:
+                self.target.copies.load_once(self, op)
+        elif levels == (ir.Level.SHARED, ir.Level.REGISTER):
+            if op.name in self.schedule.streamed:
+                self.line(f"// Copy {op.name}: streamed into its GEMM one k-step at a time")
+            else:
+                self.target.gemm.hold_operand(self, op)
+        elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL):
+            scores.register_to_global(self, op)
+        elif levels == (ir.Level.REGISTER, ir.Level.SHARED):
+            scores.register_to_shared(self, op)
+        elif levels == (ir.Level.SHARED, ir.Level.GLOBAL):
+            tiles.shared_to_global(self, op)
+        else:
+            raise Unsupported(op, f"Copy from {op.src.value} to {op.dst.value}")
+
+
+def kernel_arguments(kernel: ir.Kernel) -> tuple[Argument, ...]:
+    """Tensors in the plan's order, then scalars, then each runtime size once."""
+    tensors = [Argument(t.name, "tensor", t.dtype.value, t.role == "output")
+               for t in kernel.tensors if t.shape]
+    scalars = [Argument(t.name, "scalar", t.dtype.value) for t in kernel.tensors if not t.shape]
+    sizes: list[Argument] = []
+    for tensor in kernel.tensors:
+        for dim in tensor.shape:
+            if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE and \
+                    all(s.name != dim.name for s in sizes):
+                sizes.append(Argument(dim.name, "size"))
+    return tuple(tensors + scalars + sizes)
+
+
+RULES = {
+    ir.Allocate: lambda em, op: None,  # storage is laid out in the prologue, from the whole plan
+    ir.Loop: KernelEmitter.emit_loop,
+    ir.Copy: KernelEmitter.emit_copy,
+    ir.Gemm: lambda em, op: em.target.gemm.emit_gemm(em, op),
+    ir.Reshape: lambda em, op: em.target.gemm.emit_reshape(em, op),
+    ir.Multiply: scores.multiply,
+    ir.Mask: scores.mask,
+    ir.Softcap: scores.softcap,
+    ir.Alibi: scores.alibi,
+    ir.Softmax: scores.softmax,
+}

@@ -1,0 +1,261 @@
+"""The score rules: scale, mask, softcap, ALiBi, online softmax with its rescale, and the
+normalised store of the output, written against the fragment layout of the target's GEMM
+instruction set (which element of an accumulator a thread holds, its row and column)."""
+from __future__ import annotations
+
+from tlc import ir
+from tlc.backends.emit.tiles import register_tile_address, shared_tile_address
+from tlc.backends.isa.mma_sync import PACK
+from tlc.backends.schedule import C_TYPES
+from tlc.backends.target import Unsupported
+from tlc.passes.facts import global_load
+
+LOG2E = 1.4426950408889634
+RESCALE_LOG2 = 8  # how far (in powers of 2) a row's kept maximum may trail its true one
+
+
+def _each_score(em, name: str, body: str) -> None:
+    """Run `body` for every accumulator element of `name`, with tlc_row/tlc_col in the tile."""
+    layout, tiles = em.layout, _tiles(em, name)
+    em.open(layout.each_element(tiles))
+    em.line(f"float& x = {name}_acc[i][j][e];")
+    em.line(f"const int tlc_row = {layout.row(tiles)};")
+    em.line(f"const int tlc_col = {layout.col()};")
+    em.line(body)
+    em.close()
+
+
+def _tiles(em, name: str):
+    if name not in em.schedule.accumulators:
+        raise Unsupported(None, f"`{name}` is not a GEMM's result: the score rules work on an "
+                          "accumulator in registers")
+    return em.schedule.tiles_of(name)
+
+
+def multiply(em, op: ir.Multiply) -> None:
+    factor = op.b
+    if isinstance(factor, ir.Ref):  # a scalar argument is named like a tensor
+        tensor = em.kernel.tensor(factor.name)
+        if tensor is None or tensor.shape:
+            raise Unsupported(op, "Multiply by a tile")
+        factor = ir.Sym(factor.name, ir.SymKind.SCALAR)
+    if not isinstance(op.a, ir.Ref) or op.out != op.a.name:
+        raise Unsupported(op, "Multiply of a tile by a scalar, in place, only",
+                          help=f"write `and get new {op.a.name}`"
+                          if isinstance(op.a, ir.Ref) else "")
+    em.line(f"// Compute Multiply {op.a.name} by a scalar")
+    _each_score(em, op.a.name, f"x *= (float)({em.expr(factor)}); (void)tlc_row; (void)tlc_col;")
+
+
+def _score_origin(em, name: str) -> tuple[str, str, str, str]:
+    """C expressions: (first query row, query count, first key, key count) of a score tile,
+    from the copies that brought its GEMM's operands."""
+    gemm = em.schedule.accumulators[name]
+    origin = []
+    for operand in (gemm.a.name, gemm.b.name):
+        copy = global_load(em.kernel.body, operand)
+        if copy is None:
+            raise Unsupported(gemm, f"`{operand}` is not loaded from global memory: the score "
+                              "rules place a tile by the copy that brought it")
+        at = shared_tile_address(em, copy, {})
+        origin += [at.first_row, at.row_limit]
+    return tuple(origin)
+
+
+def mask(em, op: ir.Mask) -> None:
+    q0, nq, k0, nk = _score_origin(em, op.target)
+    tiles = _tiles(em, op.target)
+    rows, keys = em.warps * tiles.m * 16, tiles.n * 8
+    tests, needed = [], []
+    diagonal = f"(({q0}) + tlc_row + {nk} - {nq})"
+    # The whole tile's extremes decide whether any element of it is hidden: a tile left of
+    # every row's diagonal (and inside every window) skips the per-element work.
+    first, last = f"(({q0}) + {nk} - {nq})", f"(({q0}) + {rows - 1} + {nk} - {nq})"
+    if op.causal:
+        tests.append(f"tlc_key > {diagonal}")
+        needed.append(f"({k0}) + {keys - 1} > {first}")
+    if op.window is not None:
+        left, right = (em.expr(w) for w in op.window)
+        tests += [f"tlc_key < {diagonal} - ({left})", f"tlc_key > {diagonal} + ({right})"]
+        needed += [f"({k0}) < {last} - ({left})", f"({k0}) + {keys - 1} > {first} + ({right})"]
+    em.line(f"// Compute Mask {op.target}, on the tiles that cross a boundary")
+    em.open(f"if ({' || '.join(needed)})")
+    _each_score(em, op.target, f"const int tlc_key = ({k0}) + tlc_col; "
+                               f"if ({' || '.join(tests)}) x = -INFINITY;")
+    em.close()
+
+
+def softcap(em, op: ir.Softcap) -> None:
+    cap = em.expr(op.cap)
+    em.block(f"// Compute Softcap {op.target}: cap * tanh(s / cap)")
+    em.line(f"const float tlc_cap = (float)({cap}), tlc_inverse_cap = 1.f / tlc_cap;")
+    _each_score(em, op.target, "x = tlc::softcap(x, tlc_cap, tlc_inverse_cap); "
+                               "(void)tlc_row; (void)tlc_col;")
+    em.close()
+
+
+def alibi(em, op: ir.Alibi) -> None:
+    if op.out != op.target:
+        raise Unsupported(op, "ALiBi in place only: `and get new S`",
+                          help=f"write `and get new {op.target}`")
+    q0, nq, k0, nk = _score_origin(em, op.target)
+    head = _slope_index(em, op)
+    em.block(f"// Compute ALiBi {op.target}: minus slope * distance from the diagonal")
+    em.line(f"const float tlc_slope = {op.slopes}_g[{head}];")
+    _each_score(em, op.target, f"x -= tlc_slope * (float)abs(({q0}) + tlc_row + {nk} - "
+                               f"{nq} - (({k0}) + tlc_col));")
+    em.close()
+
+
+def _slope_index(em, op: ir.Alibi) -> str:
+    """C for the query head whose slope applies: the coordinate that the copy of the scores'
+    query operand gives the slopes' one dimension (`H = h`)."""
+    dim = em.kernel.tensor(op.slopes).shape[0]
+    query = em.schedule.accumulators[op.target].a.name
+    coord = dict(global_load(em.kernel.body, query).coord)
+    if not isinstance(dim, ir.Sym) or dim.name not in coord:
+        raise Unsupported(op, f"ALiBi slopes ({dim}): the copy of `{query}` names no {dim} in "
+                          "its coordinate")
+    return em.expr(coord[dim.name])
+
+
+def softmax(em, op: ir.Softmax) -> None:
+    name = op.target
+    out = em.schedule.softmax.get(name)
+    layout, tiles = em.layout, _tiles(em, name)
+    mt, nt = tiles.m, tiles.n
+    _, _, k0, nk = _score_origin(em, name)
+    out_nt = em.schedule.tiles_of(out).n if out else 0
+    em.block(f"// Compute Softmax {name}: online, rescaling {out} when a row's maximum grows "
+             f"past 2^{RESCALE_LOG2}")
+    keys = nt * 8
+    em.line("// the last key tile: hide the keys past the end")
+    em.open(f"if (({k0}) + {keys} > {nk})")
+    _each_score(em, name, f"if (({k0}) + tlc_col >= {nk}) x = -INFINITY; (void)tlc_row;")
+    em.close()
+    top, total = layout.row_reduce
+    # A row keeps the maximum it has until a block's scores exceed it by more than
+    # 2^RESCALE_LOG2 (in exp2 units): its exponentials then stay below 2^RESCALE_LOG2,
+    # which fp16 and bf16 hold at full relative precision, and O and the sum are rescaled
+    # only when some row of the warp moves, a branch the whole warp takes or skips. The
+    # result is the same softmax: numerator and denominator share whichever maximum is
+    # kept. After the first few blocks a row's maximum rarely moves that far, so most
+    # iterations skip the multiply of every O accumulator.
+    em.line(f"float tlc_keep[{mt}][2]; bool tlc_moves = false;")
+    em.open(layout.each_row(tiles))
+    em.line("float tlc_top = -INFINITY;")
+    first, second = layout.half_elements(f"{name}_acc")
+    em.line(f"for (int j = 0; j < {nt}; ++j) tlc_top = fmaxf(tlc_top, fmaxf({first},"
+            f" {second}));")
+    em.line(f"tlc_top = {top}(tlc_top);")
+    em.line("// from -inf (nothing seen yet) any finite maximum moves; -inf to -inf (a row "
+            "all masked so far) gives NaN > x, false")
+    em.line(f"const bool tlc_up = (tlc_top - {name}_max[i][h]) * {LOG2E}f > {RESCALE_LOG2}.f;")
+    em.line(f"tlc_keep[i][h] = tlc_up ? tlc_top : {name}_max[i][h];")
+    em.line("tlc_moves |= tlc_up;")
+    em.close()
+    em.open("if (__any_sync(0xffffffffu, tlc_moves))")
+    em.open(layout.each_row(tiles))
+    em.line(f"const float tlc_alpha = tlc_keep[i][h] == {name}_max[i][h] ? 1.f : "
+            f"tlc::exp2_approx(({name}_max[i][h] - tlc_keep[i][h]) * {LOG2E}f);")
+    em.line(f"{name}_sum[i][h] *= tlc_alpha;")
+    em.line(f"{name}_max[i][h] = tlc_keep[i][h];")
+    if out_nt:
+        first, second = layout.half_elements(f"{out}_acc")
+        em.line(f"for (int j = 0; j < {out_nt}; ++j) {{ {first} *= tlc_alpha; "
+                f"{second} *= tlc_alpha; }}")
+    em.close()
+    em.close()
+    em.open(layout.each_row(tiles))
+    em.line(f"const float tlc_base = {name}_max[i][h] == -INFINITY ? 0.f : "
+            f"{name}_max[i][h] * {LOG2E}f;")
+    em.line("float tlc_sum = 0.f;")
+    em.open(f"for (int j = 0; j < {nt}; ++j) for (int e = 2 * h; e < 2 * h + 2; ++e)")
+    em.line(f"float& x = {name}_acc[i][j][e];")
+    em.line(f"x = tlc::exp2_approx(x * {LOG2E}f - tlc_base);")
+    em.line("tlc_sum += x;")
+    em.close()
+    em.line(f"{name}_sum[i][h] += tlc_sum;")
+    em.close()
+    em.close()
+
+
+def declare_softmax_state(em, scores: str) -> None:
+    """The running maximum and sum of each row a thread holds, before any key block."""
+    tiles = _tiles(em, scores)
+    em.line(f"float {scores}_max[{tiles.m}][2], {scores}_sum[{tiles.m}][2];")
+    em.line(_reset_state(em, scores, tiles))
+
+
+def _reset_state(em, scores: str, tiles) -> str:
+    return (f"{em.layout.each_row(tiles)} "
+            f"{{ {scores}_max[i][h] = -INFINITY; {scores}_sum[i][h] = 0.f; }}")
+
+
+def restart(em, loop: ir.Loop) -> None:
+    """Zero the accumulators a nested loop adds into and restart their online softmax (the
+    prologue did it for a loop that runs once; this one runs once per outer step, e.g. per
+    column chunk of a split head dim)."""
+    for gemm in loop.body:
+        if not (isinstance(gemm, ir.Gemm) and gemm.accumulate):
+            continue
+        tiles = em.schedule.warp_tiles(gemm)
+        em.line(f"// {gemm.out} and the online softmax of {gemm.a.name} start afresh")
+        em.line(em.layout.zero(gemm.out, tiles))
+        if gemm.a.name in em.schedule.softmax:
+            em.line(_reset_state(em, gemm.a.name, tiles))
+
+
+def _normalised_rows(em, op: ir.Copy, write: str) -> None:
+    """For each accumulator row this thread holds: the online softmax's division by the row
+    sum (when `op.name` is its output), then `write` for each n-tile."""
+    scores = next((s for s, o in em.schedule.softmax.items() if o == op.name), None)
+    tiles = _tiles(em, op.name)
+    em.open(em.layout.each_row(tiles))
+    em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
+    if scores:
+        em.line(f"const float tlc_total = {em.layout.row_reduce[1]}({scores}_sum[i][h]);")
+        em.line("const float tlc_inverse = tlc_total > 0.f ? 1.f / tlc_total : 0.f;")
+    else:
+        em.line("const float tlc_inverse = 1.f;")
+    em.line(write)
+    em.close()
+
+
+def _packed_pair(em, name: str, pack: str) -> str:
+    first, second = em.layout.half_elements(f"{name}_acc")
+    return f"{pack}({first} * tlc_inverse, {second} * tlc_inverse)"
+
+
+def register_to_global(em, op: ir.Copy) -> None:
+    """Accumulator fragments straight into global memory (4 bytes a thread; a plan that
+    stages the tile through shared memory gets coalesced 16-byte stores instead)."""
+    tensor = em.kernel.tensor(op.name)
+    if op.name not in em.schedule.accumulators or tensor.dtype not in PACK:
+        raise Unsupported(op, f"store of `{op.name}`: an accumulator into fp16 or bf16")
+    tiles = _tiles(em, op.name)
+    at = register_tile_address(em, op)
+    em.block(f"// Copy {op.name} from register to global")
+    em.line(f"{C_TYPES[tensor.dtype]}* tlc_dst = {op.name}_g + {at.offset};")
+    em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+    columns = f" if (j * 8 < {at.cols_left})" if at.cols_left else ""
+    _normalised_rows(em, op, f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {tiles.n}; "
+                     f"++j){columns} *reinterpret_cast<uint32_t*>(tlc_dst + (long long)"
+                     f"tlc_row * {at.row_stride} + j * 8 + tlc_pair) = "
+                     f"{_packed_pair(em, op.name, PACK[tensor.dtype])};")
+    em.close()
+
+
+def register_to_shared(em, op: ir.Copy) -> None:
+    """Accumulator fragments into a shared tile (converting), for a coalesced store."""
+    tile = em.shared_tile(op.name, op)
+    if op.name not in em.schedule.accumulators or tile.dtype not in PACK:
+        raise Unsupported(op, f"Copy {op.name} from register to shared: an accumulator into "
+                          "an fp16 or bf16 tile")
+    tiles = _tiles(em, op.name)
+    em.block(f"// Copy {op.name} from register to shared")
+    _normalised_rows(em, op, f"for (int j = 0; j < {tiles.n}; ++j) *reinterpret_cast<"
+                     f"uint32_t*>({op.name}_s + tlc_row * {tile.stride} + j * 8 + tlc_pair) = "
+                     f"{_packed_pair(em, op.name, PACK[tile.dtype])};")
+    em.close()
+    em.line("__syncthreads();")

@@ -1,0 +1,132 @@
+"""cp.async copies from global to shared memory, software-pipelined `stages` deep inside a
+loop [PTX ISA, "Data Movement and Conversion Instructions", cp.async, commit_group,
+wait_group]: the tiles of the next stages are in flight while the current one is computed.
+cp.async moves bytes, so a tile keeps its global dtype."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlc import ir
+from tlc.backends.emit.tiles import TileAddress, shared_tile_address
+from tlc.backends.schedule import Pipeline, staged_copies
+from tlc.backends.target import Unsupported
+from tlc.passes.infer_shapes import CONVERTING_LOADS
+
+
+@dataclass(frozen=True)
+class CpAsync:
+    name: str = "cp.async"
+
+    def pipeline(self, loop: ir.Loop, facts) -> Pipeline:
+        copies = staged_copies(loop)
+        depth = max([facts.stages(c.name) for c in copies] or [1])
+        return Pipeline(loop.var, tuple(c.name for c in copies), depth, self.name)
+
+    def in_flight(self, facts, op, loops) -> list:
+        return []  # tiles land in shared memory without passing through registers
+
+    def check_copy(self, em, op: ir.Copy) -> None:
+        tensor, tile = em.kernel.tensor(op.name), em.shared.get(op.name)
+        if tensor and tile and (tensor.dtype, tile.dtype) in CONVERTING_LOADS:
+            raise Unsupported(
+                op, f"tlc's {em.target.arch} code copies tiles with cp.async, which moves "
+                f"bytes: it cannot load {tensor.dtype.value} `{op.name}` as "
+                f"{tile.dtype.value}",
+                help=f"allocate `{op.name}` in shared with dtype {tensor.dtype.value}, as it is "
+                     f"in global memory ({em.target.arch} tensor cores take "
+                     f"{tensor.dtype.value})")
+
+    def load_once(self, em, op: ir.Copy) -> None:
+        """A tile outside any loop: issued, waited for, made visible."""
+        self.check_copy(em, op)
+        self._issue_tiles(em, [op], None, "0", None)
+        em.line("tlc::cp_async_commit();")
+        em.line("tlc::cp_async_wait<0>();")
+        em.line("__syncthreads();")
+
+    def emit_loop(self, em, op: ir.Loop) -> None:
+        staged = staged_copies(op)
+        if not staged:
+            return em.emit_plain_loop(op)
+        for copy in staged:
+            self.check_copy(em, copy)
+        start, stop = em.expr(op.start), em.expr(op.stop)
+        depth = em.schedule_pipeline(op).stages
+        var = f"p_{op.var}"
+        em.line(f"const int {var}_start = {start}, {var}_stop = {stop};")
+        for ahead in range(depth - 1):  # the pipeline's prologue: the first tiles in flight
+            em.open(f"if ({var}_start + {ahead} < {var}_stop)")
+            self._issue_tiles(em, staged, f"({var}_start + {ahead})", str(ahead), op.var)
+            em.close()
+            em.line("tlc::cp_async_commit();")
+        em.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
+        em.loop_stack.append(op)
+        if depth > 1:
+            # One barrier an iteration: once block n has landed and every warp is past the
+            # barrier, every warp is done with block n - 1, so its stage takes block
+            # n + depth - 1 while this block is computed.
+            em.line(f"tlc::cp_async_wait<{depth - 2}>();")
+            em.line("__syncthreads();")
+            em.line(f"const int tlc_stage = ({var} - {var}_start) % {depth};")
+            em.line(f"const int tlc_next = {var} + {depth - 1};")
+            em.open(f"if (tlc_next < {var}_stop)")
+            self._issue_tiles(em, staged, "tlc_next", f"((tlc_next - {var}_start) % {depth})",
+                              op.var)
+            em.close()
+            em.line("tlc::cp_async_commit();")
+        else:  # one stage: load, wait, compute, and wait for every warp before reloading
+            self._issue_tiles(em, staged, var, "0", op.var)
+            em.line("tlc::cp_async_commit();")
+            em.line("tlc::cp_async_wait<0>();")
+            em.line("__syncthreads();")
+            em.line("const int tlc_stage = 0;")
+        for inner in op.body:
+            em.emit_op(inner)
+        if depth == 1:
+            em.line("__syncthreads();  // the next iteration refills the stage just read")
+        em.loop_stack.pop()
+        em.close()
+        if depth > 1:
+            em.line("__syncthreads();  // what follows may refill the stages")
+
+    def _issue_tiles(self, em, copies, index: str | None, stage: str, var: str | None) -> None:
+        for op in copies:
+            tile = em.shared_tile(op.name, op)
+            rows, cols, stride = tile.rows, tile.cols, tile.stride
+            at = shared_tile_address(em, op, {var: index} if var else {})
+            em.block(f"// Copy {op.name} ({rows} x {cols}) from global to shared")
+            em.line(f"{tile.ctype}* tlc_dst = {op.name}_s + ({stage}) * {rows * stride};")
+            em.line(f"const {tile.ctype}* tlc_src = {op.name}_g + {at.offset};")
+            em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+            chunks_per_row = cols // 8  # 16-byte chunks
+            if em.threads % chunks_per_row == 0 and rows * chunks_per_row % em.threads == 0:
+                self._copy_passes(em, tile, at, chunks_per_row)
+                em.close()
+                continue
+            em.open(f"for (int tlc_c = threadIdx.x; tlc_c < {rows * cols // 8}; "
+                    f"tlc_c += {em.threads})")
+            em.line(f"const int tlc_r = tlc_c / {cols // 8}, tlc_col = (tlc_c % {cols // 8}) * 8;")
+            em.line(f"const bool tlc_valid = {at.valid('tlc_r', 'tlc_col')};")
+            em.line(f"tlc::cp_async_16(tlc::smem_address(tlc_dst + tlc_r * {stride} + tlc_col), "
+                    f"tlc_src + (tlc_valid ? (long long)tlc_r * {at.row_stride} + tlc_col : 0), "
+                    "tlc_valid);")
+            em.close()
+            em.close()
+
+    def _copy_passes(self, em, tile, at: TileAddress, chunks_per_row: int) -> None:
+        """A tile whose chunks the block's threads cover in whole passes: each thread keeps one
+        column and a first row, and pass t adds a compile-time row offset, so every cp.async
+        addresses [register + immediate] and no per-chunk index arithmetic remains."""
+        rows_per_pass = em.threads // chunks_per_row
+        passes = tile.rows * chunks_per_row // em.threads
+        stride, element = tile.stride, tile.dtype.bytes
+        em.line(f"const int tlc_r0 = threadIdx.x / {chunks_per_row}, tlc_col = (threadIdx.x % "
+                f"{chunks_per_row}) * 8;")
+        em.line(f"const auto* tlc_from = tlc_src + (long long)tlc_r0 * {at.row_stride} + tlc_col;")
+        em.line(f"const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * {stride} + tlc_col);")
+        em.open(f"for (int tlc_t = 0; tlc_t < {passes}; ++tlc_t)")
+        em.line(f"const bool tlc_valid = {at.valid(f'tlc_r0 + tlc_t * {rows_per_pass}', 'tlc_col')};")
+        em.line(f"tlc::cp_async_16(tlc_to + tlc_t * {rows_per_pass * stride * element}, "
+                f"tlc_valid ? tlc_from + (long long)tlc_t * {rows_per_pass} * {at.row_stride} : "
+                "tlc_src, tlc_valid);")
+        em.close()

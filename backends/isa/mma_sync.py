@@ -1,0 +1,272 @@
+"""Warp-level MMA: ldmatrix loads from shared memory and mma.sync m16n8k16 (or two m16n8k8 on
+Turing) [PTX ISA, "Warp-level Matrix Multiply-Accumulate Instructions"].
+
+A warp computes 16-row by 8-column accumulator tiles; warps split a GEMM's rows. Operands are
+16-bit, loaded 16 deep along k (ldmatrix.x4), B two n-tiles at a time; a K that ends in 8
+takes one m16n8k8 step. The accumulator's layout is `M16N8`: the score rules
+(backends/emit/scores.py) are written against it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tlc import ir
+from tlc.backends.schedule import WarpTiles, gemm_dims
+from tlc.backends.target import Unsupported
+
+PACK = {ir.DType.FP16: "tlc::pack_half2", ir.DType.BF16: "tlc::pack_bf162"}
+
+
+@dataclass(frozen=True)
+class FragmentLayout:
+    """Which elements of an accumulator tile a thread holds [PTX ISA, mma m16n8k16, the
+    layout of the C/D fragments]: per 16 × 8 tile (i, j), 4 floats; element e sits at row
+    group + 8 * (e / 2) and column 2 * (lane % 4) + e % 2, so a thread holds 2 rows (h) of
+    2 adjacent columns, and the 4 lanes of a quad share a row."""
+
+    tile_rows: int = 16
+    tile_cols: int = 8
+    elements: int = 4
+    row_reduce: tuple[str, str] = ("tlc::quad_max", "tlc::quad_sum")  # across a row's lanes
+
+    def declare(self, name: str, tiles: WarpTiles) -> str:
+        return f"float {name}_acc[{tiles.m}][{tiles.n}][{self.elements}] = {{}};"
+
+    def each_element(self, tiles: WarpTiles) -> str:
+        return (f"for (int i = 0; i < {tiles.m}; ++i) for (int j = 0; j < {tiles.n}; ++j) "
+                f"for (int e = 0; e < {self.elements}; ++e)")
+
+    def zero(self, name: str, tiles: WarpTiles) -> str:
+        return f"{self.each_element(tiles)} {name}_acc[i][j][e] = 0.f;"
+
+    def row(self, tiles: WarpTiles) -> str:
+        """C for the tile row of element (i, j, e)."""
+        return f"tlc_warp * {tiles.m * 16} + i * 16 + tlc_group + (e / 2) * 8"
+
+    def col(self) -> str:
+        return "j * 8 + tlc_pair + (e % 2)"
+
+    def each_row(self, tiles: WarpTiles) -> str:
+        """The loop over the rows (i, h) a thread holds."""
+        return f"for (int i = 0; i < {tiles.m}; ++i) for (int h = 0; h < 2; ++h)"
+
+    def row_of_half(self, tiles: WarpTiles) -> str:
+        return f"tlc_warp * {tiles.m * 16} + i * 16 + tlc_group + h * 8"
+
+    def row_state(self, name: str, tiles: WarpTiles) -> str:
+        return f"float {name}[{tiles.m}][2]"
+
+    def half_elements(self, acc: str) -> tuple[str, str]:
+        """The two elements of row half h in n-tile j of `acc`."""
+        return f"{acc}[i][j][2 * h]", f"{acc}[i][j][2 * h + 1]"
+
+
+M16N8 = FragmentLayout()
+
+
+@dataclass(frozen=True)
+class MmaSync:
+    shapes: tuple[str, ...]          # the mma shapes plans may name
+    k16: dict                        # dtype -> helper for one 16-deep k-step of a 16x8 tile
+    k8: dict                         # dtype -> helper for a last 8-deep step
+    layout: FragmentLayout = field(default=M16N8)
+    load_k: int = 16                 # every operand loads 16 deep (ldmatrix.x4)
+    b_columns_per_load: int = 16     # B loads two n-tiles (one ldmatrix.x4) at a time
+
+    def warp_tiles(self, gemm: ir.Gemm, dims: tuple[int, int, int], warps: int) -> WarpTiles:
+        if gemm.mma not in self.shapes:
+            raise Unsupported(gemm, f"mma {gemm.mma}: this backend emits "
+                              f"{', '.join(self.shapes)}", help=f"use `mma {self.shapes[0]}`",
+                              replace=(gemm.mma, self.shapes[0]) if gemm.mma else None)
+        m, n, k = dims
+        return WarpTiles(m // (warps * 16), n // 8, k // 16)
+
+    # ---- GEMM ----
+
+    def emit_gemm(self, em, op: ir.Gemm) -> None:
+        if op.a.transposed:
+            raise Unsupported(op, "a transposed A operand")
+        tiles = em.schedule.warp_tiles(op)
+        a_dtype = _operand_dtype(em.kernel, op.a.name, op)
+        em.block(f"// Compute GEMM {op.a.name}, {op.b.name}{'^T' if op.b.transposed else ''} "
+                 f"{'accumulating into' if op.accumulate else 'into'} {op.out}")
+        if not op.accumulate:
+            em.line(self.layout.zero(op.out, tiles))
+        self._operand_bases(em, op, tiles.m)
+        em.open(f"for (int kk = 0; kk < {tiles.k}; ++kk)")
+        self._a_fragments(em, op, tiles.m)
+        self._b_fragments_and_mma(em, op, tiles, self._helper(self.k16, a_dtype, em, op))
+        em.close()
+        if _k_tail(em, op):
+            self._k8_tail(em, op, tiles, self._helper(self.k8, a_dtype, em, op))
+        em.close()
+
+    def _helper(self, helpers: dict, dtype: ir.DType, em, op) -> str:
+        if dtype.value not in helpers:
+            raise Unsupported(op, f"{em.target.arch} tensor cores do not take {dtype.value} "
+                              "operands")
+        return helpers[dtype.value]
+
+    def _operand_bases(self, em, op: ir.Gemm, mt: int) -> None:
+        """32-bit shared addresses of this lane's first ldmatrix row, once per GEMM: the
+        k-steps and tiles then add compile-time byte offsets (cheaper than 64-bit pointers)."""
+        if op.a.name in em.schedule.streamed:
+            stride = em.shared_tile(op.a.name, op).stride
+            em.line(f"const uint32_t tlc_a_base = tlc::smem_address({em.smem(op.a.name)}) + "
+                    f"({_a_row(mt, stride)} + (tlc_lane / 16) * 8) * 2;")
+        stride = em.shared_tile(op.b.name, op).stride
+        if op.b.transposed:  # stored (N, K): rows are n, read as they are
+            lane = f"((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + ((tlc_lane / 8) % 2) * 8"
+        else:  # stored (K, N): rows are k, read transposed
+            lane = f"(((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + (tlc_lane / 16) * 8"
+        em.line(f"const uint32_t tlc_b_base = tlc::smem_address({em.smem(op.b.name)}) + "
+                f"({lane}) * 2;")
+
+    def _a_fragments(self, em, op: ir.Gemm, mt: int) -> None:
+        name = op.a.name
+        if name in em.schedule.streamed:
+            stride = em.shared[name].stride
+            em.line(f"uint32_t a[{mt}][4];")
+            em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + "
+                    f"(i * {16 * stride} + kk * 16) * 2);")
+            em.line("#define TLC_A(i) a[i]")
+        else:  # held whole in registers, or re-viewed by a Reshape
+            em.line(f"#define TLC_A(i) {name}_frag[i][kk]")
+
+    def _b_fragments_and_mma(self, em, op: ir.Gemm, tiles: WarpTiles, mma: str) -> None:
+        mt, nt = tiles.m, tiles.n
+        stride = em.shared[op.b.name].stride
+        # Byte offset of n-tile j at k-step kk from this lane's first row.
+        step = f"(j * {8 * stride} + kk * 16) * 2" if op.b.transposed else \
+            f"(kk * {16 * stride} + j * 8) * 2"
+        load = "tlc::ldmatrix_x4" if op.b.transposed else "tlc::ldmatrix_x4_trans"
+        em.open(f"for (int j = 0; j + 1 < {nt}; j += 2)")
+        em.line("uint32_t b[4];")
+        em.line(f"{load}(b, tlc_b_base + {step});")
+        em.line("const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};")
+        em.open(f"for (int i = 0; i < {mt}; ++i)")
+        em.line(f"{mma}({op.out}_acc[i][j], TLC_A(i), tlc_b0, {op.out}_acc[i][j]);")
+        em.line(f"{mma}({op.out}_acc[i][j + 1], TLC_A(i), tlc_b1, {op.out}_acc[i][j + 1]);")
+        em.close()
+        em.close()
+        if nt % 2:  # the odd last n-tile: two 8x8 matrices; lanes 16-31 repeat lanes 0-15
+            em.block("// the odd last n-tile")
+            em.line(f"const int j = {nt - 1};")
+            em.line("uint32_t b[2];")
+            em.line(f"{load.replace('x4', 'x2')}(b, tlc_b_base + {step});")
+            em.line(f"for (int i = 0; i < {mt}; ++i) {mma}({op.out}_acc[i][j], "
+                    f"TLC_A(i), b, {op.out}_acc[i][j]);")
+            em.close()
+        em.line("#undef TLC_A")
+
+    def _k8_tail(self, em, op: ir.Gemm, tiles: WarpTiles, mma: str) -> None:
+        """The last 8 of K with m16n8k8: A is the first half of an m16n8k16 A fragment, B one
+        8x8 matrix per n-tile (ldmatrix.x2: lanes 8-15 repeat lanes 0-7)."""
+        mt, nt, kt = tiles.m, tiles.n, tiles.k
+        em.block("// the last 8 of K: one m16n8k8 step")
+        name = op.a.name
+        em.line(f"uint32_t a[{mt}][2];")
+        if name in em.schedule.streamed:
+            stride = em.shared[name].stride
+            em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(a[i], tlc::smem_address("
+                    f"{em.smem(name)}) + ((tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * "
+                    f"{stride} + {kt * 16}) * 2);")
+        else:
+            em.line(f"for (int i = 0; i < {mt}; ++i) {{ a[i][0] = {name}_frag[i][{kt}][0]; "
+                    f"a[i][1] = {name}_frag[i][{kt}][1]; }}")
+        stride = em.shared[op.b.name].stride
+        if op.b.transposed:  # rows are n: row j*8 + lane % 8, the columns from kt*16
+            where = f"((j * 8 + tlc_lane % 8) * {stride} + {kt * 16}) * 2"
+            load = "tlc::ldmatrix_x2"
+        else:  # rows are k: row kt*16 + lane % 8, the columns of n-tile j
+            where = f"(({kt * 16} + tlc_lane % 8) * {stride} + j * 8) * 2"
+            load = "tlc::ldmatrix_x2_trans"
+        em.open(f"for (int j = 0; j < {nt}; ++j)")
+        em.line("uint32_t b[2];")
+        em.line(f"{load}(b, tlc::smem_address({em.smem(op.b.name)}) + {where});")
+        em.line("const uint32_t tlc_b0[1] = {b[0]};")
+        em.line(f"for (int i = 0; i < {mt}; ++i) {mma}({op.out}_acc[i][j], a[i], "
+                f"tlc_b0, {op.out}_acc[i][j]);")
+        em.close()
+        em.close()
+
+    # ---- operands in registers ----
+
+    def hold_operand(self, em, op: ir.Copy) -> None:
+        """Copy an A operand from shared memory into registers, whole, for every k-step."""
+        name = op.name
+        gemm = next((g for g in em.facts.gemms if g.a.name == name), None)
+        if gemm is None or gemm.b.name == name:
+            raise Unsupported(op, f"holding `{name}` as a B operand in registers",
+                              help=f"move `Copy {name} from shared to register` into the loop, "
+                                   "just before its GEMM (streamed one k-step at a time)")
+        if f"{name}_frag" in em.declared:
+            raise Unsupported(op, f"`{name}` is copied into registers twice",
+                              help=f"keep one `Copy {name} from shared to register`")
+        em.declared.add(f"{name}_frag")
+        tiles = em.schedule.warp_tiles(gemm)
+        mt, kt = tiles.m, tiles.k
+        tail = _k_tail(em, gemm)
+        stride = em.shared_tile(name, op).stride
+        em.line(f"uint32_t {name}_frag[{mt}][{kt + tail}][4];")
+        em.block(f"// Copy {name} from shared to register, held whole")
+        em.line(f"const uint32_t tlc_base = tlc::smem_address({em.smem(name)}) + "
+                f"({_a_row(mt, stride)} + (tlc_lane / 16) * 8) * 2;")
+        em.line(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {kt}; ++kk) "
+                f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc_base + (i * {16 * stride} + kk * 16) * 2);")
+        if tail:  # the last 8 columns: two 8x8 matrices, rows 0-7 and 8-15 (lanes 16-31 idle)
+            em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(*reinterpret_cast<uint32_t"
+                    f"(*)[2]>({name}_frag[i][{kt}]), tlc::smem_address({em.smem(name)}) + "
+                    f"((tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * {stride} + {kt * 16}) * 2);")
+        em.close()
+
+    def emit_reshape(self, em, op: ir.Reshape) -> None:
+        """Accumulator pairs of n-tiles become A fragments: the m16n8 C layout of two
+        adjacent n-tiles is the m16n8k16 A layout [PTX ISA, the A and C fragment layouts]."""
+        role = op.dst[0].name if op.dst and isinstance(op.dst[0], ir.Sym) else None
+        if role != "MMA_A" or op.dtype not in PACK:
+            raise Unsupported(op, "Reshape to MMA_A fp16 or bf16 only")
+        if op.name not in em.schedule.accumulators:
+            raise Unsupported(op, f"Reshape of `{op.name}`: only a GEMM's accumulator becomes "
+                              "an A operand")
+        if f"{op.name}_frag" in em.declared:
+            raise Unsupported(op, f"`{op.name}` is reshaped twice",
+                              help=f"keep one Reshape of `{op.name}`")
+        em.declared.add(f"{op.name}_frag")
+        tiles = em.schedule.tiles_of(op.name)
+        mt, nt = tiles.m, tiles.n
+        pack = PACK[op.dtype]
+        em.line(f"// Reshape {op.name}: accumulator pairs of n-tiles become A fragments")
+        em.line(f"uint32_t {op.name}_frag[{mt}][{(nt + 1) // 2}][4];")
+        em.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk)")
+        acc = f"{op.name}_acc[i]"
+        em.line(f"{op.name}_frag[i][kk][0] = {pack}({acc}[2 * kk][0], {acc}[2 * kk][1]);")
+        em.line(f"{op.name}_frag[i][kk][1] = {pack}({acc}[2 * kk][2], {acc}[2 * kk][3]);")
+        em.line(f"{op.name}_frag[i][kk][2] = {pack}({acc}[2 * kk + 1][0], {acc}[2 * kk + 1][1]);")
+        em.line(f"{op.name}_frag[i][kk][3] = {pack}({acc}[2 * kk + 1][2], {acc}[2 * kk + 1][3]);")
+        em.close()
+        if nt % 2:  # an odd last n-tile is the first half of an A fragment: a k8 step's A
+            last = nt - 1
+            em.line(f"for (int i = 0; i < {mt}; ++i) {{ {op.name}_frag[i][{nt // 2}][0] = "
+                    f"{pack}({acc}[{last}][0], {acc}[{last}][1]); {op.name}_frag[i][{nt // 2}][1]"
+                    f" = {pack}({acc}[{last}][2], {acc}[{last}][3]); }}")
+
+
+def _a_row(mt: int, stride: int) -> str:
+    """This lane's ldmatrix row of an A tile, in elements from the tile's start."""
+    return f"(tlc_warp * {mt * 16} + tlc_lane % 16) * {stride}"
+
+
+def _k_tail(em, gemm: ir.Gemm) -> int:
+    """1 when the GEMM's K leaves 8 after its 16-deep steps: one m16n8k8 step ends it."""
+    return 1 if gemm_dims(em.facts, gemm)[2] % 16 == 8 else 0
+
+
+def _operand_dtype(kernel: ir.Kernel, name: str, gemm: ir.Gemm) -> ir.DType:
+    for buffer in kernel.buffers:
+        if buffer.name == name and buffer.dtype in PACK:
+            return buffer.dtype
+    for op in ir.walk(kernel.body):
+        if isinstance(op, ir.Reshape) and op.name == name and op.dtype in PACK:
+            return op.dtype
+    raise Unsupported(gemm, f"`{name}`: GEMM operands are fp16 or bf16")

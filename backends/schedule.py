@@ -1,0 +1,214 @@
+"""The schedule: what the kernel does, decided once between the checked IR and CUDA.
+
+Which GEMM operands are held in registers and which are streamed from shared memory one
+k-step at a time, where each shared buffer sits and how many stages deep it is, which loop
+pipelines which copies and by what engine, each GEMM's tiles per warp, and which scores keep
+an online softmax for which output. The emitter reads it, the register model reads the same
+derivations (backends/resources.py), and `tlc compile --emit schedule` prints it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlc import ir
+from tlc.backends.target import Target, Unsupported
+from tlc.passes.facts import Facts
+from tlc.passes.gemm_orientation import gemm_operands
+
+C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
+
+
+@dataclass(frozen=True)
+class SharedMemory:
+    total: int
+    parts: tuple[tuple[str, int, int], ...]  # (buffer, bytes per stage, stages)
+
+
+def shared_memory(facts: Facts, padding: int) -> SharedMemory | None:
+    """Every shared buffer as the backend lays it out: each row `padding` elements longer
+    (so ldmatrix rows avoid bank conflicts), the stages of its Copy, 16-byte aligned. The
+    schedule places buffers with this same function, so the figure is the kernel's."""
+    parts = []
+    for buffer in facts.kernel.buffers:
+        if buffer.level is not ir.Level.SHARED:
+            continue
+        shape = facts.shape(buffer)
+        if buffer.dtype is None or not shape or not all(isinstance(x, int) for x in shape):
+            return None
+        rows = 1
+        for extent in shape[:-1]:
+            rows *= extent
+        size = rows * (shape[-1] + padding) * buffer.dtype.bytes
+        stages = facts.stages(buffer.name)
+        parts.append((buffer.name, size, stages))
+    total = sum(-(-size * stages // 16) * 16 for _, size, stages in parts)
+    return SharedMemory(total, tuple(parts))
+
+
+@dataclass(frozen=True)
+class SharedTile:
+    """A shared buffer as placed: `stages` tiles of rows × cols, rows `stride` elements apart
+    (padded), starting `offset` bytes into dynamic shared memory."""
+
+    name: str
+    rows: int
+    cols: int
+    stride: int
+    stages: int
+    dtype: ir.DType
+    offset: int
+
+    @property
+    def ctype(self) -> str:
+        return C_TYPES[self.dtype]
+
+    @property
+    def stage_elements(self) -> int:
+        return self.rows * self.stride
+
+
+@dataclass(frozen=True)
+class WarpTiles:
+    """A GEMM's tile as one warp computes it: m row tiles, n column tiles, k steps (of the
+    instruction set's shape)."""
+
+    m: int
+    n: int
+    k: int
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The global -> shared copies a loop issues, how deep, and by which engine."""
+
+    loop_var: str
+    copies: tuple[str, ...]
+    stages: int
+    engine: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kernel: ir.Kernel
+    facts: Facts
+    warps: int
+    threads: int
+    shared: dict            # name -> SharedTile, in placement order
+    shared_bytes: int
+    streamed: frozenset     # GEMM operands streamed from shared memory one k-step at a time
+    accumulators: dict      # name -> the first GEMM that produces it
+    tiles: dict             # id of each GEMM -> its WarpTiles
+    softmax: dict           # scores -> the output its probabilities accumulate into, or None
+    pipelines: tuple        # Pipeline per loop that copies from global memory
+
+    def warp_tiles(self, gemm: ir.Gemm) -> WarpTiles:
+        return self.tiles[id(gemm)]
+
+    def tiles_of(self, name: str) -> WarpTiles:
+        """The warp tiles of the accumulator `name` (as its first GEMM lays it out)."""
+        return self.tiles[id(self.accumulators[name])]
+
+    def text(self) -> str:
+        """The schedule as `tlc compile --emit schedule` prints it."""
+        lines = [f"schedule of {self.kernel.name}: {self.warps} warps ({self.threads} threads)",
+                 f"shared memory: {self.shared_bytes} B"]
+        for tile in self.shared.values():
+            lines.append(f"  {tile.name}: {tile.stages} x {tile.rows} x {tile.cols} "
+                         f"{tile.dtype.value}, rows {tile.stride} apart, at byte {tile.offset}")
+        lines.append("GEMMs:")
+        for name, gemm in self.accumulators.items():
+            t = self.warp_tiles(gemm)
+            sources = ", ".join(f"{o} {'streamed' if o in self.streamed else 'held'}"
+                                for o in (gemm.a.name, gemm.b.name))
+            lines.append(f"  {name} = {gemm.a.name} x {gemm.b.name}"
+                         f"{'^T' if gemm.b.transposed else ''} with {gemm.mma}: per warp "
+                         f"{t.m} x {t.n} tiles, {t.k} k-steps; {sources}")
+        for pipeline in self.pipelines:
+            lines.append(f"loop {pipeline.loop_var}: copies {', '.join(pipeline.copies)} by "
+                         f"{pipeline.engine}, {pipeline.stages} stage(s)")
+        for scores, output in self.softmax.items():
+            lines.append(f"softmax {scores}: " + (f"online, rescaling {output}" if output
+                                                  else "no output accumulates it"))
+        return "\n".join(lines) + "\n"
+
+
+def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
+    """Decide the schedule of a checked kernel for a target; Unsupported where it cannot."""
+    facts = Facts(kernel)
+    warps = facts.warps
+    if warps is None or warps[1] != 1:
+        raise Unsupported(facts.gemms[0] if facts.gemms else None,
+                          f"tlc's {target.arch} code splits GEMM rows over warps, not columns: "
+                          f"warps {warps}",
+                          help=f"write `with warps ({warps[0] * warps[1]}, 1)` on every GEMM"
+                          if warps else "give every GEMM `with warps (4, 1)`")
+    shared, total = _place_shared(facts, target)
+    accumulators, tiles = {}, {}
+    for op in ir.walk(kernel.body):
+        if isinstance(op, ir.Gemm):
+            accumulators.setdefault(op.out, op)
+            tiles[id(op)] = target.gemm.warp_tiles(op, gemm_dims(facts, op), warps[0])
+    pipelines = tuple(target.copies.pipeline(loop, facts) for loop in ir.walk(kernel.body)
+                      if isinstance(loop, ir.Loop) and staged_copies(loop))
+    return Schedule(kernel, facts, warps[0], 32 * warps[0], shared, total,
+                    frozenset(streamed_operands(facts)), accumulators, tiles,
+                    softmax_outputs(kernel, accumulators), pipelines)
+
+
+def _place_shared(facts: Facts, target: Target) -> tuple[dict, int]:
+    """Each shared buffer placed as the resource model counts it, so the report's figure is
+    the kernel's."""
+    use = shared_memory(facts, target.smem_padding)
+    placed, offset = {}, 0
+    buffers = {b.name: b for b in facts.kernel.buffers if b.level is ir.Level.SHARED}
+    for name, size, stages in use.parts:
+        buffer, shape = buffers[name], facts.shape(buffers[name])
+        if len(shape) != 2 or buffer.dtype not in (ir.DType.FP16, ir.DType.BF16):
+            raise Unsupported(buffer, f"shared buffer `{name}`: this backend takes 2-D tiles "
+                              "of fp16 or bf16")
+        rows, cols = shape
+        placed[name] = SharedTile(name, rows, cols, cols + target.smem_padding, stages,
+                                  buffer.dtype, offset)
+        offset += -(-size * stages // 16) * 16
+    assert offset == use.total
+    return placed, offset
+
+
+def gemm_dims(facts: Facts, gemm: ir.Gemm) -> tuple[int, int, int]:
+    """(M, N, K) of a GEMM, as compile-time integers."""
+    (m, k), (_, n) = gemm_operands(facts, gemm)
+    values = tuple(facts.value(d) for d in (m, n, k))
+    if not all(isinstance(v, int) for v in values):
+        raise Unsupported(gemm, "GEMM tiles need compile-time shapes")
+    return values
+
+
+def staged_copies(loop: ir.Loop) -> list[ir.Copy]:
+    """The copies from global to shared memory a loop's own body issues."""
+    return [op for op in loop.body if isinstance(op, ir.Copy) and op.src is ir.Level.GLOBAL
+            and op.dst is ir.Level.SHARED]
+
+
+def streamed_operands(facts: Facts) -> set[str]:
+    """GEMM operands copied into registers inside the loops of a GEMM that reads them: only
+    one k-step of them is live, loaded at the GEMM."""
+    streamed, walked = set(), list(facts.walk_held())
+    for op, loops, _ in walked:
+        if isinstance(op, ir.Copy) and op.dst is ir.Level.REGISTER and loops:
+            if any(isinstance(g, ir.Gemm) and op.name in (g.a.name, g.b.name)
+                   and gloops == loops for g, gloops, _ in walked):
+                streamed.add(op.name)
+    return streamed
+
+
+def softmax_outputs(kernel: ir.Kernel, accumulators: dict) -> dict:
+    """scores -> the accumulator its probabilities are multiplied into (the A operand of an
+    accumulating GEMM after it), or None; for each Softmax of a GEMM's scores."""
+    found = {}
+    ops = list(ir.walk(kernel.body))
+    for index, op in enumerate(ops):
+        if isinstance(op, ir.Softmax) and op.target in accumulators:
+            found.setdefault(op.target, next(
+                (g.out for g in ops[index:] if isinstance(g, ir.Gemm) and g.accumulate
+                 and g.a.name == op.target), None))
+    return found

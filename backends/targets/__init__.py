@@ -1,0 +1,1 @@
+"""One short data file per target: its arch, header and instruction sets."""

@@ -1,0 +1,85 @@
+"""Targets are data; the driver checks with the lowering; sm_86/sm_89 lower with sm_80's
+instruction sets and their own limits; sm_90a is declared and refused with no-backend."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tlc.api import check, fix_plan
+from tlc.backends import TARGETS, target_for
+from tlc.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+MHA = (ROOT / "examples" / "mha_fwd_fp16_d128_sm80.tl").read_text()
+GQA = (ROOT / "examples" / "gqa_causal_fwd_bf16_d64_sm80.tl").read_text()
+
+
+def test_every_arch_has_a_target_and_every_target_an_arch():
+    from tlc.arch import ARCHS
+
+    assert set(TARGETS) == set(ARCHS)
+    assert {t.arch for t in TARGETS.values() if not t.lowers} == {"sm_90a"}
+
+
+def test_the_ampere_family_shares_instruction_sets_and_differs_in_limits():
+    sm80, sm86, sm89 = (target_for(a) for a in ("sm_80", "sm_86", "sm_89"))
+    assert sm86.gemm is sm80.gemm and sm89.copies is sm80.copies
+    assert sm86.facts.smem_per_block < sm80.facts.smem_per_block
+
+
+def test_a_plan_for_sm80_that_fits_sm86_lowers_for_it():
+    result = check(GQA, arch="sm_86")
+    assert result.ok and result.lowered.main.source.count("lowered by tlc for sm_86") == 1
+
+
+def test_fmt_fix_ports_a_plan_to_sm89():
+    assert not check(MHA, arch="sm_89").ok  # 104448 B of shared memory > 99 KB
+    fixed, result = fix_plan(MHA, arch="sm_89")
+    assert result.ok and result.lowered is not None
+    assert "param STAGES = 1" in fixed
+
+
+def test_sm90a_is_declared_and_refused_with_no_backend():
+    result = check(MHA, arch="sm_90a")
+    assert [d.code for d in result.diagnostics] == ["no-backend"]
+    assert "sm_90" in result.diagnostics[0].help
+
+
+def test_check_arch_all_lists_every_target(tlc_cli):
+    run = tlc_cli("check", "--arch", "all", str(ROOT / "examples" / "mha_fwd_fp16_d128_sm80.tl"))
+    listed = [line.split()[0] for line in run.out.splitlines() if line.startswith("  sm_")]
+    assert listed == ["sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_90a"]
+
+
+def test_the_plan_is_checked_against_the_gpu_present():
+    """`tlc run` / `tlc.load` on a GPU other than the plan's target: its limits apply too."""
+    from tlc.runtime import ArgumentError, _check_fits
+
+    result = check(MHA)
+    with pytest.raises(ArgumentError, match=r"sm_86.*STAGES"):
+        _check_fits(result, "sm_86")
+    _check_fits(result, "sm_90")  # fits: nothing raised
+    _check_fits(check(GQA), "sm_86")
+
+
+def test_compile_emits_the_schedule_and_readable_ir(tmp_path, capsys):
+    plan = str(ROOT / "examples" / "mha_fwd_fp16_d128_sm80.tl")
+    assert main(["compile", plan, "-o", str(tmp_path), "--emit", "schedule"]) == 0
+    schedule = (tmp_path / "mha_fwd_fp16_d128.schedule.txt").read_text()
+    assert "K: 2 x 32 x 128 fp16, rows 136 apart" in schedule
+    assert "Q streamed, K streamed" in schedule and "loop n: copies K, V by cp.async, 2" in schedule
+    assert main(["compile", plan, "-o", str(tmp_path), "--emit", "ir"]) == 0
+    ir = (tmp_path / "mha_fwd_fp16_d128.ir.txt").read_text()
+    assert "Copy K (BN, D) in coordinate [B = b, H = h, Nk = n] from global to shared" in ir
+    assert "Kernel(" not in ir  # not a Python repr
+
+
+def test_the_manifest_lists_kernels_with_typed_arguments(tmp_path):
+    plan = str(ROOT / "examples" / "gqa_causal_fwd_bf16_d64_sm80.tl")
+    assert main(["compile", plan, "-o", str(tmp_path), "--emit", "cuda"]) == 0
+    manifest = json.loads(next(tmp_path.glob("*.manifest.json")).read_text())
+    assert len(manifest["kernels"]) == 1
+    arguments = manifest["kernels"][0]["arguments"]
+    assert arguments[0] == {"name": "Q", "kind": "tensor", "dtype": "bf16"}
+    assert {"name": "O", "kind": "tensor", "dtype": "bf16", "output": True} in arguments
+    assert {"name": "Hkv", "kind": "size"} in arguments

@@ -1,0 +1,1 @@
+        // Copy V: issued by the loop's pipeline

@@ -1,0 +1,1 @@
+            // Copy K: streamed into its GEMM one k-step at a time

@@ -1,0 +1,1 @@
+            // Copy K: issued by the loop's pipeline

@@ -1,0 +1,21 @@
+        // Compute GEMM Q, K^T into S
+        {
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) S_acc[i][j][e] = 0.f;
+            const uint32_t tlc_a_base = tlc::smem_address(Q_s) + ((tlc_warp * 16 + tlc_lane % 16) * 264 + (tlc_lane / 16) * 8) * 2;
+            const uint32_t tlc_b_base = tlc::smem_address((K_s + tlc_stage * 8448)) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 264 + ((tlc_lane / 8) % 2) * 8) * 2;
+            _Pragma("unroll") for (int kk = 0; kk < 16; ++kk) {
+                uint32_t a[1][4];
+                _Pragma("unroll") for (int i = 0; i < 1; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 4224 + kk * 16) * 2);
+                #define TLC_A(i) a[i]
+                _Pragma("unroll") for (int j = 0; j + 1 < 4; j += 2) {
+                    uint32_t b[4];
+                    tlc::ldmatrix_x4(b, tlc_b_base + (j * 2112 + kk * 16) * 2);
+                    const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
+                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                        tlc::mma_m16n8k16_bf16(S_acc[i][j], TLC_A(i), tlc_b0, S_acc[i][j]);
+                        tlc::mma_m16n8k16_bf16(S_acc[i][j + 1], TLC_A(i), tlc_b1, S_acc[i][j + 1]);
+                    }
+                }
+                #undef TLC_A
+            }
+        }

@@ -1,0 +1,1 @@
+        // Copy V: streamed into its GEMM one k-step at a time

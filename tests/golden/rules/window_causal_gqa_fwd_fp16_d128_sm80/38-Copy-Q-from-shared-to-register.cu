@@ -1,0 +1,1 @@
+        // Copy Q: streamed into its GEMM one k-step at a time

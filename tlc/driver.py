@@ -1,0 +1,196 @@
+"""The one path from text to a built kernel: read → check (passes, then the lowering itself) →
+lower → build. The CLI, the API, tune, the runtime and the benchmarks all go through here.
+
+`tlc check` for a target runs the lowering (about a millisecond): what the target cannot lower
+is reported as a located backend-unsupported diagnostic, raised by the lowering rule itself,
+and a bug in the lowering becomes an internal-error diagnostic at check time, not a failure at
+compile time. So a plan that `check_source` accepts for a target has its CUDA in hand.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from tlc import ast
+from tlc.diagnostics import Diagnostic, count, sort_key
+from tlc.source import Source
+
+# The resource figures of a plan that names no target (or a target not lowered yet) are those
+# of the Ampere code.
+DEFAULT_MODEL_ARCH = "sm_80"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    source: Source
+    plan: ast.Plan | None
+    kernel: object | None  # tlc.ir.Kernel when the plan parsed
+    diagnostics: tuple[Diagnostic, ...]
+    facts: dict = field(default_factory=dict, compare=False)  # figures the analyses found
+    arch: str | None = None  # the target it was checked against
+    lowered: object | None = field(default=None, compare=False)  # backends.Lowered, when done
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+    def to_json(self) -> dict:
+        errors, warnings = count(self.diagnostics)
+        return {"file": self.source.path, "ok": self.ok, "errors": errors,
+                "warnings": warnings,
+                "diagnostics": [d.to_json(self.source.path) for d in self.diagnostics]}
+
+
+class CompileError(Exception):
+    """The plan could not be compiled: diagnostics, no backend, or nvcc failing."""
+
+
+def read_source(path: str) -> tuple[Source, tuple[Diagnostic, ...]]:
+    """Read a plan file (`-` is standard input) as UTF-8; problems come back as diagnostics."""
+    import sys
+
+    try:
+        if path == "-":
+            data, shown = sys.stdin.buffer.read(), "<stdin>"
+        else:
+            with open(path, "rb") as handle:
+                data, shown = handle.read(), path
+    except OSError as error:
+        reason = error.strerror or str(error)
+        return Source("", path), (Diagnostic("io-error", f"cannot read {path}: {reason}",
+                                             help="check the path and its permissions"),)
+    return decode(data, shown)
+
+
+def decode(data: bytes, path: str) -> tuple[Source, tuple[Diagnostic, ...]]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return Source(data.decode("utf-8"), path), ()
+    except UnicodeDecodeError as error:
+        source = Source(data.decode("utf-8", errors="replace"), path)
+        offset = len(data[:error.start].decode("utf-8", errors="replace"))
+        span = source.span(offset, offset + 1)
+        return source, (Diagnostic(
+            "encoding", f"the file is not UTF-8 text: byte 0x{data[error.start]:02X} cannot be "
+            "decoded", span, help="save the plan as UTF-8; TL itself is plain ASCII"),)
+
+
+def check(text: str, arch: str | None = None, sketch: bool = False,
+          path: str = "<string>") -> CheckResult:
+    """Parse and check a plan as TL code (or, with sketch=True, as a sketch)."""
+    return check_source(Source(text, path), arch=arch, sketch=sketch)
+
+
+def check_source(source: Source, arch: str | None = None, sketch: bool = False,
+                 prior: tuple[Diagnostic, ...] = ()) -> CheckResult:
+    """Parse and check a plan: the passes, then, for a target with a lowering, the lowering."""
+    if any(d.is_error for d in prior):
+        return CheckResult(source, None, None, prior)
+    try:
+        return _check(source, arch, sketch, prior)
+    except Exception as error:  # a bug of ours must not reach the user as a traceback
+        if os.environ.get("TLC_TRACEBACK"):
+            raise
+        return CheckResult(source, None, None, prior + (internal_error(error),))
+
+
+def _check(source: Source, arch, sketch, prior) -> CheckResult:
+    from tlc.backends import target_for
+    from tlc.grammar.parser import parse as parse_source
+    from tlc.passes import PassContext, run_passes
+
+    parsed = parse_source(source)
+    if parsed.plan is None:
+        return CheckResult(source, None, None, prior + parsed.diagnostics)
+    ctx = PassContext(sketch=sketch or parsed.plan.declares_sketch, arch=arch, source=source,
+                      resource_model=resource_model)
+    kernel = run_passes(parsed.plan, ctx)
+    target_name = arch or getattr(kernel, "target", None)
+    lowered = None
+    if not ctx.has_errors and not ctx.sketch and target_name and kernel is not None:
+        lowered = _lower_for_check(kernel, target_for(target_name), ctx)
+    diagnostics = prior + tuple(sorted(ctx.diagnostics, key=sort_key))
+    return CheckResult(source, parsed.plan, kernel, diagnostics, ctx.facts, target_name,
+                       lowered if not ctx.has_errors else None)
+
+
+def resource_model(arch: str | None):
+    """The resource model the checker counts with for a target (the Ampere code's where the
+    target has no lowering, or none is named)."""
+    from tlc.backends import target_for
+    from tlc.backends.resources import ResourceModel
+
+    target = target_for(arch)
+    if target is None or not target.lowers:
+        target = target_for(DEFAULT_MODEL_ARCH)
+    return ResourceModel(target)
+
+
+def _lower_for_check(kernel, target, ctx):
+    """Run the lowering; its refusals and failures become diagnostics at their statement."""
+    from tlc.backends import lower
+    from tlc.backends.target import LoweringBug, Unsupported
+    from tlc.passes.features import replace_word
+
+    if target is None:
+        return None
+    if not target.lowers:
+        ctx.report(Diagnostic(
+            "no-backend", f"tlc does not generate code for {target.arch} yet: the plan was "
+            "checked against its limits only", kernel.span, help=target.note or
+            "check it without a target"))
+        return None
+    try:
+        return lower(kernel, target)
+    except Unsupported as refusal:
+        span = getattr(refusal.statement, "span", None) or kernel.span
+        fixes = replace_word(ctx.source, *refusal.replace, span) if refusal.replace else ()
+        ctx.report(Diagnostic("backend-unsupported", refusal.message, span,
+                              help=refusal.help or "see docs/backend.md for what the "
+                              f"{target.arch} lowering covers", fixes=fixes))
+    except LoweringBug as bug:
+        if os.environ.get("TLC_TRACEBACK"):
+            raise bug.error
+        ctx.report(internal_error(bug.error, getattr(bug.statement, "span", None)))
+    return None
+
+
+def internal_error(error: Exception, span=None) -> Diagnostic:
+    where = {"span": span} if span is not None else {}
+    return Diagnostic("internal-error", f"internal error in tlc: {type(error).__name__}: "
+                      f"{error}", help="this is a bug in tlc, not in the plan: please report it "
+                                       "with the plan; TLC_TRACEBACK=1 shows the traceback",
+                      **where)
+
+
+def target_of(result: CheckResult):
+    """The Target a checked plan lowers for; CompileError when there is none."""
+    from tlc.backends import target_for
+
+    target = target_for(result.arch)
+    if target is None or not target.lowers:
+        raise CompileError(f"no backend generates code for {result.arch} yet" if result.arch
+                           else "the plan names no target: give `kernel NAME for sm_80` or "
+                                "--arch")
+    return target
+
+
+def lowered_of(result: CheckResult):
+    """The Lowered of a plan that passed check for a target (lowered there already)."""
+    if not result.ok:
+        raise CompileError("the plan does not pass tlc check")
+    if getattr(result.kernel, "sketch", False):
+        raise CompileError("this is a sketch: fill in its parameters (`tlc generate`, or write "
+                           "the TL code) before compiling it")
+    target_of(result)
+    if result.lowered is None:  # checked with the lowering skipped: a tlc bug
+        raise CompileError("the plan was checked but not lowered (a bug in tlc)")
+    return result.lowered
+
+
+def build_for(lowered, arch: str, output: str = "cubin", cache_dir=None):
+    """nvcc for the source of a Lowered: a BuildResult (tlc/build.py)."""
+    from tlc.build import build
+
+    return build(lowered.source, arch, output=output, cache_dir=cache_dir)
