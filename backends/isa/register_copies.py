@@ -161,10 +161,11 @@ class RegisterCopies:
         for group in found:
             for copy in group.copies:
                 if f"{copy.name}_next" in em.declared:
-                    raise Unsupported(copy, f"`{copy.name}` is copied from global memory in "
-                                      "two loops; the register pipeline keeps one tile of it "
-                                      "in flight", help=f"keep one `Copy {copy.name} ... from "
-                                                        "global to shared`")
+                    raise Unsupported(copy, f"`{copy.name}` is copied from global memory "
+                                      "more than once in its loops; the register pipeline "
+                                      "keeps one tile of it in flight",
+                                      help=f"keep one `Copy {copy.name} ... from global to "
+                                           "shared`")
                 em.declared.add(f"{copy.name}_next")
                 em.line(f"uint4 {copy.name}_next[{self._chunks(em, copy.name)}];  // the next "
                         f"{copy.name} tile, on its way to shared memory")
