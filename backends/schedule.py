@@ -150,9 +150,27 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
             tiles[id(op)] = target.gemm.warp_tiles(op, gemm_dims(facts, op), warps[0])
     pipelines = tuple(target.copies.pipeline(loop, facts) for loop in ir.walk(kernel.body)
                       if isinstance(loop, ir.Loop) and staged_copies(loop))
-    return Schedule(kernel, facts, warps[0], 32 * warps[0], shared, total,
-                    frozenset(streamed_operands(facts)), accumulators, tiles,
-                    softmax_outputs(kernel, accumulators), pipelines)
+    schedule = Schedule(kernel, facts, warps[0], 32 * warps[0], shared, total,
+                        frozenset(streamed_operands(facts)), accumulators, tiles,
+                        softmax_outputs(kernel, accumulators), pipelines)
+    verify(schedule)
+    return schedule
+
+
+def verify(schedule: Schedule) -> None:
+    """The placement holds what the kernel addresses: every buffer's stages lie inside dynamic
+    shared memory without overlapping the next buffer, and every tile a pipeline stages is as
+    deep as its ring. A failure is a tlc bug (AssertionError, an internal error)."""
+    end = 0
+    for tile in schedule.shared.values():
+        size = tile.stages * tile.stage_elements * tile.dtype.bytes
+        assert tile.offset >= end, f"shared tile {tile.name} overlaps the one before it"
+        end = tile.offset + size
+    assert end <= schedule.shared_bytes, "shared tiles run past the allocation"
+    for pipeline in schedule.pipelines:
+        for name in pipeline.copies:
+            assert schedule.shared[name].stages >= pipeline.stages, \
+                f"{name} has fewer stages than the ring of loop {pipeline.loop_var}"
 
 
 def _place_shared(facts: Facts, target: Target) -> tuple[dict, int]:

@@ -21,6 +21,7 @@ from tlc.passes.mask_coverage import mask_coverage
 from tlc.passes.online_softmax import online_softmax
 from tlc.passes.resolve import resolve
 from tlc.passes.resources import resources
+from tlc.passes.semantics import semantics
 from tlc.passes.tiling import tiling
 
 
@@ -48,7 +49,7 @@ class PassContext:
 # except the resource budgets: figures of a plan that is wrong anyway (a missing Reshape keeps
 # fp32 scores alive) would only send the reader after the wrong change.
 ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax,
-            mask_coverage, tiling, resources, features)
+            mask_coverage, semantics, tiling, resources, features)
 
 PIPELINES = {
     # A sketch states what happens; TL code must also state every parameter.

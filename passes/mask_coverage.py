@@ -76,10 +76,21 @@ def _score_names(loop: ir.Loop, scores: str) -> set[str]:
 def _check_order(loop: ir.Loop, scores: str, ctx) -> None:
     masked = softmax = None
     names = _score_names(loop, scores)
+    scale = next((op for op in loop.body if isinstance(op, ir.Multiply)
+                  and updated_tile(op) in names), None)
+    _check_once(loop, scores, names, scale, ctx)
+    scaled = scale is None
     for op in loop.body:
-        target = getattr(op, "target", None)
+        target = getattr(op, "target", None) or updated_tile(op)  # a Multiply names its `a`
         if target not in names:
             continue
+        scaled = scaled or op is scale
+        if isinstance(op, (ir.Alibi, ir.Softcap)) and not scaled:
+            name = type(op).__name__.replace("Alibi", "ALiBi")
+            ctx.report(Diagnostic("score-order", f"Compute {name} {scores} comes before the "
+                                  "scale: the scale would multiply its result too (the bias "
+                                  "and the cap apply to scaled scores)", op.span,
+                                  help=f"move it after `Compute Multiply {scores}, ...`"))
         if isinstance(op, ir.Softmax):
             softmax = op
         elif softmax is not None:
@@ -94,6 +105,30 @@ def _check_order(loop: ir.Loop, scores: str, ctx) -> None:
                                   "Mask: tanh would turn the hidden scores (-inf) into -cap, "
                                   "visible again", op.span,
                                   help="move the Softcap before `Compute Mask " + scores + "`"))
+
+
+def _check_once(loop: ir.Loop, scores: str, names: set, scale, ctx) -> None:
+    """Each score modifier once an iteration, and the scores scaled before their Softmax."""
+    seen = {}
+    for op in loop.body:
+        target = getattr(op, "target", None) or updated_tile(op)
+        if target not in names or isinstance(op, (ir.Softmax, ir.Mask)):
+            continue
+        key = (type(op), repr(getattr(op, "b", None)) if isinstance(op, ir.Multiply) else "")
+        if key in seen:
+            name = type(op).__name__.replace("Alibi", "ALiBi")
+            ctx.report(Diagnostic("score-modifiers", f"Compute {name} {scores} a second time in "
+                                  "this iteration: the scores would be changed twice", op.span,
+                                  help="keep one"))
+        seen[key] = op
+    softmax = next((op for op in loop.body if isinstance(op, ir.Softmax)
+                    and op.target in names), None)
+    if softmax is not None and scale is None:
+        ctx.report(Diagnostic("score-modifiers", f"the scores `{scores}` reach the Softmax "
+                              "unscaled: attention is softmax(scale · Q·K^T), scale = 1/sqrt(D) "
+                              "unless the model says otherwise", softmax.span,
+                              help=f"add `Compute Multiply {scores}, scale and get new {scores}` "
+                                   "after the GEMM, with `input scale fp32` in the header"))
 
 
 def _key_loop(facts: Facts, gemm: ir.Gemm, loop: ir.Loop) -> KeyLoop | None:

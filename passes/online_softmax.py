@@ -4,6 +4,11 @@ A `Compute Softmax S` inside the loop over key blocks, whose probabilities an ac
 GEMM then multiplies into O, is online softmax: the running row maximum and row sum are kept
 across iterations, O is rescaled whenever the maximum grows, and O is divided by the row sum
 once the loop ends. Anything else in a loop would normalise each key block on its own.
+
+The other way round, every accumulating GEMM of a loop whose A operand is a GEMM's scores
+needs exactly one Softmax of them in between (none: O sums raw scores; two: the online
+softmax runs twice), and accumulates once an iteration (twice: O gets S·V twice against one
+row sum).
 """
 from __future__ import annotations
 
@@ -44,7 +49,40 @@ def online_softmax(kernel: ir.Kernel, ctx) -> ir.Kernel:
         else:
             found.append(OnlineSoftmax(op.target, gemm.out, loop.var))
     ctx.facts["online_softmax"] = tuple(found)
+    for loop in (op for op in ir.walk(kernel.body) if isinstance(op, ir.Loop)):
+        _one_softmax_per_accumulate(loop, ctx)
     return kernel
+
+
+def _one_softmax_per_accumulate(loop: ir.Loop, ctx) -> None:
+    body = list(loop.body)
+    scores = {op.out: i for i, op in enumerate(body) if isinstance(op, ir.Gemm)
+              and not op.accumulate}
+    accumulated = {}
+    for index, gemm in enumerate(body):
+        if not (isinstance(gemm, ir.Gemm) and gemm.accumulate and gemm.a.name in scores):
+            continue
+        name = gemm.a.name
+        if (name, gemm.out) in accumulated:
+            ctx.report(Diagnostic(
+                "online-softmax", f"`{gemm.out}` accumulates `{name}` a second time in this "
+                "iteration, against one row sum", gemm.span,
+                help=f"keep one `Compute GEMM {name}, {gemm.b.name} and accumulate {gemm.out}`"))
+            continue
+        accumulated[(name, gemm.out)] = index
+        between = [op for op in body[scores[name]:index]
+                   if isinstance(op, ir.Softmax) and op.target == name]
+        if not between:
+            ctx.report(Diagnostic(
+                "online-softmax", f"`{gemm.out}` accumulates the scores `{name}` with no "
+                f"`Compute Softmax {name}` before it: it would sum raw scores, not "
+                "probabilities", gemm.span,
+                help=f"add `Compute Softmax {name}` after the score updates, before the Reshape"))
+        for extra in between[1:]:
+            ctx.report(Diagnostic(
+                "online-softmax", f"a second `Compute Softmax {name}` in this iteration: the "
+                "online softmax would run twice on the same scores", extra.span,
+                help="keep one Softmax of the scores"))
 
 
 def _consumer(body, softmax: ir.Softmax) -> ir.Gemm | None:

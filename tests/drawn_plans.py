@@ -1,12 +1,15 @@
 """Plans drawn by editing the examples, as a person or an LLM tuning one would.
 
-A draw is one example plan (examples/*.tl, not the paper sketch) with 1 to 3 edits applied:
-a param set to another sensible value, Q held in registers or streamed in the key loop, the
-output staged through shared memory or stored from registers, a statement dropped, duplicated
-or moved up or down one line, `stages` dropped on one copy, Q's global load moved into the
-loop, a mask, softcap or ALiBi clause changed, the dtype switched, or the plan ported between
-sm_80 and sm_75. The target (`tlc check --arch`) is the one the edited plan's header names.
-Draws are pure functions of a `random.Random`: the same seed gives the same plans, anywhere.
+A draw is one example plan (examples/*.tl, not the paper sketch) with 1 to 3 edits applied,
+each one of EDITS: a param set to another sensible value; Q held in registers or streamed in
+the key loop, or K/V held as Q is; the output staged through shared memory or stored from
+registers (or only the final copy's level switched); a statement dropped, duplicated or moved
+up or down one line (into or out of a loop where it passes `for` or `end`); `stages` dropped on
+one copy; Q's global load moved into the loop; the mask, softcap or ALiBi clauses changed; the
+GQA coordinate or the head-dim chunk loop's bound rewritten; a copy's vector width changed; the
+dtype switched; or the plan ported between sm_80 and sm_75. The target (`tlc check --arch`) is
+the one the edited plan's header names. Draws are pure functions of a `random.Random`: the same
+seed gives the same plans, anywhere, and nothing here imports tlc.
 """
 from __future__ import annotations
 

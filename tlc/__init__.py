@@ -15,7 +15,8 @@ if _os.path.isfile(_os.path.join(_root, "grammar", "tl.lark")) and _root not in 
 
 def __getattr__(name: str):
     # The public API lives in tlc.api; importing it lazily keeps `import tlc` cheap.
-    if name in ("parse", "check", "format_plan", "CheckResult", "compile", "evaluate"):
+    if name in ("parse", "check", "format_plan", "CheckResult", "compile", "evaluate",
+                "simulate"):
         from tlc import api
 
         return getattr(api, name)

@@ -8,7 +8,7 @@ from tlc.source import Source
 
 __all__ = ["CheckResult", "check", "check_source", "compile", "decode", "evaluate",
            "fix_plan", "format_plan", "internal_error", "parse", "read_source",
-           "results_to_json"]
+           "results_to_json", "simulate"]
 
 
 def parse(text: str, path: str = "<string>"):
@@ -101,3 +101,25 @@ def evaluate(text: str, shape: dict, arch: str | None = None, iters: int = 20) -
     return {"ok": True, "correct": verdict.ok, "verdict": verdict.to_json(),
             "ms": milliseconds, "tflops": tflops, "device": device_name(), "how": kernel.how,
             "shape": shape}
+
+
+def simulate(text: str, shape: dict | str | None = None, arch: str | None = None,
+             seed: int = 0, path: str = "plan.tl") -> dict:
+    """Run a plan's statements on the CPU with NumPy (`tlc sim`) on random inputs of `shape`
+    (sizes not given default small, consistent with the plan's params) and judge the result
+    against the float64 reference. A JSON-ready summary: ok (it ran), correct, the verdict,
+    the sizes, or the diagnostics / the located out-of-bounds access."""
+    from tlc.runtime import problem_sizes
+    from tlc.simulate import SimulationError, simulate as run
+
+    result = check(text, arch=arch, path=path)
+    if not result.ok or result.kernel is None or result.kernel.sketch:
+        return {"ok": False, "correct": False, "error": "the plan does not pass tlc check"
+                if not result.ok else "a sketch cannot run",
+                "diagnostics": [d.to_json(path) for d in result.diagnostics]}
+    try:
+        verdict, sizes = run(result.kernel, problem_sizes(shape or {}), seed=seed)
+    except SimulationError as error:
+        return {"ok": False, "correct": False, "error": str(error),
+                "line": error.statement.span.line}
+    return {"ok": True, "correct": verdict.ok, "verdict": verdict.to_json(), "shape": sizes}

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the plan's target (default: its `for ARCH`)")
     run.add_argument("--iters", type=_positive, default=20, help="timed launches (default 20)")
     run.set_defaults(run=run_run)
+    from tlc.sim_command import add_sim_parser
+
+    add_sim_parser(commands)
     _tune_parser(commands)
     from tlc.llm.command import add_generate_parser
 

@@ -65,8 +65,12 @@ CODES: dict[str, tuple[Severity, str]] = {
     "missing-reshape": (Severity.ERROR, "a GEMM takes another GEMM's accumulator unreshaped"),
     "online-softmax": (Severity.ERROR, "a Softmax in a loop that is not an online softmax"),
     "score-order": (Severity.ERROR, "a score modifier after the Softmax, or a Softcap after a Mask"),
+    "score-modifiers": (Severity.ERROR, "the scores unscaled, or a modifier applied twice"),
     "mask-coverage": (Severity.ERROR, "the key loop skips keys the masks leave visible"),
     "masked-blocks": (Severity.WARNING, "the key loop visits key blocks the masks hide entirely"),
+    "unwritten-read": (Severity.ERROR, "a buffer read before any statement writes it"),
+    "output-coverage": (Severity.ERROR, "an output element written never, twice, or outside it"),
+    "out-of-bounds": (Severity.ERROR, "`tlc sim`: a Copy reads or writes outside its tensor"),
     # tiling, resources and features of the target
     "tile-mma": (Severity.ERROR, "a GEMM tile that the MMA shape and warps do not divide"),
     "warp-layout": (Severity.ERROR, "GEMMs of one block with different warp layouts"),

@@ -10,6 +10,7 @@ from tlc import ir
 from tlc.backends.emit.tiles import TileAddress, shared_tile_address
 from tlc.backends.schedule import Pipeline, staged_copies
 from tlc.backends.target import Unsupported
+from tlc.passes.facts import text
 from tlc.passes.infer_shapes import CONVERTING_LOADS
 
 
@@ -18,8 +19,21 @@ class CpAsync:
     name: str = "cp.async"
 
     def pipeline(self, loop: ir.Loop, facts) -> Pipeline:
+        """The loop's copies as one ring: stage s of every tile holds block n + s, so every
+        tile of the ring is as deep as the ring (a shallower one would be addressed past its
+        end, into the next buffer)."""
         copies = staged_copies(loop)
         depth = max([facts.stages(c.name) for c in copies] or [1])
+        deepest = next(c for c in copies if facts.stages(c.name) == depth)
+        for copy in copies:
+            if facts.stages(copy.name) != depth:
+                clause = f"stages {text(deepest.stages)}" if deepest.stages is not None else ""
+                raise Unsupported(
+                    copy, f"`{copy.name}` is copied {facts.stages(copy.name)} stage(s) deep and "
+                    f"`{deepest.name}` {depth} in the same loop: a loop's cp.async copies form "
+                    "one ring, every tile of it as deep",
+                    help=f"give this Copy `{clause}` as `{deepest.name}` has, or copy "
+                         f"`{copy.name}` outside the loop if it does not change with `{loop.var}`")
         return Pipeline(loop.var, tuple(c.name for c in copies), depth, self.name)
 
     def in_flight(self, facts, op, loops) -> list:

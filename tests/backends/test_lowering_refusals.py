@@ -1,7 +1,8 @@
 """Plans that `tlc check --arch A` once accepted and `tlc compile` could not build: internal
 errors in the lowering, refusals only compile reported, nvcc redeclarations. Each is an edit
 of an example that a person or the plan draws made (tests/drawn_plans.py); now check runs the
-lowering, so each is refused at its statement with a help, or accepted and builds."""
+lowering, so each is refused at its statement with a help (by the lowering, or by a semantic
+check that now comes first), or accepted and builds."""
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,14 @@ CASES = {
     # AttributeError: 'NoneType' object has no attribute 'name' (the score rules looked for
     # K's global copy to place the key columns)
     "a GEMM operand never loaded from global memory": (
-        "mha_fwd_fp16_d512_sm80", "sm_80", [K_LOAD], "Compute GEMM Q, K^T",
-        "not loaded from global memory"),
+        "mha_fwd_fp16_d512_sm80", "sm_80", [K_LOAD], "Copy K from shared to register",
+        "is read from shared memory here"),
     # StopIteration (holding V: the emitter looked for a GEMM with V as its A operand)
     "V held in registers outside its loop": (
         "mha_fwd_fp16_d512_sm75", "sm_75",
         [("    Copy V from shared to register\n", ""),
          ("for c = 0: cdiv(D, DC)\n", "for c = 0: cdiv(D, DC)\n  Copy V from shared to register\n")],
-        "Copy V from shared to register", "B operand"),
+        "Copy V from shared to register", "is read from shared memory here"),
     # refused by compile only: "a tile's row needs a compile-time width no wider than its
     # tensor's" (DC = 128 > D = 32)
     "a column chunk wider than the head dim": (
@@ -83,8 +84,9 @@ def test_once_broken_plans_are_refused_where_they_break_or_build(name, tmp_path)
             report = build(kernel.source, arch, cache_dir=tmp_path).function(kernel.name)
             assert report.spill_stores == report.spill_loads == 0
         return
-    refusals = [d for d in result.diagnostics if d.code == "backend-unsupported"]
+    refusals = [d for d in result.diagnostics if d.is_error]
     assert len(refusals) == 1 and refusals[0].help, [d.message for d in result.diagnostics]
+    assert refusals[0].code in ("backend-unsupported", "unwritten-read")
     line = text.split("\n")[refusals[0].span.line - 1]
     assert any(part in line for part in statement.split("|")), line
     assert says in refusals[0].message

@@ -1,0 +1,218 @@
+"""semantics: the plan computes the attention it states, not only something that builds.
+
+- Every shared buffer is written before it is read (`unwritten-read`): a shared tile stored to
+  global memory, or copied into registers, that no Copy filled. (Registers read before they
+  are filled are check_levels' `operand-level`.)
+- Every element of every output is written exactly once over the whole grid and the loops
+  around its store (`output-coverage`). The check is concrete, as mask_coverage's is: for a
+  family of run-time sizes around the tiles (one short of a tile, one past it, several tiles),
+  every block of the grid and every iteration of the loops around the store mark the tile it
+  writes, and the first element written never, twice, or outside the tensor is reported with
+  the sizes that show it.
+- A Softcap's cap is positive (`bad-clause`): tanh(s / cap) with cap <= 0 is not a cap, and a
+  cap of 0 turns a score of exactly 0 into NaN.
+"""
+from __future__ import annotations
+
+import itertools
+
+from tlc import ir
+from tlc.diagnostics import Diagnostic
+from tlc.passes.facts import Facts, text
+
+
+def semantics(kernel: ir.Kernel, ctx) -> ir.Kernel:
+    """Report unwritten reads, outputs not covered exactly once and caps that are not caps."""
+    facts = Facts(kernel)
+    _caps(facts, ctx)
+    _written_before_read(facts, ctx)
+    _outputs_written_once(facts, ctx)
+    return kernel
+
+
+def _caps(facts: Facts, ctx) -> None:
+    for op in ir.walk(facts.kernel.body):
+        if isinstance(op, ir.Softcap) and op.cap is not None:
+            cap = facts.value(op.cap)
+            if isinstance(cap, (int, float)) and cap <= 0:
+                ctx.report(Diagnostic(
+                    "bad-clause", f"`cap {text(op.cap)}` = {cap}: a softcap's cap must be "
+                    "positive (cap · tanh(s / cap) bounds the scores by it)", op.span,
+                    help="give the cap the model uses, e.g. `with cap 30.0` (Gemma 2: 50.0)"))
+
+
+# ---- every buffer written before it is read ----
+
+def _reads(op) -> list[tuple[str, ir.Level]]:
+    """The shared buffers a statement reads."""
+    if isinstance(op, ir.Copy) and op.src is ir.Level.SHARED:
+        return [(op.name, op.src)]
+    return []
+
+
+def _writes(op) -> list[tuple[str, ir.Level]]:
+    if isinstance(op, ir.Copy):
+        return [(op.name, op.dst)]
+    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi)):
+        return [(op.out, ir.Level.REGISTER)]
+    if isinstance(op, ir.Reshape):
+        return [(op.name, ir.Level.REGISTER)]
+    return []
+
+
+def _written_before_read(facts: Facts, ctx) -> None:
+    written = {(g.out, ir.Level.REGISTER) for g in facts.gemms}  # accumulators start at 0
+    reported = set()
+    for op, _, _ in facts.walk_held():
+        if isinstance(op, ir.Loop):
+            continue
+        for name, level in _reads(op):
+            if (name, level) in written or (name, level) in reported:
+                continue
+            reported.add((name, level))
+            elsewhere = [lv for (n, lv) in written if n == name]
+            help = (f"add `Copy {name} from {elsewhere[0].value} to {level.value}` before it"
+                    if elsewhere else f"write `{name}` into {level.value} before it is read")
+            ctx.report(Diagnostic(
+                "unwritten-read", f"`{name}` is read from {level.value} memory here, but no "
+                "statement before writes it there: the kernel would read whatever the memory "
+                "held", op.span, help=help))
+        written.update(_writes(op))
+
+
+# ---- every output element written exactly once ----
+
+def _outputs_written_once(facts: Facts, ctx) -> None:
+    kernel = facts.kernel
+    if kernel.grid is None:
+        return
+    for tensor in (t for t in kernel.tensors if t.role == "output" and t.shape):
+        stores = [(op, loops) for op, loops, _ in facts.walk_held()
+                  if isinstance(op, ir.Copy) and op.dst is ir.Level.GLOBAL and op.name == tensor.name]
+        if not stores:
+            ctx.report(Diagnostic(
+                "output-coverage", f"the output `{tensor.name}` is never stored: no Copy writes "
+                "it to global memory", kernel.grid.span,
+                help=f"end the plan with `Copy {tensor.name} (...) in coordinate [...] from "
+                     "register to global` (or from shared, after staging it there)"))
+            continue
+        problem = _coverage_problem(facts, tensor, stores)
+        if problem:
+            op, message, help = problem
+            ctx.report(Diagnostic("output-coverage", message, op.span, help=help))
+
+
+def _size_family(facts: Facts, tensor: ir.Tensor, stores) -> list[dict[str, int]]:
+    """Run-time sizes to try: around each tile extent the stores use along a size."""
+    choices: dict[str, set[int]] = {}
+    for op, _ in stores:
+        tile = _tile(facts, op)
+        for dim, extent in zip(tensor.shape[-len(tile):] if tile else (), tile or ()):
+            if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE and isinstance(extent, int):
+                choices.setdefault(dim.name, set()).update(
+                    v for v in (1, extent - 1, extent + 1, 2 * extent + 3) if v > 0)
+    names = [d.name for t in facts.kernel.tensors for d in t.shape
+             if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE]
+    for name in dict.fromkeys(names):
+        choices.setdefault(name, {1, 2})
+    keys = sorted(choices)
+    return [dict(zip(keys, values)) for values in
+            itertools.product(*(sorted(choices[k]) for k in keys))][:48]
+
+
+def _tile(facts: Facts, op: ir.Copy) -> tuple | None:
+    tile = op.tile
+    if tile is None:
+        buffer = facts.buffers.get((op.name, op.src))
+        tile = buffer.shape if buffer else None
+    values = tuple(facts.value(d) for d in tile or ())
+    return values if values and all(isinstance(v, int) and v > 0 for v in values) else None
+
+
+def _coverage_problem(facts: Facts, tensor: ir.Tensor, stores):
+    import numpy as np
+
+    for sizes in _size_family(facts, tensor, stores):
+        env = dict(facts.env) | sizes
+        shape = [ir.evaluate(d, env) for d in tensor.shape]
+        if not all(isinstance(s, int) and 0 < s <= 4096 for s in shape) or np.prod(shape) > 1 << 22:
+            continue
+        counts = np.zeros(shape, dtype=np.int32)
+        for op, loops in stores:
+            tile = _tile(facts, op)
+            if tile is None or len(tile) > len(shape):
+                return None  # a store this check cannot place: nothing claimed
+            for where, values in _iterations(facts.kernel, loops, env):
+                region = _region(tensor, op, tile, shape, values)
+                if region == ():
+                    continue  # a tile past the end of a sequence: masked, nothing written
+                if region is None:
+                    return (op, f"with {_shown(sizes)}, the store of `{tensor.name}` at "
+                            f"{_shown(where)} writes outside the tensor",
+                            "keep each coordinate of the store within its dimension")
+                counts[region] += 1
+        for value, what in ((0, "never written"), (2, "written more than once")):
+            hits = np.argwhere(counts == value) if value == 0 else np.argwhere(counts >= value)
+            if len(hits):
+                element = ", ".join(f"{text(d)} = {i}" for d, i in zip(tensor.shape, hits[0]))
+                op = stores[0][0]
+                return (op, f"with {_shown(sizes)}, the element [{element}] of `{tensor.name}` "
+                        f"is {what} ({len(hits)} elements so)",
+                        _coverage_help(facts, tensor, stores, value))
+    return None
+
+
+def _coverage_help(facts: Facts, tensor, stores, value: int) -> str:
+    if value:
+        return (f"store `{tensor.name}` once per block, after the key loop, outside any loop "
+                "but the column chunks'")
+    return (f"make the grid and the loops around the store cover every element of "
+            f"`{tensor.name}` once: a grid extent or loop bound that tiles a size needs "
+            f"`cdiv(size, tile)` (not `size / tile`), and a chunk loop runs cdiv(D, DC) times")
+
+
+def _iterations(kernel: ir.Kernel, loops, env: dict):
+    """(the grid indices and loop variables, the whole environment) of every point at which a
+    statement inside `loops` runs."""
+    extents = [ir.evaluate(e, env) for e in kernel.grid.extents]
+    for block in itertools.product(*(range(max(0, int(e))) for e in extents)):
+        where = dict(zip(kernel.grid.indices, block))
+        yield from _loop_values(loops, where, dict(env) | where)
+
+
+def _loop_values(loops, where: dict, env: dict):
+    if not loops:
+        yield where, env
+        return
+    loop = loops[0]
+    for value in range(int(ir.evaluate(loop.start, env)), int(ir.evaluate(loop.stop, env))):
+        yield from _loop_values(loops[1:], where | {loop.var: value}, env | {loop.var: value})
+
+
+def _region(tensor: ir.Tensor, op: ir.Copy, tile, shape, env):
+    """The slices of the tensor a store's tile covers, as the backends place it: the last
+    dims tiled by the tile's extents (a tile past the end writes nothing: ()), the others
+    indexed by their coordinate (None when it falls outside the tensor)."""
+    coord = dict(op.coord)
+    region = []
+    tiled = len(shape) - len(tile)
+    for position, dim in enumerate(tensor.shape):
+        index = coord.get(text(dim))
+        value = int(ir.evaluate(index, env)) if index is not None else 0
+        if position < tiled:
+            if not 0 <= value < shape[position]:
+                return None
+            region.append(slice(value, value + 1))
+            continue
+        extent = tile[position - tiled]
+        first = value * extent if index is not None else 0
+        if first < 0:
+            return None
+        if first >= shape[position]:
+            return ()
+        region.append(slice(first, min(first + extent, shape[position])))
+    return tuple(region)
+
+
+def _shown(values: dict) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in values.items())

@@ -1,0 +1,316 @@
+"""`tlc sim`: run a plan's statements with NumPy on the CPU, as the plan states them, and judge
+the result as `tlc run` does (the float64 reference and the peers' tolerance rule).
+
+Every block of the grid runs the plan's statements in order: copies move tiles between the
+levels (a tile past the end of a sequence reads zeros and writes nothing, as the kernels do;
+any other coordinate outside its tensor is an error at that statement), GEMMs multiply in fp32,
+Reshape rounds to its dtype, and a Softmax in a key loop is the online softmax the backends
+emit: running row maximum and sum, the output rescaled when the maximum grows, the division by
+the row sum when the output leaves registers. Shared and register tiles start as NaN, so a
+tile read before anything writes it shows in the output; accumulators start at zero. A loop
+nested in a loop restarts the accumulators it adds into, as the backends do.
+
+It is meant for small sizes (seconds): it checks the plan's logic, not the generated code.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from tlc import ir
+from tlc.reference import from_storage, to_dtype, to_storage
+
+
+class SimulationError(Exception):
+    """A statement that cannot run: `statement` is the IR node (with its span)."""
+
+    def __init__(self, statement, message: str):
+        super().__init__(message)
+        self.statement = statement
+
+
+@dataclass
+class _Block:
+    env: dict
+    shared: dict
+    regs: dict
+    state: dict   # scores -> (row max, row sum) of their online softmax
+
+
+class Simulator:
+    """The plan, callable like a LoadedKernel: inputs in storage form, outputs returned so."""
+
+    def __init__(self, kernel: ir.Kernel):
+        from tlc.backends.schedule import softmax_outputs
+        from tlc.passes.facts import Facts, global_load
+
+        self.kernel, self.facts = kernel, Facts(kernel)
+        self.accumulators = {}
+        for op in ir.walk(kernel.body):
+            if isinstance(op, ir.Gemm):
+                self.accumulators.setdefault(op.out, op)
+        self.softmax = softmax_outputs(kernel, self.accumulators)
+        self.global_load = lambda name: global_load(kernel.body, name)
+        self.how = "simulated on the CPU with NumPy (tlc sim)"
+
+    def __call__(self, **arrays):
+        kernel = self.kernel
+        sizes = _sizes(kernel, arrays)
+        self.inputs = {t.name: (from_storage(arrays[t.name], t.dtype.value) if t.shape
+                                else float(arrays[t.name]))
+                       for t in kernel.tensors if t.role == "input"}
+        self.outputs = {t.name: np.full(self._shape(t, sizes), np.nan)
+                        for t in kernel.tensors if t.role == "output"}
+        env0 = dict(self.facts.env) | sizes
+        extents = [int(ir.evaluate(e, env0)) for e in kernel.grid.extents]
+        for block in itertools.product(*(range(max(0, e)) for e in extents)):
+            env = env0 | dict(zip(kernel.grid.indices, block))
+            self._run(kernel.body, _Block(env, {}, self._fresh_registers(), {}), ())
+        return {name: to_storage(values, kernel.tensor(name).dtype.value)
+                for name, values in self.outputs.items()}
+
+    def _shape(self, tensor, sizes) -> tuple[int, ...]:
+        env = dict(self.facts.env) | sizes
+        return tuple(int(ir.evaluate(d, env)) for d in tensor.shape)
+
+    def _fresh_registers(self) -> dict:
+        regs = {}
+        for buffer in self.kernel.buffers:
+            if buffer.level is ir.Level.REGISTER:
+                shape = self.facts.shape(buffer)
+                fill = 0.0 if buffer.name in self.accumulators else np.nan
+                regs[buffer.name] = np.full(shape, fill, dtype=np.float32)
+        return regs
+
+    # ---- statements ----
+
+    def _run(self, ops, block: _Block, loops) -> None:
+        for op in ops:
+            if isinstance(op, ir.Loop):
+                self._loop(op, block, loops)
+            elif not isinstance(op, ir.Allocate):
+                getattr(self, f"_{type(op).__name__.lower()}")(op, block)
+
+    def _loop(self, loop: ir.Loop, block: _Block, loops) -> None:
+        if loops:  # a nested loop restarts what it accumulates, as the backends do
+            for gemm in loop.body:
+                if isinstance(gemm, ir.Gemm) and gemm.accumulate:
+                    block.regs[gemm.out] = np.zeros_like(block.regs[gemm.out])
+                    block.state.pop(gemm.a.name, None)
+        start, stop = (int(ir.evaluate(e, block.env)) for e in (loop.start, loop.stop))
+        saved = block.env.get(loop.var)
+        for value in range(start, stop):
+            block.env[loop.var] = value
+            self._run(loop.body, block, loops + (loop,))
+        block.env.pop(loop.var, None) if saved is None else block.env.update({loop.var: saved})
+
+    def _copy(self, op: ir.Copy, block: _Block) -> None:
+        levels = (op.src, op.dst)
+        if levels == (ir.Level.GLOBAL, ir.Level.SHARED):
+            buffer = self.facts.buffers[(op.name, ir.Level.SHARED)]
+            tile = self._load(op, block, self.facts.shape(buffer))
+            block.shared[op.name] = to_dtype(tile, buffer.dtype.value)
+        elif levels == (ir.Level.SHARED, ir.Level.REGISTER):
+            block.regs[op.name] = self._shared(op, block).copy()
+        elif levels == (ir.Level.REGISTER, ir.Level.SHARED):
+            buffer = self.facts.buffers[(op.name, ir.Level.SHARED)]
+            block.shared[op.name] = to_dtype(self._normalised(op.name, block), buffer.dtype.value)
+        elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL):
+            self._store(op, block, self._normalised(op.name, block))
+        elif levels == (ir.Level.SHARED, ir.Level.GLOBAL):
+            self._store(op, block, self._shared(op, block))
+        else:
+            raise SimulationError(op, f"Copy from {op.src.value} to {op.dst.value}")
+
+    def _shared(self, op, block: _Block) -> np.ndarray:
+        if op.name in block.shared:
+            return block.shared[op.name]
+        buffer = self.facts.buffers.get((op.name, ir.Level.SHARED))
+        return np.full(self.facts.shape(buffer) if buffer else (1, 1), np.nan, np.float32)
+
+    def _gemm(self, op: ir.Gemm, block: _Block) -> None:
+        a = block.regs[op.a.name].astype(np.float64)
+        b = block.regs[op.b.name].astype(np.float64)
+        product = a @ (b.T if op.b.transposed else b)
+        if op.accumulate:
+            product = product + block.regs[op.out]
+        block.regs[op.out] = product.astype(np.float32)
+
+    def _multiply(self, op: ir.Multiply, block: _Block) -> None:
+        factor = op.b
+        if isinstance(factor, ir.Ref):
+            factor = self.inputs[factor.name]
+        else:
+            factor = ir.evaluate(factor, block.env)
+        block.regs[op.out] = (block.regs[op.a.name] * np.float32(factor)).astype(np.float32)
+
+    def _mask(self, op: ir.Mask, block: _Block) -> None:
+        rows, keys, diagonal = self._positions(op.target, block)
+        hidden = np.zeros(diagonal.shape, dtype=bool)
+        if op.causal:
+            hidden |= keys > diagonal
+        if op.window is not None:
+            left, right = (ir.evaluate(w, block.env) for w in op.window)
+            hidden |= (keys < diagonal - left) | (keys > diagonal + right)
+        block.regs[op.target] = np.where(hidden, -np.inf, block.regs[op.target])
+
+    def _softcap(self, op: ir.Softcap, block: _Block) -> None:
+        cap = np.float32(ir.evaluate(op.cap, block.env))
+        block.regs[op.target] = (cap * np.tanh(block.regs[op.target] / cap)).astype(np.float32)
+
+    def _alibi(self, op: ir.Alibi, block: _Block) -> None:
+        rows, keys, diagonal = self._positions(op.target, block)
+        query = self.global_load(self.accumulators[op.target].a.name)
+        dim = self.kernel.tensor(op.slopes).shape[0]
+        head = int(ir.evaluate(dict(query.coord)[dim.name], block.env))
+        slope = np.float32(self.inputs[op.slopes][head])
+        block.regs[op.out] = (block.regs[op.target] - slope * np.abs(diagonal - keys)
+                              ).astype(np.float32)
+
+    def _softmax(self, op: ir.Softmax, block: _Block) -> None:
+        scores = block.regs[op.target]
+        _, keys, _ = self._positions(op.target, block)
+        scores = np.where(keys >= self._limit(op.target, 1), -np.inf, scores)  # past the end
+        top, total = block.state.get(op.target, (np.full(scores.shape[0], -np.inf),
+                                                 np.zeros(scores.shape[0])))
+        new = np.maximum(top, scores.max(axis=1))
+        base = np.where(np.isfinite(new), new, 0.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            alpha = np.where(top == new, 1.0, np.exp(top - base))
+        probabilities = np.exp(scores - base[:, None])
+        block.state[op.target] = (new, total * alpha + probabilities.sum(axis=1))
+        output = self.softmax.get(op.target)
+        if output:
+            block.regs[output] = (block.regs[output] * alpha[:, None]).astype(np.float32)
+        block.regs[op.target] = probabilities.astype(np.float32)
+
+    def _reshape(self, op: ir.Reshape, block: _Block) -> None:
+        if op.dtype is not None:
+            block.regs[op.name] = to_dtype(block.regs[op.name], op.dtype.value)
+
+    # ---- where tiles are ----
+
+    def _region(self, op: ir.Copy, block: _Block, rows: int, cols: int):
+        """(index per leading dim, first row, first column, width) of a tile, as the backends
+        place it; SimulationError for a coordinate outside its tensor."""
+        tensor = self.kernel.tensor(op.name)
+        data = self.inputs.get(op.name) if tensor.role == "input" else self.outputs[op.name]
+        coord = dict(op.coord)
+        leading = []
+        for position, dim in enumerate(tensor.shape[:-2]):
+            index = coord.get(dim.name if isinstance(dim, ir.Sym) else "")
+            value = int(ir.evaluate(index, block.env)) if index is not None else 0
+            if not 0 <= value < data.shape[position]:
+                raise SimulationError(op, f"Copy {op.name} at [{_where(coord, block.env)}] "
+                                      f"reads or writes {op.name}'s dimension "
+                                      f"{getattr(dim, 'name', dim)} at {value}, outside 0.."
+                                      f"{data.shape[position] - 1}")
+            leading.append(value)
+        row_dim, col_dim = tensor.shape[-2], tensor.shape[-1]
+        first = int(ir.evaluate(coord.get(getattr(row_dim, "name", ""), ir.Const(0)),
+                                block.env)) * rows
+        width = data.shape[-1]
+        column = coord.get(getattr(col_dim, "name", ""))
+        first_col = int(ir.evaluate(column, block.env)) * cols if column is not None and \
+            cols < width else 0
+        if first < 0 or first_col < 0:
+            raise SimulationError(op, f"Copy {op.name} starts at row {first}, column "
+                                  f"{first_col}: before the start of {op.name}")
+        return data, tuple(leading), first, first_col
+
+    def _load(self, op: ir.Copy, block: _Block, shape) -> np.ndarray:
+        rows, cols = shape
+        data, leading, first, first_col = self._region(op, block, rows, cols)
+        tile = np.zeros((rows, cols))
+        part = data[leading][first:first + rows, first_col:first_col + cols]
+        tile[:part.shape[0], :part.shape[1]] = part
+        return tile
+
+    def _store(self, op: ir.Copy, block: _Block, values: np.ndarray) -> None:
+        rows, cols = values.shape
+        data, leading, first, first_col = self._region(op, block, rows, cols)
+        target = data[leading]
+        part = target[first:first + rows, first_col:first_col + cols]
+        part[...] = to_dtype(values[:part.shape[0], :part.shape[1]],
+                             self.kernel.tensor(op.name).dtype.value)
+
+    def _normalised(self, name: str, block: _Block) -> np.ndarray:
+        """An output accumulator divided by its online softmax's row sums (0 for a row that
+        saw no key), as it leaves registers."""
+        values = block.regs[name].astype(np.float64)
+        scores = next((s for s, o in self.softmax.items() if o == name), None)
+        if scores is None or scores not in block.state:
+            return values
+        total = block.state[scores][1]
+        with np.errstate(divide="ignore"):
+            inverse = np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0), 0.0)
+        return values * inverse[:, None]
+
+    def _positions(self, scores: str, block: _Block):
+        """(query rows, key columns, each row's diagonal key) of a score tile, bottom-right
+        aligned: query i's diagonal is i + Nk - Nq."""
+        gemm = self.accumulators[scores]
+        first = []
+        for operand in (gemm.a.name, gemm.b.name):
+            copy = self.global_load(operand)
+            buffer = self.facts.buffers[(operand, ir.Level.SHARED)]
+            rows, cols = self.facts.shape(buffer)
+            first.append(self._region(copy, block, rows, cols)[2])
+        tile = block.regs[scores]
+        rows = first[0] + np.arange(tile.shape[0])[:, None]
+        keys = first[1] + np.arange(tile.shape[1])[None, :]
+        diagonal = rows + self._limit(scores, 1) - self._limit(scores, 0)
+        return rows, keys, np.broadcast_to(diagonal, tile.shape)
+
+    def _limit(self, scores: str, operand: int) -> int:
+        """The sequence length of the scores' queries (0) or keys (1)."""
+        gemm = self.accumulators[scores]
+        name = (gemm.a.name, gemm.b.name)[operand]
+        return self.inputs[name].shape[-2]
+
+
+def _sizes(kernel: ir.Kernel, arrays: dict) -> dict[str, int]:
+    sizes = {}
+    for tensor in kernel.tensors:
+        if tensor.role == "input" and tensor.shape:
+            for dim, extent in zip(tensor.shape, np.shape(arrays[tensor.name])):
+                if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE:
+                    sizes[dim.name] = int(extent)
+    return sizes
+
+
+def _where(coord: dict, env: dict) -> str:
+    return ", ".join(f"{dim} = {ir.evaluate(e, env)}" for dim, e in coord.items())
+
+
+def default_sizes(kernel: ir.Kernel, given: dict[str, int]) -> dict[str, int]:
+    """The plan's run-time sizes: those given, the rest small and consistent with its params
+    (sequences a little over a tile and a key tile; H = Hkv * GROUP where a GROUP param is)."""
+    params = {p.name: p.value for p in kernel.params}
+    group = params.get("GROUP", 1)
+    sizes = dict(given)
+    names = [d.name for t in kernel.tensors for d in t.shape
+             if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE]
+    for name in dict.fromkeys(names):
+        if name in sizes:
+            continue
+        if name.startswith("N"):
+            sizes[name] = params.get("BM", 64) + params.get("BN", 32) + 3
+        elif name == "Hkv" and "H" in sizes:
+            sizes[name] = max(1, sizes["H"] // group)
+        elif name == "H":
+            sizes[name] = sizes.get("Hkv", 2) * group
+        else:
+            sizes[name] = 1 if name == "B" else 2
+    return sizes
+
+
+def simulate(kernel: ir.Kernel, sizes: dict[str, int], seed: int = 0):
+    """(the verdict against the float64 reference, the sizes used) of a checked kernel run on
+    the CPU; SimulationError (located) for a statement that cannot run."""
+    from tlc.runtime import check_random
+
+    sizes = default_sizes(kernel, sizes)
+    return check_random(Simulator(kernel), sizes, seed=seed, whole=True), sizes
