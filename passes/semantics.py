@@ -9,6 +9,10 @@
   every block of the grid and every iteration of the loops around the store mark the tile it
   writes, and the first element written never, twice, or outside the tensor is reported with
   the sizes that show it.
+- A coordinate that is a bare grid index stays inside its dimension (`out-of-bounds`): the
+  index runs over its grid extent, so it may address a dimension of that same size, not
+  another one (`Hkv = h` with a grid over H reads K and V past Hkv heads; `Hkv = h / GROUP`
+  is the GQA mapping, and the call checks H = Hkv · GROUP).
 - A Softcap's cap is positive (`bad-clause`): tanh(s / cap) with cap <= 0 is not a cap, and a
   cap of 0 turns a score of exactly 0 into NaN.
 """
@@ -25,6 +29,7 @@ def semantics(kernel: ir.Kernel, ctx) -> ir.Kernel:
     """Report unwritten reads, outputs not covered exactly once and caps that are not caps."""
     facts = Facts(kernel)
     _caps(facts, ctx)
+    _grid_coordinates(facts, ctx)
     _written_before_read(facts, ctx)
     _outputs_written_once(facts, ctx)
     return kernel
@@ -39,6 +44,33 @@ def _caps(facts: Facts, ctx) -> None:
                     "bad-clause", f"`cap {text(op.cap)}` = {cap}: a softcap's cap must be "
                     "positive (cap · tanh(s / cap) bounds the scores by it)", op.span,
                     help="give the cap the model uses, e.g. `with cap 30.0` (Gemma 2: 50.0)"))
+
+
+def _grid_coordinates(facts: Facts, ctx) -> None:
+    grid = facts.kernel.grid
+    if grid is None:
+        return
+    extent_of = dict(zip(grid.indices, grid.extents))
+    for op in ir.walk(facts.kernel.body):
+        tensor = facts.kernel.tensor(op.name) if isinstance(op, ir.Copy) else None
+        if tensor is None or ir.Level.GLOBAL not in (op.src, op.dst):
+            continue
+        dims = {text(d): d for d in tensor.shape}
+        for name, index in op.coord:
+            extent = extent_of.get(index.name) if isinstance(index, ir.Sym) else None
+            dim = dims.get(name)
+            if not (isinstance(extent, ir.Sym) and isinstance(dim, ir.Sym)) or \
+                    extent.name == dim.name or dim.kind is not ir.SymKind.SIZE:
+                continue
+            group = next((p for p in facts.kernel.params if p.name == "GROUP"), None)
+            fix = f"`{name} = {index.name} / {group.name}`" if group else \
+                f"a coordinate that maps {extent.name} onto {name}"
+            ctx.report(Diagnostic(
+                "out-of-bounds", f"`{name} = {index.name}`: the grid runs {index.name} over "
+                f"0..{extent.name}-1, and `{op.name}`'s dimension is {name}, another size: "
+                f"the Copy would read past {name} whenever {extent.name} > {name}", op.span,
+                help=f"write {fix} (the K/V head of query head {index.name}); the call then "
+                     f"checks {extent.name} = {name} · GROUP" if group else f"write {fix}"))
 
 
 # ---- every buffer written before it is read ----

@@ -15,8 +15,8 @@ from tlc.source import Source
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnostics"
 DOCS = Path(__file__).parent.parent / "docs" / "diagnostics.md"
 MARK = re.compile(r"#\s*E:\s*(.*)$")
-# Codes `tlc check` of a .tl file cannot give: tested in test_cli.py and test_simulate.py.
-NOT_FROM_A_FILE = {"io-error", "internal-error", "out-of-bounds"}
+# Codes no .tl file can trigger: tested in test_cli.py instead.
+NOT_FROM_A_FILE = {"io-error", "internal-error"}
 
 
 def expected_marks(path: Path) -> list[tuple[int, str]]:
