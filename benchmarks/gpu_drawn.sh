@@ -14,7 +14,7 @@ if [ "$mode" = "correct+memcheck" ]; then
     python3 benchmarks/drawn_gpu.py --count "$COUNT" --json "$OUT/$GPU-drawn-plans.json" \
         > "$OUT/$GPU-drawn-plans.log" 2>&1
     tail -4 "$OUT/$GPU-drawn-plans.log"
-    tools="memcheck"
+    tools=${TOOLS:-memcheck}
 else
     tools="racecheck"
 fi
