@@ -148,6 +148,8 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
         if isinstance(op, ir.Gemm):
             accumulators.setdefault(op.out, op)
             tiles[id(op)] = target.gemm.warp_tiles(op, gemm_dims(facts, op), warps[0])
+    for loop in (op for op in ir.walk(kernel.body) if isinstance(op, ir.Loop)):
+        _distinct_tiles(loop)
     pipelines = tuple(target.copies.pipeline(loop, facts) for loop in ir.walk(kernel.body)
                       if isinstance(loop, ir.Loop) and staged_copies(loop))
     schedule = Schedule(kernel, facts, warps[0], 32 * warps[0], shared, total,
@@ -199,6 +201,19 @@ def gemm_dims(facts: Facts, gemm: ir.Gemm) -> tuple[int, int, int]:
     if not all(isinstance(v, int) for v in values):
         raise Unsupported(gemm, "GEMM tiles need compile-time shapes")
     return values
+
+
+def _distinct_tiles(loop: ir.Loop) -> None:
+    """A loop copies each tile from global memory once an iteration: a second copy of it
+    would write its stage again while the first may still be landing (a race)."""
+    seen = set()
+    for copy in staged_copies(loop):
+        if copy.name in seen:
+            raise Unsupported(copy, f"`{copy.name}` is copied from global memory twice in one "
+                              "iteration: both copies would write its tile",
+                              help=f"keep one `Copy {copy.name} ... from global to shared` in "
+                                   "the loop")
+        seen.add(copy.name)
 
 
 def staged_copies(loop: ir.Loop) -> list[ir.Copy]:

@@ -53,15 +53,16 @@ CASES = {
           "vector 8\n", "  Copy V (BN, D) in coordinate [B = b, H = h, Nk = n] from global to "
           "shared with vector 8\n  Copy V (BN, D) in coordinate [B = b, H = h, Nk = n] from "
           "global to shared with vector 8\n")],
-        "Copy V (BN, D)", "in flight"),
-    # nvcc: "K_next" has already been declared (sm_75: two copies of K in one loop)
+        "Copy V (BN, D)", "twice in one iteration"),
+    # nvcc: "K_next" has already been declared (sm_75: two copies of K in one loop); on sm_80
+    # the same plan built and raced (racecheck: write-write hazards on the K tile)
     "K copied from global memory twice in a loop": (
         "mha_fwd_fp16_d64_sm75", "sm_75",
         [("  Copy K (BN, D) in coordinate [B = b, H = h, Nk = n] from global to shared with "
           "vector 8\n", "  Copy K (BN, D) in coordinate [B = b, H = h, Nk = n] from global to "
           "shared with vector 8\n  Copy K (BN, D) in coordinate [B = b, H = h, Nk = n] from "
           "global to shared with vector 8\n")],
-        "Copy K (BN, D)", "in flight"),
+        "Copy K (BN, D)", "twice in one iteration"),
     # KeyError: 'O' (O allocated in shared but stored straight from registers)
     "O stored from registers with its shared tile left allocated": (
         "window_causal_gqa_fwd_fp16_d128_sm80", "sm_80",
