@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="target architecture (sm_75, sm_80, sm_86, sm_89, sm_90), or `all` "
                             "for a table of every target: fits or not, and what must change; "
                             "default: the plan's `kernel … for ARCH`")
+    check.add_argument("--exact", action="store_true",
+                       help="decide the register budget by building the kernel and reading "
+                            "ptxas's report (cached; needs nvcc) instead of the estimate")
     check.add_argument("--report", action="store_true",
                        help="also print the resource figures: shared memory, estimated "
                             "registers, threads, grid, occupancy")
@@ -404,7 +407,8 @@ def run_check(args) -> int:
     results = []
     for path in args.files:
         source, prior = read_source(path)
-        results.append(check_source(source, arch=args.arch, sketch=args.sketch, prior=prior))
+        results.append(check_source(source, arch=args.arch, sketch=args.sketch, prior=prior,
+                                    exact=args.exact))
     internal = any(d.code == "internal-error" for r in results for d in r.diagnostics)
     if args.json:
         document = results_to_json(results)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tlc import ast
 from tlc.diagnostics import Diagnostic, count, sort_key
-from tlc.source import Source
+from tlc.source import NO_SPAN, Source
 
 # The resource figures of a plan that names no target (or a target not lowered yet) are those
 # of the Ampere code.
@@ -77,25 +77,28 @@ def decode(data: bytes, path: str) -> tuple[Source, tuple[Diagnostic, ...]]:
 
 
 def check(text: str, arch: str | None = None, sketch: bool = False,
-          path: str = "<string>") -> CheckResult:
-    """Parse and check a plan as TL code (or, with sketch=True, as a sketch)."""
-    return check_source(Source(text, path), arch=arch, sketch=sketch)
+          path: str = "<string>", exact: bool = False) -> CheckResult:
+    """Parse and check a plan as TL code (or, with sketch=True, as a sketch). With exact, the
+    register budget is ptxas's (where nvcc is present) rather than the estimate's."""
+    return check_source(Source(text, path), arch=arch, sketch=sketch, exact=exact)
 
 
 def check_source(source: Source, arch: str | None = None, sketch: bool = False,
-                 prior: tuple[Diagnostic, ...] = ()) -> CheckResult:
-    """Parse and check a plan: the passes, then, for a target with a lowering, the lowering."""
+                 prior: tuple[Diagnostic, ...] = (), exact: bool = False) -> CheckResult:
+    """Parse and check a plan: the passes, then, for a target with a lowering, the lowering.
+    With exact (and nvcc present) the register budget is decided by building the kernel and
+    reading ptxas's report (cached), not by the estimate."""
     if any(d.is_error for d in prior):
         return CheckResult(source, None, None, prior)
     try:
-        return _check(source, arch, sketch, prior)
+        return _check(source, arch, sketch, prior, exact)
     except Exception as error:  # a bug of ours must not reach the user as a traceback
         if os.environ.get("TLC_TRACEBACK"):
             raise
         return CheckResult(source, None, None, prior + (internal_error(error),))
 
 
-def _check(source: Source, arch, sketch, prior) -> CheckResult:
+def _check(source: Source, arch, sketch, prior, exact=False) -> CheckResult:
     from tlc.backends import target_for
     from tlc.grammar.parser import parse as parse_source
     from tlc.passes import PassContext, run_passes
@@ -108,8 +111,16 @@ def _check(source: Source, arch, sketch, prior) -> CheckResult:
     kernel = run_passes(parsed.plan, ctx)
     target_name = arch or getattr(kernel, "target", None)
     lowered = None
+    estimated = [d for d in ctx.diagnostics if d.code == "register-budget"]
+    if exact and estimated and len(estimated) == sum(d.is_error for d in ctx.diagnostics):
+        from tlc.build import find_nvcc
+
+        if find_nvcc():  # ptxas decides: the estimate's refusal is set aside
+            ctx.diagnostics = [d for d in ctx.diagnostics if d not in estimated]
     if not ctx.has_errors and not ctx.sketch and target_name and kernel is not None:
         lowered = _lower_for_check(kernel, target_for(target_name), ctx)
+        if exact and lowered is not None:
+            _ptxas_budget(lowered, target_name, estimated, ctx)
     diagnostics = prior + tuple(sorted(ctx.diagnostics, key=sort_key))
     return CheckResult(source, parsed.plan, kernel, diagnostics, ctx.facts, target_name,
                        lowered if not ctx.has_errors else None)
@@ -154,6 +165,27 @@ def _lower_for_check(kernel, target, ctx):
             raise bug.error
         ctx.report(internal_error(bug.error, getattr(bug.statement, "span", None)))
     return None
+
+
+def _ptxas_budget(lowered, arch: str, estimated, ctx) -> None:
+    """--exact: build the kernel (cached) and refuse it only if ptxas spills."""
+    from tlc.build import BuildError, build, find_nvcc
+
+    if find_nvcc() is None:
+        ctx.diagnostics.extend(estimated)  # no ptxas here: the estimate stands
+        return
+    try:
+        report = build(lowered.source, arch).function(lowered.main.name)
+    except BuildError as error:
+        ctx.report(internal_error(error))
+        return
+    ctx.facts["ptxas"] = report
+    if report.spill_stores or report.spill_loads:
+        span = estimated[0].span if estimated else NO_SPAN
+        ctx.report(Diagnostic(
+            "register-budget", f"ptxas spills {report.spill_stores} bytes at "
+            f"{report.registers} registers per thread", span,
+            help=estimated[0].help if estimated else "use smaller tiles or stream an operand"))
 
 
 def internal_error(error: Exception, span=None) -> Diagnostic:
