@@ -34,6 +34,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "missing-end": (Severity.ERROR, "a `for` loop is never closed with `end`"),
     "unmatched-end": (Severity.ERROR, "an `end` with no open `for` loop"),
     "decl-after-stmt": (Severity.ERROR, "a header declaration after the first statement"),
+    "too-deep": (Severity.ERROR, "loops or an expression nested deeper than tlc allows"),
     # resolution
     "missing-header": (Severity.ERROR, "TL code lacks a required header declaration"),
     "duplicate-name": (Severity.ERROR, "a name declared twice in the same role"),
