@@ -2,6 +2,7 @@
 JSON-serialisable through `to_json`, for agents and the LLM loop as much as for the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -9,15 +10,31 @@ from tlc import ast
 from tlc.diagnostics import JSON_SCHEMA, Diagnostic, count, sort_key
 from tlc.source import Source
 
+# Diagnostics kept per file, as compilers cap theirs: past this the first mistake is buried
+# (a file of 200 repeated plans gave 7,202). The rest are counted in CheckResult.omitted.
+MAX_DIAGNOSTICS = 100
+
+
+class MissingDependency(ImportError):
+    """A package tlc needs is not installed: neither the plan's fault nor a bug in tlc."""
+
+    def __init__(self, name: str):
+        super().__init__(f"the {name!r} package is missing: pip install {name}", name=name)
+
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What `check` found: the source, its AST and IR (None where it did not parse), the
+    diagnostics in source order (at most MAX_DIAGNOSTICS; `omitted` counts the rest), the
+    figures of the analyses, and the target it was checked against."""
+
     source: Source
     plan: ast.Plan | None
     kernel: object | None  # tlc.ir.Kernel when the plan parsed
     diagnostics: tuple[Diagnostic, ...]
     facts: dict = field(default_factory=dict, compare=False)  # figures the analyses found
     arch: str | None = None  # the target it was checked against
+    omitted: int = 0  # diagnostics past MAX_DIAGNOSTICS, left out
 
     @property
     def ok(self) -> bool:
@@ -27,7 +44,34 @@ class CheckResult:
         errors, warnings = count(self.diagnostics)
         return {"file": self.source.path, "ok": self.ok, "errors": errors,
                 "warnings": warnings,
-                "diagnostics": [d.to_json(self.source.path) for d in self.diagnostics]}
+                "diagnostics": [d.to_json(self.source.path) for d in self.diagnostics],
+                "omitted": self.omitted}
+
+
+def known_arch(arch: str | None) -> str | None:
+    """`arch` if tlc knows the target (None means the plan's own); else a ValueError that
+    names the closest known target, as the CLI's --arch does."""
+    from tlc.arch import ARCH_NAMES, suggest_arch
+
+    if arch is None or arch in ARCH_NAMES:
+        return arch
+    guess = suggest_arch(arch) if isinstance(arch, str) else None
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    raise ValueError(f"unknown arch {arch!r}{hint} (known: {', '.join(ARCH_NAMES)}; "
+                     "tlc.report.portability checks every target)")
+
+
+def _text(text, path: str) -> Source:
+    """A Source from str, or from bytes decoded as a plan file is; anything else is a
+    TypeError."""
+    if isinstance(text, (bytes, bytearray)):
+        source, problems = decode(bytes(text), path)
+        if problems:
+            raise ValueError(problems[0].message)
+        return source
+    if not isinstance(text, str):
+        raise TypeError(f"a plan is text (str or UTF-8 bytes), not {type(text).__name__}")
+    return Source(text, path)
 
 
 def read_source(path: str) -> tuple[Source, tuple[Diagnostic, ...]]:
@@ -68,10 +112,16 @@ def parse(text: str, path: str = "<string>"):
     return parse_source(Source(text, path))
 
 
-def check(text: str, arch: str | None = None, sketch: bool = False,
+def check(text: str | bytes, arch: str | None = None, sketch: bool = False,
           path: str = "<string>") -> CheckResult:
-    """Parse and check a plan as TL code (or, with sketch=True, as a sketch)."""
-    return check_source(Source(text, path), arch=arch, sketch=sketch)
+    """Parse and check a plan as TL code (or, with sketch=True, as a sketch).
+
+    text: the plan, as str or UTF-8 bytes. arch: a target of tlc.arch.ARCH_NAMES ("sm_75",
+    "sm_80", ...), or None for the plan's own `kernel ... for ARCH`; any other name is a
+    ValueError. path: the name diagnostics give the file. The result's `ok` is True when no
+    diagnostic is an error; `to_json()` is what `tlc check --json` prints for the file.
+    """
+    return check_source(_text(text, path), arch=known_arch(arch), sketch=sketch)
 
 
 def check_source(source: Source, arch: str | None = None, sketch: bool = False,
@@ -79,11 +129,28 @@ def check_source(source: Source, arch: str | None = None, sketch: bool = False,
     if any(d.is_error for d in prior):
         return CheckResult(source, None, None, prior)
     try:
-        return _check(source, arch, sketch, prior)
+        result = _check(source, arch, sketch, prior)
+    except RecursionError:  # the limits of grammar/limits.py should make this unreachable
+        return CheckResult(source, None, None, prior + (Diagnostic(
+            "too-deep", "the plan nests deeper than tlc can follow",
+            help="nest fewer loops and parentheses"),))
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] in ("lark", "numpy"):
+            raise MissingDependency(error.name.partition(".")[0]) from None
+        return _internal(source, prior, error)
     except Exception as error:  # a bug of ours must not reach the user as a traceback
-        if os.environ.get("TLC_TRACEBACK"):
-            raise
-        return CheckResult(source, None, None, prior + (internal_error(error),))
+        return _internal(source, prior, error)
+    if len(result.diagnostics) <= MAX_DIAGNOSTICS:
+        return result
+    kept = result.diagnostics[:MAX_DIAGNOSTICS]
+    return dataclasses.replace(result, diagnostics=kept,
+                               omitted=len(result.diagnostics) - len(kept))
+
+
+def _internal(source: Source, prior, error: Exception) -> CheckResult:
+    if os.environ.get("TLC_TRACEBACK"):
+        raise error
+    return CheckResult(source, None, None, prior + (internal_error(error),))
 
 
 def _check(source: Source, arch, sketch, prior) -> CheckResult:
@@ -92,7 +159,7 @@ def _check(source: Source, arch, sketch, prior) -> CheckResult:
 
     parsed = parse_source(source)
     if parsed.plan is None:
-        return CheckResult(source, None, None, prior + parsed.diagnostics)
+        return CheckResult(source, None, None, prior + parsed.diagnostics, arch=arch)
     ctx = PassContext(sketch=sketch or parsed.plan.declares_sketch, arch=arch, source=source)
     kernel = run_passes(parsed.plan, ctx)
     diagnostics = prior + tuple(sorted(ctx.diagnostics, key=sort_key))
@@ -125,6 +192,7 @@ def fix_plan(text: str, arch: str | None = None, path: str = "<string>",
     """
     from tlc.fixes import apply_edits
 
+    arch = known_arch(arch)
     result = check(text, arch=arch, path=path)
     for _ in range(rounds):
         edits = [edit for d in result.diagnostics if d.is_error for edit in d.fixes]
@@ -149,23 +217,50 @@ def results_to_json(results: list[CheckResult]) -> dict:
             "summary": {"files": len(results), "errors": errors, "warnings": warnings}}
 
 
-def compile(text: str, arch: str | None = None, out_dir: str | None = None,
-            emit: str = "cubin", path: str = "plan.tl") -> dict:
+def compile(text: str | bytes, arch: str | None = None, out_dir: str | None = None,
+            emit: str = "cubin", path: str = "<string>") -> dict:
     """Check, lower and build a plan (`tlc compile`); a JSON-ready summary: ok, diagnostics,
-    the files written, the manifest, and what was skipped (no nvcc)."""
+    the files written, the manifest, and what was skipped (no nvcc).
+
+    arch: as for `check`. emit: how far to go, one of tlc.compiler.EMITS ("ir", "cuda",
+    "ptx", "cubin"); anything else is a ValueError. out_dir: the folder to write into (a
+    fresh temporary folder when None; its path is in the result's "files").
+    """
     import tempfile
 
-    from tlc.compiler import CompileError, compile_plan
+    from tlc.compiler import EMITS, CompileError, compile_plan
 
+    arch = known_arch(arch)
+    if emit not in EMITS:
+        raise ValueError(f"unknown emit {emit!r} (known: {', '.join(EMITS)})")
+    source = _text(text, path)
+    sketch = sketch_problem(source)
+    if sketch:
+        return {"ok": False, "error": sketch, "diagnostics": []}
     folder = out_dir or tempfile.mkdtemp(prefix="tlc-compile-")
     try:
-        compiled = compile_plan(Source(text, path), arch, folder, emit)
+        compiled = compile_plan(source, arch, folder, emit)
     except CompileError as error:
         return {"ok": False, "error": str(error), "diagnostics": []}
     return {"ok": compiled.check.ok, "arch": compiled.check.arch,
             "diagnostics": [d.to_json(path) for d in compiled.check.diagnostics],
             "files": [str(f) for f in compiled.files], "manifest": compiled.manifest,
             "skipped": compiled.skipped}
+
+
+def sketch_problem(source: Source) -> str | None:
+    """What to say when asked to compile a sketch (a plan whose parameters are still open),
+    or None for TL code and for plans that do not parse (their diagnostics say more)."""
+    from tlc.grammar.parser import parse as parse_source
+
+    if "sketch" not in source.text:
+        return None
+    parsed = parse_source(source)
+    if parsed.plan is None or not parsed.plan.declares_sketch:
+        return None
+    return (f"{source.path} is a sketch: its parameters (tile sizes, warps, MMA shape, "
+            "target) are still open. Fill them in first: `tlc generate` does it with an "
+            "LLM, or write the TL code (docs/language.md, §TL code); then compile that")
 
 
 def evaluate(text: str, shape: dict, arch: str | None = None, iters: int = 20) -> dict:
@@ -175,6 +270,7 @@ def evaluate(text: str, shape: dict, arch: str | None = None, iters: int = 20) -
     from tlc.runtime import (ArgumentError, GpuUnavailable, device_name, load, problem_sizes,
                              run_random)
 
+    arch = known_arch(arch)
     shape = problem_sizes(shape)
     result = check(text, arch=arch)
     if not result.ok:

@@ -5,13 +5,12 @@ import argparse
 import os
 import sys
 
-from tlc.cli import EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, write_atomically
+from tlc.cli_common import EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, write_atomically
+from tlc.cli_common import arch_one, positive
 
 
 def add_generate_parser(commands) -> None:
     """`tlc generate`: its arguments and help."""
-    from tlc.cli import _arch_one, _positive
-
     generate = commands.add_parser(
         "generate", help="have an LLM write a plan, checked and repaired by tlc",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -30,7 +29,7 @@ def add_generate_parser(commands) -> None:
                "existing file is never overwritten without --force.")
     generate.add_argument("task", metavar="TASK",
                           help='what to write, e.g. "MHA forward, D=128, causal, fp16"')
-    generate.add_argument("--arch", type=_arch_one, default="sm_80", metavar="ARCH",
+    generate.add_argument("--arch", type=arch_one, default="sm_80", metavar="ARCH",
                           help="target architecture (default: sm_80)")
     generate.add_argument("-o", "--output", metavar="FILE",
                           help="where to write the accepted plan (default: standard output)")
@@ -38,7 +37,7 @@ def add_generate_parser(commands) -> None:
                           help="model name (default: $TLC_MODEL)")
     generate.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
                           help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
-    generate.add_argument("--max-rounds", type=_positive, default=4, metavar="N",
+    generate.add_argument("--max-rounds", type=positive, default=4, metavar="N",
                           help="replies per stage before giving up (default: 4)")
     generate.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                           help="per request (default: 120)")
