@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from tlc import ast, ir
 from tlc.arch import ARCH_NAMES, suggest_arch
-from tlc.diagnostics import Diagnostic, Severity, did_you_mean
+from tlc.diagnostics import Diagnostic, Severity, closest, did_you_mean
+from tlc.fixes import Edit
 from tlc.language import CLAUSE_EXAMPLES, FRAGMENT_LAYOUTS, MMA_SHAPES, OPS, STATEMENT_CLAUSES
 from tlc.passes.scope import Scope, hint_then
 from tlc.source import NO_SPAN
@@ -18,6 +19,11 @@ from tlc.source import NO_SPAN
 def resolve(plan: ast.Plan, ctx) -> ir.Kernel:
     """Resolve a parsed plan into an ir.Kernel, reporting through ctx.report."""
     return _Resolver(ctx).kernel(plan)
+
+
+# How to launch a fourth dimension: fold it into another extent and split the index again.
+_FOLD_GRID = ("fold two extents into one and split its index in the coordinates: "
+              "`grid (cdiv(Nq, BM), H * B) as (m, hb)`, then `H = hb % H, B = hb / H`")
 
 
 class _Resolver(Scope):
@@ -114,15 +120,20 @@ class _Resolver(Scope):
 
     def _grid(self, decl: ast.GridDecl) -> ir.Grid | None:
         extents, indices = decl.extents.dims, decl.indices
-        if len(extents) != len(indices) or len(extents) > 3:
+        for index in indices:  # declared even on a bad grid: uses of them are not errors too
+            self._declare(index, ir.SymKind.BLOCK)
+        self.bad_grid = len(extents) > 3 or len(extents) != len(indices)
+        if len(extents) > 3:
+            self.report("bad-grid", f"the grid has {len(extents)} extents; a CUDA grid has "
+                        "at most three", decl.span, help=_FOLD_GRID)
+            return None
+        if len(extents) != len(indices):
             self.report("bad-grid", f"the grid has {len(extents)} extents and {len(indices)} "
                         "indices", decl.span,
                         help="give one index name per extent, at most three: "
                              "`grid (cdiv(Nq, BM), H, B) as (m, h, b)`")
             return None
         resolved = tuple(self._expr(extent) for extent in extents)
-        for index in indices:
-            self._declare(index, ir.SymKind.BLOCK)
         return ir.Grid(resolved, tuple(i.text for i in indices), decl.span)
 
     # ---- statements ----
@@ -230,11 +241,13 @@ class _Resolver(Scope):
         if tensor is not None and tensor.shape:
             dims = [d.name for d in tensor.shape if isinstance(d, ir.Sym)]
             if coord.dim.text not in dims:
-                hint = did_you_mean(coord.dim.text, dims)
+                hint, guess = did_you_mean(coord.dim.text, dims), closest(coord.dim.text, dims)
                 self.report("unknown-dim", f"`{name}` has no dimension `{coord.dim.text}`",
                             coord.dim.span, help=hint_then(hint) +
-                            f"Its dimensions are {', '.join(dims)}.")
-        return coord.dim.text, self._expr(coord.index)
+                            f"Its dimensions are {', '.join(dims)}.",
+                            fixes=(Edit(coord.dim.span, guess),) if guess else ())
+        # With the grid line wrong, an index it lacks is that line's error, not this one's.
+        return coord.dim.text, self._expr(coord.index, report_undefined=not self.bad_grid)
 
     def _stmt_reshape(self, stmt: ast.Reshape):
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Reshape"], "Reshape")
@@ -255,10 +268,10 @@ class _Resolver(Scope):
     def _stmt_compute(self, stmt: ast.Compute):
         spec = OPS.get(stmt.op.text)
         if spec is None:
-            hint = did_you_mean(stmt.op.text, OPS)
+            hint, guess = did_you_mean(stmt.op.text, OPS), closest(stmt.op.text, OPS)
             self.report("unknown-op", f"unknown operation `{stmt.op.text}`", stmt.op.span,
                         help=hint_then(hint) + "Operations are " +
-                        ", ".join(OPS))
+                        ", ".join(OPS), fixes=(Edit(stmt.op.span, guess),) if guess else ())
             return None
         clauses = self._clauses(stmt.clauses, spec.clauses, f"Compute {spec.name}")
         self._layout_ok(stmt, clauses)
