@@ -78,13 +78,47 @@ def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report) -> None:
                "N": f"{warps[1]} warps along columns × {shape.n}",
                "K": f"the k of {shape.name}" if k_step == shape.k else
                f"{shape.name} steps, ending in one of 8"}[axis]
-        better = max(step, round(value / step) * step)
-        edit = facts.set_value(dim, better)
-        report(Diagnostic(
-            "tile-mma", f"the GEMM's {axis} = {text(dim)} = {value} is not a multiple of "
-            f"{step} ({why})", gemm.span,
-            help=f"set {text(dim)} = {better}" if edit else f"make {axis} a multiple of {step}",
-            fixes=(edit,) if edit else ()))
+        message = (f"the GEMM's {axis} = {text(dim)} = {value} is not a multiple of {step} "
+                   f"({why})")
+        if _of_the_problem(facts, dim):  # a head dim is the user's: never edited
+            padded = -(-value // step) * step
+            report(Diagnostic("tile-mma", message, gemm.span, help=(
+                f"{text(dim)} is a dimension of the tensors, not a tile size: pad it to "
+                f"{padded} (zeros in the extra columns) and give the plan {text(dim)} = "
+                f"{padded}")))
+            continue
+        report(Diagnostic("tile-mma", message, gemm.span,
+                          **_tile_fix(facts, gemm, axis, dim, value, step, warps, shape)))
+
+
+def _of_the_problem(facts: Facts, dim: ir.Expr) -> bool:
+    """Whether an extent is a dimension of an input or output (the head dim D), which sets
+    the problem, rather than a tile size the plan chooses."""
+    if not isinstance(dim, ir.Sym):
+        return False
+    return any(isinstance(d, ir.Sym) and d.name == dim.name
+               for tensor in facts.tensors.values() for d in tensor.shape)
+
+
+def _tile_fix(facts: Facts, gemm: ir.Gemm, axis: str, dim, value: int, step: int, warps,
+              shape) -> dict:
+    """help and fixes for a tile that the warps and MMA do not divide: round the tile to a
+    multiple of the step, unless it would have to grow and fewer warps divide it as it is
+    (BM = 128 with 64 warps wants 8 warps, not BM = 1024)."""
+    better = max(step, round(value / step) * step)
+    if better > value and axis in ("M", "N") and gemm.warps:
+        index, size = (0, shape.m) if axis == "M" else (1, shape.n)
+        fewer = [w for w in range(warps[index] - 1, 0, -1)
+                 if w & (w - 1) == 0 and value % (w * size) == 0]
+        edit = facts.set_value(gemm.warps[index], fewer[0]) if fewer else None
+        if edit:
+            name = text(gemm.warps[index])
+            return {"help": f"set {name} = {fewer[0]} (warps along "
+                            f"{'rows' if axis == 'M' else 'columns'}), so that {fewer[0]} × "
+                            f"{size} divides {text(dim)} = {value}", "fixes": (edit,)}
+    edit = facts.set_value(dim, better)
+    return {"help": f"set {text(dim)} = {better}" if edit else
+            f"make {axis} a multiple of {step}", "fixes": (edit,) if edit else ()}
 
 
 def _vector(facts: Facts, op: ir.Copy, report) -> None:
@@ -98,11 +132,12 @@ def _vector(facts: Facts, op: ir.Copy, report) -> None:
     width = vector * dtype.bytes
     if width not in VECTOR_BYTES:
         fits = [b // dtype.bytes for b in VECTOR_BYTES if b >= dtype.bytes]
+        edit = facts.set_value(op.vector, fits[-1])
         report(Diagnostic(
             "vector-width", f"`vector {vector}` of {dtype.value} moves {width} B per thread; "
             "a thread moves 4, 8 or 16 B at once", op.span,
             help=f"use `vector {fits[-1]}` ({dtype.value}: " +
-                 ", ".join(f"vector {v}" for v in fits) + ")"))
+                 ", ".join(f"vector {v}" for v in fits) + ")", fixes=(edit,) if edit else ()))
         return
     rows = []
     tile = op.tile or (buffer.shape if buffer else None)
@@ -113,11 +148,13 @@ def _vector(facts: Facts, op: ir.Copy, report) -> None:
     for what, dim in rows:
         value = facts.value(dim)
         if isinstance(value, int) and value % vector:
+            smaller = _largest_divisor(value, vector)
+            edit = facts.set_value(op.vector, smaller)
             report(Diagnostic(
                 "vector-width", f"{what} ({text(dim)} = {value}) are not a multiple of "
                 f"`vector {vector}`", op.span,
-                help=f"use a vector that divides {value}, e.g. `vector "
-                     f"{_largest_divisor(value, vector)}`"))
+                help=f"use a vector that divides {value}, e.g. `vector {smaller}`",
+                fixes=(edit,) if edit else ()))
             return
 
 

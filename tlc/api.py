@@ -185,9 +185,12 @@ def format_plan(text: str, path: str = "<string>") -> tuple[str | None, tuple[Di
 
 
 def fix_plan(text: str, arch: str | None = None, path: str = "<string>",
-             rounds: int = 5) -> tuple[str | None, CheckResult]:
+             rounds: int = 5, applied: list | None = None) -> tuple[str | None, CheckResult]:
     """Apply the edits the diagnostics carry, re-checking after each round, then format.
 
+    With `arch` naming another target than the plan's `for ARCH`, a plan that passes for
+    `arch` after the edits also has its `for` line rewritten, so that it checks and compiles
+    as it is. `applied`, if given, receives each diagnostic whose edits were made.
     Returns (the new text, or None if the plan does not parse; the check of the result).
     """
     from tlc.fixes import apply_edits
@@ -195,15 +198,31 @@ def fix_plan(text: str, arch: str | None = None, path: str = "<string>",
     arch = known_arch(arch)
     result = check(text, arch=arch, path=path)
     for _ in range(rounds):
-        edits = [edit for d in result.diagnostics if d.is_error for edit in d.fixes]
-        if not edits:
+        fixed = [d for d in result.diagnostics if d.is_error and d.fixes]
+        if not fixed:
             break
-        text = apply_edits(text, edits)
+        text = apply_edits(text, [edit for d in fixed for edit in d.fixes])
+        if applied is not None:
+            applied += fixed
         result = check(text, arch=arch, path=path)
     if result.plan is None:
         return None, result
+    if arch is not None and result.ok:
+        text = _retarget(text, result.plan, arch)
     formatted, _ = format_plan(text, path)
     return formatted, check(formatted, arch=arch, path=path)
+
+
+def _retarget(text: str, plan: ast.Plan, arch: str) -> str:
+    """The text with its `kernel NAME for ARCH` line naming `arch`."""
+    kernel = next((d for d in plan.decls if isinstance(d, ast.KernelDecl)), None)
+    if kernel is None or (kernel.target is not None and kernel.target.text == arch):
+        return text
+    if kernel.target is None:
+        end = kernel.name.span.end
+        return text[:end] + f" for {arch}" + text[end:]
+    span = kernel.target.span
+    return text[:span.start] + arch + text[span.end:]
 
 
 def results_to_json(results: list[CheckResult]) -> dict:

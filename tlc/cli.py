@@ -524,28 +524,50 @@ def _print_diagnostics(result) -> None:
               f"{MAX_DIAGNOSTICS} of a file; fix these and check again)")
 
 
+def _report_fixes(path: str, applied, checked, formatted: str) -> None:
+    """On stderr: each fix made (from the diagnostics of the text it was made on), then
+    what is left, in full."""
+    from tlc.diagnostics import count, render_text
+    from tlc.source import Source
+
+    for diagnostic in applied:
+        print(f"{path}:{diagnostic.span.line}: fixed [{diagnostic.code}]: "
+              f"{diagnostic.help or diagnostic.message}", file=sys.stderr)
+    for diagnostic in checked.diagnostics:
+        print(render_text(diagnostic, Source(formatted, path)), file=sys.stderr)
+    errors = count(checked.diagnostics)[0]
+    if errors:
+        print(f"{path}: {errors} error{'s' if errors != 1 else ''} left that tlc cannot "
+              "fix by itself", file=sys.stderr)
+
+
 def run_fmt(args) -> int:
     import difflib
 
     from tlc.api import fix_plan, format_plan, read_source
     from tlc.diagnostics import render_text
-    from tlc.source import Source
 
     status = EXIT_OK
     for path in args.files:
         source, problems = read_source(path)
+        unread = bool(problems)
         formatted = None
         if not problems and args.fix:
-            formatted, checked = fix_plan(source.text, args.arch, source.path)
+            applied: list = []
+            formatted, checked = fix_plan(source.text, args.arch, source.path,
+                                          applied=applied)
             problems = () if formatted is not None else checked.diagnostics
-            for diagnostic in checked.diagnostics if formatted is not None else ():
-                print(render_text(diagnostic, Source(formatted, source.path)), file=sys.stderr)
+            if formatted is not None:
+                _report_fixes(source.path, applied, checked, formatted)
+                if not checked.ok:  # what was fixed is kept; the rest is the user's to fix
+                    status = EXIT_DIAGNOSTICS
         elif not problems:
             formatted, problems = format_plan(source.text, source.path)
         if problems:
             for diagnostic in problems:
                 print(render_text(diagnostic, source), file=sys.stderr)
-            print(f"{source.path}: not formatted (it does not parse)", file=sys.stderr)
+            why = "it could not be read" if unread else "it does not parse"
+            print(f"{source.path}: not formatted ({why})", file=sys.stderr)
             status = EXIT_DIAGNOSTICS
             continue
         if path == "-":
