@@ -12,6 +12,7 @@ from __future__ import annotations
 from tlc import ir
 from tlc.arch import MMA_SHAPES
 from tlc.diagnostics import Diagnostic
+from tlc.fixes import Edit
 from tlc.passes.facts import Facts, text
 from tlc.passes.gemm_orientation import gemm_operands
 
@@ -35,6 +36,7 @@ def tiling(kernel: ir.Kernel, ctx) -> ir.Kernel:
         elif gemm.warps is not None:
             ctx.report(Diagnostic("tile-mma", "`warps` needs positive compile-time integers",
                                   gemm.span, help="e.g. `with warps (4, 1)`"))
+    _grid_floor(kernel, ctx.report)
     partial: dict[tuple[str, str], list[str]] = {}
     for op in ir.walk(kernel.body):
         if isinstance(op, ir.Copy):
@@ -48,6 +50,25 @@ def tiling(kernel: ir.Kernel, ctx) -> ir.Kernel:
         f"{dim} need not be a multiple of {extent}: the last tile of "
         f"{', '.join(names)} is partial, and masked" for (dim, extent), names in partial.items())
     return kernel
+
+
+def _grid_floor(kernel: ir.Kernel, report) -> None:
+    """A grid extent `Nq / BM` over a runtime size launches floor(Nq / BM) blocks: when Nq is
+    not a multiple of BM the last rows are never computed, though the copies would mask
+    their partial tile. Loops get this from mask_coverage; the grid is checked here."""
+    if kernel.grid is None:
+        return
+    for extent, index in zip(kernel.grid.extents, kernel.grid.indices):
+        if not (isinstance(extent, ir.BinOp) and extent.op == "/" and
+                isinstance(extent.left, ir.Sym) and extent.left.kind is ir.SymKind.SIZE):
+            continue
+        size, tile = text(extent.left), text(extent.right)
+        fixed = f"cdiv({size}, {tile})"
+        report(Diagnostic(
+            "grid-coverage", f"the grid launches {size} / {tile} blocks along `{index}`, "
+            f"rounded down: when {size} is not a multiple of {tile}, the rows of the last, "
+            "partial tile are never computed", extent.span, help=f"write `{fixed}`",
+            fixes=(Edit(extent.span, fixed),)))
 
 
 def mma_fits(facts: Facts) -> bool:

@@ -62,3 +62,19 @@ def test_a_block_index_is_not_fixed_into_a_size_of_another_case():
     result = tlc.check(text)
     assert {d.code for d in result.diagnostics} == {"undefined-name"}
     assert all(not d.fixes or d.fixes[0].text not in ("B", "H") for d in result.diagnostics)
+
+
+def test_a_grid_that_rounds_down_is_an_error_with_its_fix():
+    text = MHA.replace("grid (cdiv(Nq, BM), H, B)", "grid (Nq / BM, H, B)")
+    result = tlc.check(text)
+    assert [d.code for d in result.diagnostics] == ["grid-coverage"]
+    assert "never computed" in result.diagnostics[0].message
+    fixed, after = tlc.fix_plan(text)
+    assert after.ok and "grid (cdiv(Nq, BM), H, B)" in fixed
+
+
+def test_any_runtime_size_divided_in_the_grid_is_caught_and_a_product_is_not():
+    text = MHA.replace("grid (cdiv(Nq, BM), H, B)", "grid (cdiv(Nq, BM), H, B / 1)")
+    assert "grid-coverage" in [d.code for d in tlc.check(text).diagnostics]
+    text = MHA.replace("grid (cdiv(Nq, BM), H, B)", "grid (cdiv(Nq, BM), H, B * 1)")
+    assert tlc.check(text).ok

@@ -67,6 +67,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "online-softmax": (Severity.ERROR, "a Softmax in a loop that is not an online softmax"),
     "score-order": (Severity.ERROR, "a score modifier after the Softmax, or a Softcap after a Mask"),
     "mask-coverage": (Severity.ERROR, "the key loop skips keys the masks leave visible"),
+    "grid-coverage": (Severity.ERROR, "a grid that leaves the last, partial tile unlaunched"),
     "masked-blocks": (Severity.WARNING, "the key loop visits key blocks the masks hide entirely"),
     # tiling, resources and features of the target
     "tile-mma": (Severity.ERROR, "a GEMM tile that the MMA shape and warps do not divide"),
