@@ -34,6 +34,13 @@ class _Resolver(Scope):
                              if isinstance(stmt, ast.Compute) and stmt.op.text == "GEMM"
                              and stmt.result is not None}
         name, target, grid = self._header(plan.decls)
+        # A sketch may allocate a buffer after its first use; what it must not do is use one
+        # it never allocates, declares or computes.
+        self.sketch_names = set(self.tensors) | {
+            stmt.name.text for stmt in ast.walk_stmts(plan.body)
+            if isinstance(stmt, ast.Allocate)} | {
+            stmt.result.name.text for stmt in ast.walk_stmts(plan.body)
+            if isinstance(stmt, ast.Compute) and stmt.result is not None}
         if not plan.body:  # fatal for a kernel, a reminder for a sketch still being written
             self.ctx.report(Diagnostic(
                 "empty-plan", "the plan has no statement",
@@ -223,6 +230,8 @@ class _Resolver(Scope):
         src, dst = self._level(stmt.src), self._level(stmt.dst)
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Copy"], "Copy")
         tile = tuple(self._expr(d) for d in stmt.tile.dims) if stmt.tile else None
+        if self.sketch:
+            self._in_sketch(stmt.name.text, stmt.name.span)
         if self.sketch or self._known(stmt.name):
             self._resident(stmt.name, src)
             self._resident(stmt.name, dst)
@@ -253,6 +262,8 @@ class _Resolver(Scope):
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Reshape"], "Reshape")
         if not self.sketch:
             self._known(stmt.name)
+        else:
+            self._in_sketch(stmt.name.text, stmt.name.span)
         for shape in (stmt.src, stmt.dst):
             role = shape.dims[0]
             if not (isinstance(role, ast.Name) and role.id in FRAGMENT_LAYOUTS):
@@ -339,6 +350,20 @@ class _Resolver(Scope):
             return False
         return True
 
+    def _in_sketch(self, name: str, span) -> None:
+        """In a sketch: report a buffer that no line allocates, declares or computes when it
+        is a near miss of one that is (`Kx` for `K`). The paper's sketches use buffers they
+        never allocate, so a name like no other stays open."""
+        if name in self.sketch_names:
+            return
+        guess = closest(name, self.sketch_names)
+        self.sketch_names.add(name)  # one error a name, at its first use
+        if guess is None:
+            return
+        self.report("undefined-name", f"`{name}` is never allocated in this sketch; "
+                    f"`{guess}` is", span, help=f"did you mean `{guess}`?",
+                    fixes=(Edit(span, guess),))
+
     def _operand(self, operand: ast.Operand, spec, index: int):
         """A Ref for a tensor or buffer; an expression for a scalar factor of Multiply."""
         expr = operand.expr
@@ -351,6 +376,8 @@ class _Resolver(Scope):
         if operand.transposed and spec.name != "GEMM":
             self.report("bad-operands", "only GEMM operands can be transposed", operand.span,
                         help=f"write `{expr.id}` without `^T`")
+        if self.sketch and wants_tensor and expr.id not in self.symbols:
+            self._in_sketch(expr.id, expr.span)
         if not self._is_tensor(expr.id):
             if wants_tensor and expr.id not in self.symbols and not self.sketch:
                 self._undefined(expr.id, expr.span, tensor=True)

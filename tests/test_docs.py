@@ -32,3 +32,17 @@ def test_readme_commands_are_the_ci_commands():
     readme = (root / "README.md").read_text()
     test_command = ci.strip().splitlines()[-1]
     assert test_command in readme
+
+
+def test_the_llm_exchange_in_the_docs_is_what_tlc_generate_sends_now():
+    """docs/llm.md's repair exchange is rendered from a real run (docs/tools/llm_transcript.py):
+    when a prompt or an example changes, rerun it with --write."""
+    import importlib.util
+
+    pytest.importorskip("openai")
+    path = Path(__file__).resolve().parent.parent / "docs" / "tools" / "llm_transcript.py"
+    spec = importlib.util.spec_from_file_location("llm_transcript", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    text = tool.DOC.read_text(encoding="utf-8")
+    assert text[text.index(tool.START):] == tool.render(tool.run_transcript())
