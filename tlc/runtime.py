@@ -16,7 +16,7 @@ def driver():
     try:
         import pycuda.driver as cuda
     except ImportError as error:
-        raise GpuUnavailable(f"PyCUDA is not installed ({error}): pip install 'tlc[gpu]'")
+        raise GpuUnavailable(f"PyCUDA is not installed ({error}): pip install pycuda")
     if _context is None:
         try:
             cuda.init()
