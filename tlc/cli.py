@@ -241,35 +241,37 @@ def _print_measurements(outcome) -> None:
 
 
 class _ProgressBar:
-    """One line on stderr, redrawn in place on a terminal, one line per step elsewhere."""
+    """tlc tune's progress on stderr: a tqdm bar redrawn in place on a terminal (done, total,
+    rate, time left, the best TFLOP/s so far); elsewhere, a log, one line per step."""
 
-    def __init__(self, stream, width: int = 24):
-        self.stream, self.width = stream, width
+    def __init__(self, stream):
+        self.stream = stream
         self.live = hasattr(stream, "isatty") and stream.isatty()
         self.best = None
-        self.drawn = False
+        self.bar = None
 
     def __call__(self, done: int, total: int, what: str, measurement) -> None:
         if measurement is not None and measurement.ok and measurement.tflops:
             self.best = max(self.best or 0, measurement.tflops)
-        filled = self.width * done // max(total, 1)
         result = "" if measurement is None else (
             f": {measurement.tflops} TFLOP/s" if measurement.ok else f": {measurement.error}")
         best = f" (best {self.best})" if self.best else ""
-        line = f"tune [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}" \
-               f"{result}{best}"
-        if self.live:
-            self.stream.write("\r\033[K" + line)
-            self.drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        if not self.live:
+            self.stream.write(f"tune {done}/{total} {what}{result}{best}\n")
+            self.stream.flush()
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="tune", unit="candidate", file=self.stream,
+                            dynamic_ncols=True, leave=True)
+        self.bar.set_postfix_str(f"{what}{result}{best}", refresh=False)
+        self.bar.update(done - self.bar.n)
 
     def finish(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def run_run(args) -> int:
