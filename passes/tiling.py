@@ -23,6 +23,11 @@ def tiling(kernel: ir.Kernel, ctx) -> ir.Kernel:
     """Report tiles that do not fit the MMA and warp layout, and misaligned vector copies."""
     facts = Facts(kernel)
     layouts = []
+    # The layout to unify on: one that splits rows only, where a GEMM has one (every backend
+    # lowers that), else the first; so this help and the backend's agree.
+    valid = [w for w in (tuple(facts.value(x) for x in g.warps or ()) for g in facts.gemms)
+             if len(w) == 2 and all(isinstance(x, int) and x > 0 for x in w)]
+    preferred = next((w for w in valid if w[1] == 1), valid[0] if valid else None)
     for gemm in facts.gemms:
         warps = tuple(facts.value(w) for w in gemm.warps or ())
         if len(warps) == 2 and all(isinstance(w, int) and w > 0 for w in warps):
@@ -31,7 +36,7 @@ def tiling(kernel: ir.Kernel, ctx) -> ir.Kernel:
                 ctx.report(Diagnostic(
                     "warp-layout", f"this GEMM splits warps {warps}, an earlier one "
                     f"{layouts[0]}; a block has one warp layout", gemm.span,
-                    help=f"give every GEMM `with warps ({layouts[0][0]}, {layouts[0][1]})`"))
+                    help=f"give every GEMM `with warps ({preferred[0]}, {preferred[1]})`"))
             layouts.append(warps)
         elif gemm.warps is not None:
             ctx.report(Diagnostic("tile-mma", "`warps` needs positive compile-time integers",

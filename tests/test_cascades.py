@@ -78,3 +78,20 @@ def test_any_runtime_size_divided_in_the_grid_is_caught_and_a_product_is_not():
     assert "grid-coverage" in [d.code for d in tlc.check(text).diagnostics]
     text = MHA.replace("grid (cdiv(Nq, BM), H, B)", "grid (cdiv(Nq, BM), H, B * 1)")
     assert tlc.check(text).ok
+
+
+def test_get_instead_of_accumulate_in_the_loop_carries_its_fix():
+    text = MHA.replace("Compute GEMM S, V and accumulate O", "Compute GEMM S, V and get O")
+    result = tlc.check(text)
+    assert [d.code for d in result.diagnostics] == ["online-softmax"]
+    assert result.diagnostics[0].fixes
+    fixed, after = tlc.fix_plan(text)
+    assert after.ok and "Compute GEMM S, V and accumulate O" in fixed
+
+
+def test_the_warp_layout_help_agrees_with_the_backends():
+    text = MHA.replace("and get S with warps (WARPS, 1)", "and get S with warps (1, WARPS)")
+    helps = {d.help for d in tlc.check(text).diagnostics if "warps (" in (d.help or "")}
+    import re
+
+    assert len({re.search(r"warps \(\d+, \d+\)", h).group() for h in helps}) == 1, helps
