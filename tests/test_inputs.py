@@ -191,3 +191,33 @@ def test_cli_and_generate_command_import_without_a_cycle():
     assert run.stdout.strip() == "2", run.stderr
     source = (ROOT / "tlc" / "llm" / "command.py").read_text()
     assert "tlc.cli " not in source and "from tlc.cli import" not in source
+
+
+def _garbage():
+    """Mutants of the kinds a fuzzer and a careless edit make, one or two of each."""
+    nested = "".join(f"for i{j} = 0: 2\n" for j in range(500)) + "end\n" * 500
+    yield "deep loops", MHA + nested
+    yield "deep parentheses", MHA.replace("cdiv(Nk, BN)", "(" * 3000 + "Nk" + ")" * 3000)
+    yield "long expression", MHA.replace("cdiv(Nk, BN)", " + ".join(["Nk"] * 3000))
+    yield "huge number", MHA.replace("param BM = 128", "param BM = " + "7" * 20000)
+    yield "huge number in a shape", MHA.replace("(BM, D)", "(" + "9" * 5000 + ", D)")
+    yield "repeated", MHA * 120
+    for cut in (1, 17, len(MHA) // 3, len(MHA) // 2, len(MHA) - 5):
+        yield f"truncated at {cut}", MHA[:cut]
+    for char in ("\x00", "\x07", "\x1b", "\x7f", "\u202e", "\ufeff"):
+        yield f"control {ord(char):#x}", MHA.replace("Copy", f"Co{char}py", 3)
+    yield "control soup", "".join(chr(c) for c in range(32)) * 40
+    yield "only ends", "end\n" * 5000
+
+
+@pytest.mark.parametrize("name, text", list(_garbage()), ids=[n for n, _ in _garbage()])
+@pytest.mark.parametrize("sketch", [False, True])
+def test_garbage_gets_plain_diagnostics_and_not_too_many(name, text, sketch):
+    from tlc.api import MAX_DIAGNOSTICS
+
+    result = tlc.check(text, sketch=sketch)
+    assert "internal-error" not in codes(result)
+    assert len(result.diagnostics) <= MAX_DIAGNOSTICS
+    assert all(len(d.message) < 400 for d in result.diagnostics)
+    formatted, _ = tlc.format_plan(text)
+    fixed, _ = tlc.fix_plan(text)
