@@ -221,3 +221,12 @@ def test_garbage_gets_plain_diagnostics_and_not_too_many(name, text, sketch):
     assert all(len(d.message) < 400 for d in result.diagnostics)
     formatted, _ = tlc.format_plan(text)
     fixed, _ = tlc.fix_plan(text)
+
+
+@pytest.mark.parametrize("command", [["tune", str(MHA_SM80), "--dry-run"],
+                                     ["generate", "MHA", "--model", "m",
+                                      "--base-url", "http://127.0.0.1:9"]])
+def test_an_output_file_in_a_missing_folder_is_a_usage_error(tlc_cli, tmp_path, command):
+    result = tlc_cli(*command, "-o", str(tmp_path / "missing" / "best.tl"))
+    assert result.code == 2 and "does not exist" in result.err
+    assert "bug" not in result.err

@@ -10,8 +10,8 @@ import json
 import os
 import sys
 
-from tlc.cli_common import (EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, output_folder_problem,
-                            write_atomically)
+from tlc.cli_common import (EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, output_file_problem,
+                            output_folder_problem, write_atomically)
 from tlc.cli_common import arch as _arch
 from tlc.cli_common import arch_one as _arch_one
 from tlc.cli_common import positive as _positive
@@ -147,6 +147,9 @@ def run_tune(args) -> int:
     if args.output and os.path.exists(args.output):
         print(f"tlc tune: {args.output} exists; tune writes a new file and overwrites nothing "
               "(choose another -o)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output and output_file_problem(args.output):
+        print(f"tlc tune: -o {output_file_problem(args.output)}", file=sys.stderr)
         return EXIT_USAGE
     first = check(source.text, arch=args.arch, path=source.path)
     arch = args.arch or first.arch or getattr(first.kernel, "target", None)

@@ -56,6 +56,19 @@ def output_folder_problem(path: str) -> str | None:
     return None
 
 
+def output_file_problem(path: str) -> str | None:
+    """Why a new file cannot be written at `path`, or None: its folder must exist (or be
+    creatable) and be writable, and `path` must not be a folder."""
+    if os.path.isdir(path):
+        return f"{path} is a directory; name a file"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"cannot write {path}: the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write {path}: {folder} is not writable"
+    return None
+
+
 def write_atomically(path: str, text: str, create: bool = False) -> None:
     """Replace a file's contents so that a crash leaves either the old or the new file."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -6,7 +6,7 @@ import os
 import sys
 
 from tlc.cli_common import EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, write_atomically
-from tlc.cli_common import arch_one, positive
+from tlc.cli_common import arch_one, output_file_problem, positive
 
 
 def add_generate_parser(commands) -> None:
@@ -118,6 +118,8 @@ def _generate_usage(args, key: str) -> str | None:
         return "set OPENAI_API_KEY (the key is read from the environment only)"
     if args.output and os.path.exists(args.output) and not args.force:
         return f"{args.output} exists; pass --force to overwrite it"
+    if args.output and output_file_problem(args.output):
+        return f"-o {output_file_problem(args.output)}"
     return None
 
 
