@@ -230,3 +230,13 @@ def test_an_output_file_in_a_missing_folder_is_a_usage_error(tlc_cli, tmp_path, 
     result = tlc_cli(*command, "-o", str(tmp_path / "missing" / "best.tl"))
     assert result.code == 2 and "does not exist" in result.err
     assert "bug" not in result.err
+
+
+def test_a_closed_pipe_during_a_diff_keeps_the_exit_code(tmp_path):
+    plan = tmp_path / "ugly.tl"
+    plan.write_text(MHA.replace("Compute GEMM Q, K^T", "Compute  GEMM Q,K^T") * 1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    piped = subprocess.run(f"{sys.executable} -m tlc fmt --diff {plan} | head -c 1 >/dev/null;"
+                           " exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+                           env=env, capture_output=True)
+    assert piped.returncode == 1 and b"Traceback" not in piped.stderr

@@ -422,6 +422,10 @@ class _PipeSafe:
                 self._drop()
         return len(text)
 
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
         if not self._broken:
             try:
