@@ -134,8 +134,8 @@ def _tile_fix(facts: Facts, gemm: ir.Gemm, axis: str, dim, value: int, step: int
     better = max(step, round(value / step) * step)
     if better > value and axis in ("M", "N") and gemm.warps:
         index, size = (0, shape.m) if axis == "M" else (1, shape.n)
-        fewer = [w for w in range(warps[index] - 1, 0, -1)
-                 if w & (w - 1) == 0 and value % (w * size) == 0]
+        powers = (1 << p for p in range(min(warps[index].bit_length(), 6) - 1, -1, -1))
+        fewer = [w for w in powers if w < warps[index] and value % (w * size) == 0]
         edit = facts.set_value(gemm.warps[index], fewer[0]) if fewer else None
         if edit:
             name = text(gemm.warps[index])

@@ -201,6 +201,7 @@ def _garbage():
     yield "long expression", MHA.replace("cdiv(Nk, BN)", " + ".join(["Nk"] * 3000))
     yield "huge number", MHA.replace("param BM = 128", "param BM = " + "7" * 20000)
     yield "huge number in a shape", MHA.replace("(BM, D)", "(" + "9" * 5000 + ", D)")
+    yield "huge warps", MHA.replace("param WARPS = 4", "param WARPS = 2147483647")
     yield "repeated", MHA * 120
     for cut in (1, 17, len(MHA) // 3, len(MHA) // 2, len(MHA) - 5):
         yield f"truncated at {cut}", MHA[:cut]
