@@ -94,7 +94,7 @@ class Target:
     gemm: object | None = None         # a GEMM instruction set (backends/isa)
     copies: object | None = None       # a global -> shared copy engine (backends/isa)
     smem_padding: int = 8              # elements added to each shared row (see isa.mma_sync)
-    example: str = ""                  # the example plan prompts show for this target
+    examples: tuple[str, ...] = ()     # example plans prompts show: the first that fits
     note: str = ""                     # for a declared target: what to use meanwhile
 
     @property

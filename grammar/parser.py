@@ -29,8 +29,12 @@ def parse(source: Source) -> ParseResult:
     from lark.exceptions import UnexpectedInput
 
     from tlc.grammar.errors import describe_error, describe_line_errors
+    from tlc.grammar.limits import check_limits
     from tlc.grammar.transformer import ToAst
 
+    beyond = check_limits(source)
+    if beyond:  # past them the recursive stages would fail; nothing else is reported
+        return ParseResult(None, tuple(beyond))
     text = source.text if source.text.endswith("\n") else source.text + "\n"
     try:
         tree = lark_parser().parse(text, start="file")

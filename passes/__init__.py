@@ -49,7 +49,7 @@ class PassContext:
 # except the resource budgets: figures of a plan that is wrong anyway (a missing Reshape keeps
 # fp32 scores alive) would only send the reader after the wrong change.
 ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax,
-            mask_coverage, semantics, tiling, resources, features)
+            mask_coverage, tiling, semantics, resources, features)
 
 PIPELINES = {
     # A sketch states what happens; TL code must also state every parameter.

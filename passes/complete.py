@@ -17,7 +17,8 @@ def complete(kernel: ir.Kernel, ctx) -> ir.Kernel:
     def missing(code, message, span, help):
         ctx.report(Diagnostic(code, message, span, help=help))
 
-    _header(kernel, missing)
+    # A grid line that is there but wrong already has its bad-grid error.
+    _header(kernel, missing, any(d.code == "bad-grid" for d in ctx.diagnostics))
     for op in ir.walk(kernel.body):
         if isinstance(op, ir.Allocate):
             _buffer(op.buffer, missing)
@@ -43,7 +44,7 @@ def _mma_choices(arch: str | None) -> str:
     return " or ".join(f"`mma {shape}` ({', '.join(names)})" for shape, names in by_shape.items())
 
 
-def _header(kernel: ir.Kernel, missing) -> None:
+def _header(kernel: ir.Kernel, missing, bad_grid: bool = False) -> None:
     where = NO_SPAN  # line 1: the header is missing, so there is nothing to point at
     if kernel.name is None:
         missing("missing-header", "TL code starts with a `kernel` line", where,
@@ -55,7 +56,7 @@ def _header(kernel: ir.Kernel, missing) -> None:
     if "output" not in roles:
         missing("missing-header", "the plan declares no output tensor", where,
                 "declare one like `output O (B, H, Nq, D) fp16`")
-    if kernel.grid is None:
+    if kernel.grid is None and not bad_grid:
         missing("missing-header", "the plan declares no launch grid", where,
                 "declare one like `grid (cdiv(Nq, BM), H, B) as (m, h, b)`")
 

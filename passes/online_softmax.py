@@ -45,7 +45,7 @@ def online_softmax(kernel: ir.Kernel, ctx) -> ir.Kernel:
                 "online-softmax", f"inside the loop over `{loop.var}`, `and get {gemm.out}` "
                 f"keeps only the last key block", gemm.span,
                 help=f"write `and accumulate {gemm.out}`: online softmax adds every block's "
-                     "contribution and rescales the sum"))
+                     "contribution and rescales the sum", fixes=_accumulate(ctx.source, gemm)))
         else:
             found.append(OnlineSoftmax(op.target, gemm.out, loop.var))
     ctx.facts["online_softmax"] = tuple(found)
@@ -83,6 +83,22 @@ def _one_softmax_per_accumulate(loop: ir.Loop, ctx) -> None:
                 "online-softmax", f"a second `Compute Softmax {name}` in this iteration: the "
                 "online softmax would run twice on the same scores", extra.span,
                 help="keep one Softmax of the scores"))
+
+
+def _accumulate(source, gemm: ir.Gemm) -> tuple:
+    """The edit from `and get [new] O` to `and accumulate O` in the GEMM's line."""
+    import re
+
+    from tlc.fixes import Edit
+
+    if source is None:
+        return ()
+    line = source.text[gemm.span.start:gemm.span.end]
+    found = re.search(r"\band\s+get(\s+new)?\s+(?=%s\b)" % re.escape(gemm.out), line)
+    if found is None:
+        return ()
+    start = gemm.span.start + found.start()
+    return (Edit(source.span(start, gemm.span.start + found.end()), "and accumulate "),)
 
 
 def _consumer(body, softmax: ir.Softmax) -> ir.Gemm | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from tlc import ast, ir
 from tlc.arch import ARCH_NAMES, suggest_arch
-from tlc.diagnostics import Diagnostic, Severity, did_you_mean
+from tlc.diagnostics import Diagnostic, Severity, closest, did_you_mean
+from tlc.fixes import Edit
 from tlc.language import CLAUSE_EXAMPLES, FRAGMENT_LAYOUTS, MMA_SHAPES, OPS, STATEMENT_CLAUSES
 from tlc.passes.scope import Scope, hint_then
 from tlc.source import NO_SPAN
@@ -20,6 +21,11 @@ def resolve(plan: ast.Plan, ctx) -> ir.Kernel:
     return _Resolver(ctx).kernel(plan)
 
 
+# How to launch a fourth dimension: fold it into another extent and split the index again.
+_FOLD_GRID = ("fold two extents into one and split its index in the coordinates: "
+              "`grid (cdiv(Nq, BM), H * B) as (m, hb)`, then `H = hb % H, B = hb / H`")
+
+
 class _Resolver(Scope):
     # ---- the whole plan ----
 
@@ -28,6 +34,13 @@ class _Resolver(Scope):
                              if isinstance(stmt, ast.Compute) and stmt.op.text == "GEMM"
                              and stmt.result is not None}
         name, target, grid = self._header(plan.decls)
+        # A sketch may allocate a buffer after its first use; what it must not do is use one
+        # it never allocates, declares or computes.
+        self.sketch_names = set(self.tensors) | {
+            stmt.name.text for stmt in ast.walk_stmts(plan.body)
+            if isinstance(stmt, ast.Allocate)} | {
+            stmt.result.name.text for stmt in ast.walk_stmts(plan.body)
+            if isinstance(stmt, ast.Compute) and stmt.result is not None}
         if not plan.body:  # fatal for a kernel, a reminder for a sketch still being written
             self.ctx.report(Diagnostic(
                 "empty-plan", "the plan has no statement",
@@ -114,15 +127,20 @@ class _Resolver(Scope):
 
     def _grid(self, decl: ast.GridDecl) -> ir.Grid | None:
         extents, indices = decl.extents.dims, decl.indices
-        if len(extents) != len(indices) or len(extents) > 3:
+        for index in indices:  # declared even on a bad grid: uses of them are not errors too
+            self._declare(index, ir.SymKind.BLOCK)
+        self.bad_grid = len(extents) > 3 or len(extents) != len(indices)
+        if len(extents) > 3:
+            self.report("bad-grid", f"the grid has {len(extents)} extents; a CUDA grid has "
+                        "at most three", decl.span, help=_FOLD_GRID)
+            return None
+        if len(extents) != len(indices):
             self.report("bad-grid", f"the grid has {len(extents)} extents and {len(indices)} "
                         "indices", decl.span,
                         help="give one index name per extent, at most three: "
                              "`grid (cdiv(Nq, BM), H, B) as (m, h, b)`")
             return None
         resolved = tuple(self._expr(extent) for extent in extents)
-        for index in indices:
-            self._declare(index, ir.SymKind.BLOCK)
         return ir.Grid(resolved, tuple(i.text for i in indices), decl.span)
 
     # ---- statements ----
@@ -212,6 +230,8 @@ class _Resolver(Scope):
         src, dst = self._level(stmt.src), self._level(stmt.dst)
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Copy"], "Copy")
         tile = tuple(self._expr(d) for d in stmt.tile.dims) if stmt.tile else None
+        if self.sketch:
+            self._in_sketch(stmt.name.text, stmt.name.span)
         if self.sketch or self._known(stmt.name):
             self._resident(stmt.name, src)
             self._resident(stmt.name, dst)
@@ -230,16 +250,20 @@ class _Resolver(Scope):
         if tensor is not None and tensor.shape:
             dims = [d.name for d in tensor.shape if isinstance(d, ir.Sym)]
             if coord.dim.text not in dims:
-                hint = did_you_mean(coord.dim.text, dims)
+                hint, guess = did_you_mean(coord.dim.text, dims), closest(coord.dim.text, dims)
                 self.report("unknown-dim", f"`{name}` has no dimension `{coord.dim.text}`",
                             coord.dim.span, help=hint_then(hint) +
-                            f"Its dimensions are {', '.join(dims)}.")
-        return coord.dim.text, self._expr(coord.index)
+                            f"Its dimensions are {', '.join(dims)}.",
+                            fixes=(Edit(coord.dim.span, guess),) if guess else ())
+        # With the grid line wrong, an index it lacks is that line's error, not this one's.
+        return coord.dim.text, self._expr(coord.index, report_undefined=not self.bad_grid)
 
     def _stmt_reshape(self, stmt: ast.Reshape):
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Reshape"], "Reshape")
         if not self.sketch:
             self._known(stmt.name)
+        else:
+            self._in_sketch(stmt.name.text, stmt.name.span)
         for shape in (stmt.src, stmt.dst):
             role = shape.dims[0]
             if not (isinstance(role, ast.Name) and role.id in FRAGMENT_LAYOUTS):
@@ -255,10 +279,10 @@ class _Resolver(Scope):
     def _stmt_compute(self, stmt: ast.Compute):
         spec = OPS.get(stmt.op.text)
         if spec is None:
-            hint = did_you_mean(stmt.op.text, OPS)
+            hint, guess = did_you_mean(stmt.op.text, OPS), closest(stmt.op.text, OPS)
             self.report("unknown-op", f"unknown operation `{stmt.op.text}`", stmt.op.span,
                         help=hint_then(hint) + "Operations are " +
-                        ", ".join(OPS))
+                        ", ".join(OPS), fixes=(Edit(stmt.op.span, guess),) if guess else ())
             return None
         clauses = self._clauses(stmt.clauses, spec.clauses, f"Compute {spec.name}")
         self._layout_ok(stmt, clauses)
@@ -326,6 +350,20 @@ class _Resolver(Scope):
             return False
         return True
 
+    def _in_sketch(self, name: str, span) -> None:
+        """In a sketch: report a buffer that no line allocates, declares or computes when it
+        is a near miss of one that is (`Kx` for `K`). The paper's sketches use buffers they
+        never allocate, so a name like no other stays open."""
+        if name in self.sketch_names:
+            return
+        guess = closest(name, self.sketch_names)
+        self.sketch_names.add(name)  # one error a name, at its first use
+        if guess is None:
+            return
+        self.report("undefined-name", f"`{name}` is never allocated in this sketch; "
+                    f"`{guess}` is", span, help=f"did you mean `{guess}`?",
+                    fixes=(Edit(span, guess),))
+
     def _operand(self, operand: ast.Operand, spec, index: int):
         """A Ref for a tensor or buffer; an expression for a scalar factor of Multiply."""
         expr = operand.expr
@@ -338,6 +376,8 @@ class _Resolver(Scope):
         if operand.transposed and spec.name != "GEMM":
             self.report("bad-operands", "only GEMM operands can be transposed", operand.span,
                         help=f"write `{expr.id}` without `^T`")
+        if self.sketch and wants_tensor and expr.id not in self.symbols:
+            self._in_sketch(expr.id, expr.span)
         if not self._is_tensor(expr.id):
             if wants_tensor and expr.id not in self.symbols and not self.sketch:
                 self._undefined(expr.id, expr.span, tensor=True)

@@ -7,7 +7,8 @@ header and the buffers allocated so far, and the checks of the words the languag
 from __future__ import annotations
 
 from tlc import ast, ir
-from tlc.diagnostics import Diagnostic, did_you_mean
+from tlc.diagnostics import Diagnostic, closest, did_you_mean
+from tlc.fixes import Edit
 from tlc.language import CLAUSE_EXAMPLES
 
 INT_LIMIT = 2**31 - 1  # params become C `int` constants
@@ -32,9 +33,10 @@ class Scope:
         self.tensors: dict[str, ir.Tensor] = {}
         self.buffers: dict[tuple[str, ir.Level], ir.Buffer] = {}
         self.gemm_results: set[str] = set()
+        self.bad_grid = False  # a wrong grid line: the indices coordinates use may be missing
 
-    def report(self, code, message, span, help=None):
-        self.ctx.report(Diagnostic(code, message, span, help=help))
+    def report(self, code, message, span, help=None, fixes=()):
+        self.ctx.report(Diagnostic(code, message, span, help=help, fixes=fixes))
 
     def _declare(self, ident: ast.Ident, kind: ir.SymKind) -> bool:
         if ident.text in self.symbols or ident.text in self.tensors:
@@ -88,9 +90,13 @@ class Scope:
             known = [word.value for word in words]
             guess = aliases.get(ident.text.lower())
             hint = f"write `{guess}`" if guess else did_you_mean(ident.text, known)
+            guess = guess or closest(ident.text, known)
             self.report(code, f"unknown {what} `{ident.text}`", ident.span,
-                        help=hint_then(hint) + f"{plural} are " + ", ".join(known))
-            return None
+                        help=hint_then(hint) + f"{plural} are " + ", ".join(known),
+                        fixes=(Edit(ident.span, guess),) if guess else ())
+            # Go on as if the guess were written, so that uses of the name further down
+            # are not reported as well: one typo, one error.
+            return words(guess) if guess else None
 
     def _clauses(self, clauses, table: dict[str, str], where: str) -> dict[str, object]:
         """{key: resolved value} for the clauses the table allows; reports the others."""
@@ -160,10 +166,12 @@ class Scope:
         args = tuple(self._expr(arg, report_undefined) for arg in expr.args)
         arity = ir.FUNCTIONS.get(expr.func.text)
         if arity is None:
-            hint = did_you_mean(expr.func.text, ir.FUNCTIONS)
+            hint, guess = did_you_mean(expr.func.text, ir.FUNCTIONS), closest(
+                expr.func.text, ir.FUNCTIONS)
             self.report("unknown-function", f"unknown function `{expr.func.text}`",
                         expr.func.span, help=hint_then(hint) + "Functions are " +
-                        ", ".join(ir.FUNCTIONS))
+                        ", ".join(ir.FUNCTIONS),
+                        fixes=(Edit(expr.func.span, guess),) if guess else ())
         elif arity != len(args):
             self.report("unknown-function", f"`{expr.func.text}` takes {arity} argument"
                         f"{'s' if arity > 1 else ''}, not {len(args)}", expr.span,
@@ -180,9 +188,11 @@ class Scope:
             known = list(self.symbols) + list(self.tensors)
             fix = (f"declare it in the header: `param {name} = …`, or as a dimension of an "
                    "input")
-        hint = did_you_mean(name, known)
+        hint, guess = did_you_mean(name, known), closest(name, known)
+        # `b` for `B` is a block index for a size far more often than a typo: no edit then.
+        edit = (Edit(span, guess),) if guess and guess.lower() != name.lower() else ()
         self.report("undefined-name", f"`{name}` is not declared", span,
-                    help=f"{hint} Otherwise {fix}" if hint else fix)
+                    help=f"{hint} Otherwise {fix}" if hint else fix, fixes=edit)
 
     def _is_tensor(self, name: str) -> bool:
         return name in self.tensors or any(b[0] == name for b in self.buffers)

@@ -61,7 +61,7 @@ def test_json_output(tlc_cli, tmp_path):
     assert data["summary"] == {"files": 2, "errors": 2, "warnings": 0}
     broken, clean = data["files"]
     assert clean == {"file": str(GQA_SM80), "ok": True, "errors": 0, "warnings": 0,
-                     "diagnostics": []}
+                     "diagnostics": [], "omitted": 0}
     assert [(d["line"], d["column"], d["code"]) for d in broken["diagnostics"]] == [
         (2, 8, "keyword-typo"), (3, 19, "missing-result")]
     assert set(broken["diagnostics"][0]) == {"severity", "code", "message", "help", "notes",

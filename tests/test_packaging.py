@@ -39,9 +39,9 @@ def test_wheel_installs_and_imports_from_outside_the_checkout(tmp_path):
     (wheel,) = wheels.glob("tlc-*.whl")
 
     env_dir = tmp_path / "venv"
-    # The system packages give the fresh environment lark without a package index.
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
+    _lend_dependencies(python)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                     "--no-deps", "--no-index", str(wheel)], check=True)
 
@@ -57,6 +57,26 @@ def test_wheel_installs_and_imports_from_outside_the_checkout(tmp_path):
     run = subprocess.run([str(env_dir / "bin" / "tlc"), "check", str(example)], cwd=outside,
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _lend_dependencies(python) -> None:
+    """Give the fresh environment this environment's lark and numpy, without a package index.
+
+    Not `system_site_packages`: that is the *base* interpreter's site-packages, which lacks
+    lark when the tests run in a virtual environment (the README's way). A .pth file in the
+    new environment adds the folders the running interpreter imports them from; they come
+    after its own site-packages, so the wheel's tlc is the one imported.
+    """
+    import lark
+    import numpy
+
+    site = subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    folders = dict.fromkeys(os.path.dirname(os.path.dirname(module.__file__))
+                            for module in (lark, numpy))
+    with open(os.path.join(site, "tlc-test-dependencies.pth"), "w") as handle:
+        handle.write("".join(f"{folder}\n" for folder in folders))
 
 
 def test_uninstalled_checkout_runs(tmp_path):

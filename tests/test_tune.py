@@ -154,3 +154,32 @@ def test_a_cache_entry_in_another_format_is_measured_afresh(fake_gpu, tmp_path):
     cache.write_text(json.dumps(data))
     outcome = tune(text, "sm_80", {"B": 1}, space=SMALL, cache=cache)
     assert not outcome.cached and len(fake_gpu) == 2 * first
+
+
+class _Measured:
+    def __init__(self, tflops):
+        self.ok, self.tflops, self.error = True, tflops, None
+
+
+def test_tune_progress_is_a_tqdm_bar_on_a_terminal_and_lines_in_a_log():
+    import io
+
+    from tlc.cli import _ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    bar = _ProgressBar(terminal)
+    bar(0, 3, "building 3 candidates", None)
+    bar(1, 3, "BN=32", _Measured(101.5))
+    bar(2, 3, "BN=64", _Measured(120.0))
+    assert type(bar.bar).__module__.startswith("tqdm")
+    assert bar.bar.n == 2 and bar.bar.total == 3
+    bar.finish()
+    assert "2/3" in terminal.getvalue() and "best 120.0" in terminal.getvalue()
+    log = io.StringIO()
+    plain = _ProgressBar(log)
+    plain(1, 3, "BN=32", _Measured(101.5))
+    assert log.getvalue() == "tune 1/3 BN=32: 101.5 TFLOP/s (best 101.5)\n"

@@ -13,11 +13,20 @@ if _os.path.isfile(_os.path.join(_root, "grammar", "tl.lark")) and _root not in 
     __path__.append(_root)
 
 
-def __getattr__(name: str):
-    # The public API lives in tlc.api; importing it lazily keeps `import tlc` cheap.
-    if name in ("parse", "check", "format_plan", "CheckResult", "compile", "evaluate",
-                "simulate"):
-        from tlc import api
+# The public API, imported lazily so that `import tlc` stays cheap: name -> its module.
+_API = {"parse": "tlc.api", "check": "tlc.api", "format_plan": "tlc.api",
+        "fix_plan": "tlc.api", "CheckResult": "tlc.api", "compile": "tlc.api",
+        "evaluate": "tlc.api", "simulate": "tlc.api", "load": "tlc.runtime"}
+__all__ = sorted(_API) + ["__version__"]
 
-        return getattr(api, name)
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'tlc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

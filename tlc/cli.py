@@ -9,20 +9,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
-EXIT_OK, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
-
-
-def _arch(value: str) -> str:
-    from tlc.arch import ARCH_NAMES, suggest_arch
-
-    if value in ARCH_NAMES or value == "all":
-        return value
-    guess = suggest_arch(value)
-    hint = f"; did you mean {guess}?" if guess else ""
-    raise argparse.ArgumentTypeError(
-        f"unknown arch {value!r}{hint} (known: {', '.join(ARCH_NAMES)})")
+from tlc.cli_common import (EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, output_file_problem,
+                            output_folder_problem, write_atomically)
+from tlc.cli_common import arch as _arch
+from tlc.cli_common import arch_one as _arch_one
+from tlc.cli_common import positive as _positive
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +158,9 @@ def run_tune(args) -> int:
         print(f"tlc tune: {args.output} exists; tune writes a new file and overwrites nothing "
               "(choose another -o)", file=sys.stderr)
         return EXIT_USAGE
+    if args.output and output_file_problem(args.output):
+        print(f"tlc tune: -o {output_file_problem(args.output)}", file=sys.stderr)
+        return EXIT_USAGE
     first = check(source.text, arch=args.arch, path=source.path)
     arch = args.arch or first.arch or getattr(first.kernel, "target", None)
     if first.kernel is None or arch is None:
@@ -259,35 +254,37 @@ def _print_measurements(outcome) -> None:
 
 
 class _ProgressBar:
-    """One line on stderr, redrawn in place on a terminal, one line per step elsewhere."""
+    """tlc tune's progress on stderr: a tqdm bar redrawn in place on a terminal (done, total,
+    rate, time left, the best TFLOP/s so far); elsewhere, a log, one line per step."""
 
-    def __init__(self, stream, width: int = 24):
-        self.stream, self.width = stream, width
+    def __init__(self, stream):
+        self.stream = stream
         self.live = hasattr(stream, "isatty") and stream.isatty()
         self.best = None
-        self.drawn = False
+        self.bar = None
 
     def __call__(self, done: int, total: int, what: str, measurement) -> None:
         if measurement is not None and measurement.ok and measurement.tflops:
             self.best = max(self.best or 0, measurement.tflops)
-        filled = self.width * done // max(total, 1)
         result = "" if measurement is None else (
             f": {measurement.tflops} TFLOP/s" if measurement.ok else f": {measurement.error}")
         best = f" (best {self.best})" if self.best else ""
-        line = f"tune [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}" \
-               f"{result}{best}"
-        if self.live:
-            self.stream.write("\r\033[K" + line)
-            self.drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        if not self.live:
+            self.stream.write(f"tune {done}/{total} {what}{result}{best}\n")
+            self.stream.flush()
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="tune", unit="candidate", file=self.stream,
+                            dynamic_ncols=True, leave=True)
+        self.bar.set_postfix_str(f"{what}{result}{best}", refresh=False)
+        self.bar.update(done - self.bar.n)
 
     def finish(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def run_run(args) -> int:
@@ -331,7 +328,7 @@ def _size_names(kernel) -> list[str]:
 
 
 def run_compile(args) -> int:
-    from tlc.api import read_source
+    from tlc.api import read_source, sketch_problem
     from tlc.compiler import CompileError, compile_plan
     from tlc.diagnostics import render_text
 
@@ -340,13 +337,24 @@ def run_compile(args) -> int:
         for diagnostic in problems:
             print(render_text(diagnostic, source))
         return EXIT_DIAGNOSTICS
+    sketch = sketch_problem(source)
+    if sketch:
+        print(f"tlc compile: {sketch}", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    folder = output_folder_problem(args.output)
+    if folder:
+        print(f"tlc compile: {folder}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         compiled = compile_plan(source, args.arch, args.output, args.emit)
     except CompileError as error:
         print(f"tlc compile: {error}", file=sys.stderr)
         return EXIT_USAGE
-    for diagnostic in compiled.check.diagnostics:
-        print(render_text(diagnostic, source))
+    except OSError as error:  # the folder went away or filled up while writing
+        print(f"tlc compile: cannot create or write {args.output}: {error.strerror or error}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    _print_diagnostics(compiled.check)
     if not compiled.check.ok:
         return EXIT_DIAGNOSTICS
     for path in compiled.files:
@@ -360,19 +368,6 @@ def run_compile(args) -> int:
     return EXIT_OK
 
 
-def _arch_one(value: str) -> str:
-    if value == "all":
-        raise argparse.ArgumentTypeError("generate writes a plan for one target")
-    return _arch(value)
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
-
-
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a plan's bytes must not crash an ASCII terminal
         if hasattr(stream, "reconfigure"):
@@ -382,24 +377,88 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    stdout = sys.stdout
+    sys.stdout = _PipeSafe(stdout)  # a reader that stops early must not change the exit code
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print("tlc: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
-    except Exception as error:  # a bug of ours: say so in one line, not a traceback
-        if os.environ.get("TLC_TRACEBACK"):
-            raise
-        print(f"tlc: internal error: {type(error).__name__}: {error} (this is a bug in tlc; "
-              "TLC_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+    except BrokenPipeError:  # stderr's reader went away: there is no one left to tell
+        return 141
+    except ImportError as error:
+        missing = _missing_dependency(error)
+        if missing is None:
+            return _internal_error(error)
+        print(f"tlc: the {missing!r} package is missing: pip install {missing}",
+              file=sys.stderr)
         return EXIT_USAGE
+    except Exception as error:  # a bug of ours: say so in one line, not a traceback
+        return _internal_error(error)
+    finally:
+        sys.stdout = stdout
+
+
+def _internal_error(error: Exception) -> int:
+    if os.environ.get("TLC_TRACEBACK"):
+        raise error
+    print(f"tlc: internal error: {type(error).__name__}: {error} (this is a bug in tlc; "
+          "TLC_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _missing_dependency(error: ImportError) -> str | None:
+    """The third-party package an ImportError says is missing, if it is one tlc needs."""
+    from tlc.api import MissingDependency
+
+    if isinstance(error, MissingDependency):
+        return error.name
+    name = (getattr(error, "name", None) or "").partition(".")[0]
+    return name if name in ("lark", "numpy") else None
+
+
+class _PipeSafe:
+    """Standard output that, once its reader has gone (`tlc check … | head`), drops the rest
+    of the output instead of raising: the command finishes and returns its own exit code."""
+
+    def __init__(self, stream):
+        self._stream, self._broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self._broken = True
+        try:  # the interpreter flushes stdout at exit; let that go nowhere, quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def run_check(args) -> int:
     from tlc.api import check_source, read_source, results_to_json
-    from tlc.diagnostics import count, render_text
+    from tlc.diagnostics import count
     from tlc.report import resources_json, resources_text
 
     if args.arch == "all":
@@ -419,8 +478,7 @@ def run_check(args) -> int:
         sys.stdout.write("\n")
     else:
         for result in results:
-            for diagnostic in result.diagnostics:
-                print(render_text(diagnostic, result.source))
+            _print_diagnostics(result)
             if args.report:
                 print(resources_text(result))
         errors = sum(count(r.diagnostics)[0] for r in results)
@@ -450,6 +508,11 @@ def run_portability(args) -> int:
             status = EXIT_DIAGNOSTICS
             continue
         results = portability(source, args.sketch)
+        if results[0].plan is None:  # it does not parse: the same errors for every target
+            status = EXIT_DIAGNOSTICS
+            if not args.json:
+                _print_diagnostics(results[0])
+                continue
         own = next((r for r in results if r.kernel is not None and r.arch ==
                     getattr(r.kernel, "target", None)), None)
         if not (own.ok if own else any(r.ok for r in results)):
@@ -467,28 +530,64 @@ def run_portability(args) -> int:
     return status
 
 
+def _print_diagnostics(result) -> None:
+    """A file's diagnostics as text, and how many more were left out."""
+    from tlc.diagnostics import render_text
+
+    for diagnostic in result.diagnostics:
+        print(render_text(diagnostic, result.source))
+    if result.omitted:
+        from tlc.api import MAX_DIAGNOSTICS
+
+        print(f"{result.source.path}: {result.omitted} more diagnostic"
+              f"{'s' if result.omitted != 1 else ''} not shown (tlc shows the first "
+              f"{MAX_DIAGNOSTICS} of a file; fix these and check again)")
+
+
+def _report_fixes(path: str, applied, checked, formatted: str) -> None:
+    """On stderr: each fix made (from the diagnostics of the text it was made on), then
+    what is left, in full."""
+    from tlc.diagnostics import count, render_text
+    from tlc.source import Source
+
+    for diagnostic in applied:
+        print(f"{path}:{diagnostic.span.line}: fixed [{diagnostic.code}]: "
+              f"{diagnostic.help or diagnostic.message}", file=sys.stderr)
+    for diagnostic in checked.diagnostics:
+        print(render_text(diagnostic, Source(formatted, path)), file=sys.stderr)
+    errors = count(checked.diagnostics)[0]
+    if errors:
+        print(f"{path}: {errors} error{'s' if errors != 1 else ''} left that tlc cannot "
+              "fix by itself", file=sys.stderr)
+
+
 def run_fmt(args) -> int:
     import difflib
 
     from tlc.api import fix_plan, format_plan, read_source
     from tlc.diagnostics import render_text
-    from tlc.source import Source
 
     status = EXIT_OK
     for path in args.files:
         source, problems = read_source(path)
+        unread = bool(problems)
         formatted = None
         if not problems and args.fix:
-            formatted, checked = fix_plan(source.text, args.arch, source.path)
+            applied: list = []
+            formatted, checked = fix_plan(source.text, args.arch, source.path,
+                                          applied=applied)
             problems = () if formatted is not None else checked.diagnostics
-            for diagnostic in checked.diagnostics if formatted is not None else ():
-                print(render_text(diagnostic, Source(formatted, source.path)), file=sys.stderr)
+            if formatted is not None:
+                _report_fixes(source.path, applied, checked, formatted)
+                if not checked.ok:  # what was fixed is kept; the rest is the user's to fix
+                    status = EXIT_DIAGNOSTICS
         elif not problems:
             formatted, problems = format_plan(source.text, source.path)
         if problems:
             for diagnostic in problems:
                 print(render_text(diagnostic, source), file=sys.stderr)
-            print(f"{source.path}: not formatted (it does not parse)", file=sys.stderr)
+            why = "it could not be read" if unread else "it does not parse"
+            print(f"{source.path}: not formatted ({why})", file=sys.stderr)
             status = EXIT_DIAGNOSTICS
             continue
         if path == "-":
@@ -507,21 +606,3 @@ def run_fmt(args) -> int:
         write_atomically(path, formatted)
         print(f"reformatted {path}", file=sys.stderr)
     return status
-
-
-def write_atomically(path: str, text: str, create: bool = False) -> None:
-    """Replace a file's contents so that a crash leaves either the old or the new file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) or not create else 0o644
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False,
-                                         prefix=".tlc-fmt-", suffix=".tmp", newline="")
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, mode)
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise

@@ -34,6 +34,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "missing-end": (Severity.ERROR, "a `for` loop is never closed with `end`"),
     "unmatched-end": (Severity.ERROR, "an `end` with no open `for` loop"),
     "decl-after-stmt": (Severity.ERROR, "a header declaration after the first statement"),
+    "too-deep": (Severity.ERROR, "loops or an expression nested deeper than tlc allows"),
     # resolution
     "missing-header": (Severity.ERROR, "TL code lacks a required header declaration"),
     "duplicate-name": (Severity.ERROR, "a name declared twice in the same role"),
@@ -67,6 +68,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "score-order": (Severity.ERROR, "a score modifier after the Softmax, or a Softcap after a Mask"),
     "score-modifiers": (Severity.ERROR, "the scores unscaled, or a modifier applied twice"),
     "mask-coverage": (Severity.ERROR, "the key loop skips keys the masks leave visible"),
+    "grid-coverage": (Severity.ERROR, "a grid that leaves the last, partial tile unlaunched"),
     "masked-blocks": (Severity.WARNING, "the key loop visits key blocks the masks hide entirely"),
     "unwritten-read": (Severity.ERROR, "a buffer read before any statement writes it"),
     "output-coverage": (Severity.ERROR, "an output element written never, twice, or outside it"),

@@ -9,7 +9,7 @@ compile time. So a plan that `check_source` accepts for a target has its CUDA in
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tlc import ast
 from tlc.diagnostics import Diagnostic, count, sort_key
@@ -18,10 +18,24 @@ from tlc.source import NO_SPAN, Source
 # The resource figures of a plan that names no target (or a target not lowered yet) are those
 # of the Ampere code.
 DEFAULT_MODEL_ARCH = "sm_80"
+# Diagnostics kept per file, as compilers cap theirs: past this the first mistake is buried
+# (a file of 200 repeated plans gave 7,202). The rest are counted in CheckResult.omitted.
+MAX_DIAGNOSTICS = 100
+
+
+class MissingDependency(ImportError):
+    """A package tlc needs is not installed: neither the plan's fault nor a bug in tlc."""
+
+    def __init__(self, name: str):
+        super().__init__(f"the {name!r} package is missing: pip install {name}", name=name)
 
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What `check` found: the source, its AST and IR (None where it did not parse), the
+    diagnostics in source order (at most MAX_DIAGNOSTICS; `omitted` counts the rest), the
+    figures of the analyses, the target it was checked against, and its lowering."""
+
     source: Source
     plan: ast.Plan | None
     kernel: object | None  # tlc.ir.Kernel when the plan parsed
@@ -29,6 +43,7 @@ class CheckResult:
     facts: dict = field(default_factory=dict, compare=False)  # figures the analyses found
     arch: str | None = None  # the target it was checked against
     lowered: object | None = field(default=None, compare=False)  # backends.Lowered, when done
+    omitted: int = 0  # diagnostics past MAX_DIAGNOSTICS, left out
 
     @property
     def ok(self) -> bool:
@@ -38,7 +53,8 @@ class CheckResult:
         errors, warnings = count(self.diagnostics)
         return {"file": self.source.path, "ok": self.ok, "errors": errors,
                 "warnings": warnings,
-                "diagnostics": [d.to_json(self.source.path) for d in self.diagnostics]}
+                "diagnostics": [d.to_json(self.source.path) for d in self.diagnostics],
+                "omitted": self.omitted}
 
 
 class CompileError(Exception):
@@ -91,11 +107,27 @@ def check_source(source: Source, arch: str | None = None, sketch: bool = False,
     if any(d.is_error for d in prior):
         return CheckResult(source, None, None, prior)
     try:
-        return _check(source, arch, sketch, prior, exact)
+        result = _check(source, arch, sketch, prior, exact)
+    except RecursionError:  # the limits of grammar/limits.py should make this unreachable
+        return CheckResult(source, None, None, prior + (Diagnostic(
+            "too-deep", "the plan nests deeper than tlc can follow",
+            help="nest fewer loops and parentheses"),))
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] in ("lark", "numpy"):
+            raise MissingDependency(error.name.partition(".")[0]) from None
+        return _internal(source, prior, error)
     except Exception as error:  # a bug of ours must not reach the user as a traceback
-        if os.environ.get("TLC_TRACEBACK"):
-            raise
-        return CheckResult(source, None, None, prior + (internal_error(error),))
+        return _internal(source, prior, error)
+    if len(result.diagnostics) <= MAX_DIAGNOSTICS:
+        return result
+    kept = result.diagnostics[:MAX_DIAGNOSTICS]
+    return replace(result, diagnostics=kept, omitted=len(result.diagnostics) - len(kept))
+
+
+def _internal(source: Source, prior, error: Exception) -> CheckResult:
+    if os.environ.get("TLC_TRACEBACK"):
+        raise error
+    return CheckResult(source, None, None, prior + (internal_error(error),))
 
 
 def _check(source: Source, arch, sketch, prior, exact=False) -> CheckResult:
@@ -105,7 +137,7 @@ def _check(source: Source, arch, sketch, prior, exact=False) -> CheckResult:
 
     parsed = parse_source(source)
     if parsed.plan is None:
-        return CheckResult(source, None, None, prior + parsed.diagnostics)
+        return CheckResult(source, None, None, prior + parsed.diagnostics, arch=arch)
     ctx = PassContext(sketch=sketch or parsed.plan.declares_sketch, arch=arch, source=source,
                       resource_model=resource_model)
     kernel = run_passes(parsed.plan, ctx)

@@ -16,7 +16,7 @@ def driver():
     try:
         import pycuda.driver as cuda
     except ImportError as error:
-        raise GpuUnavailable(f"PyCUDA is not installed ({error}): pip install 'tlc[gpu]'")
+        raise GpuUnavailable(f"PyCUDA is not installed ({error}): pip install pycuda")
     if _context is None:
         try:
             cuda.init()
@@ -130,6 +130,9 @@ class LoadedKernel:
                     if expected != extent:
                         raise ArgumentError(f"{tensor.name}: dimension of {extent} where the plan "
                                             f"has {expected}")
+        problem = index_problem(self.kernel, sizes)
+        if problem:
+            raise ArgumentError(problem)
         return sizes
 
     def _shape(self, tensor, sizes) -> tuple[int, ...]:
@@ -187,6 +190,72 @@ class LoadedKernel:
 
 
 FP16_MAX = 65504.0
+
+
+def index_problem(kernel, sizes: dict[str, int]) -> str | None:
+    """What is wrong with sizes that the kernel's indexing relies on, or None.
+
+    A Copy from global memory picks its element along an untiled dimension from the block
+    indices: `[Hkv = h / GROUP]` reads head h / GROUP of K for every h of the grid. That
+    needs the grid's extent to be that dimension times GROUP exactly (H = Hkv · GROUP: more
+    reads past K's end, fewer pairs query heads with the wrong K/V heads); any other index
+    expression must stay below the dimension for the largest block index.
+    """
+    from tlc import ir
+    from tlc.passes.facts import text
+
+    if kernel.grid is None:
+        return None
+    env = {p.name: p.value for p in kernel.params} | sizes
+    try:
+        extents = {index: int(ir.evaluate(extent, env)) for extent, index in
+                   zip(kernel.grid.extents, kernel.grid.indices)}
+    except (ir.NotConstant, ArithmeticError, ValueError):
+        return None
+    spans = dict(zip(kernel.grid.indices, kernel.grid.extents))
+    for op in ir.walk(kernel.body):
+        if not (isinstance(op, ir.Copy) and ir.Level.GLOBAL in (op.src, op.dst)):
+            continue
+        tensor = kernel.tensor(op.name)
+        if tensor is None or not tensor.shape:
+            continue
+        tiled = {d.name for d in tensor.shape[len(tensor.shape) - len(op.tile or ()):]
+                 if isinstance(d, ir.Sym)}
+        for name, expr in op.coord:
+            if name in tiled or name not in sizes:
+                continue
+            used = _names(expr) - {p.name for p in kernel.params}
+            if not used or not used <= set(extents):
+                continue
+            size, where = sizes[name], f"{tensor.name}'s {name} = {text(expr)}"
+            if (isinstance(expr, ir.BinOp) and expr.op == "/" and
+                    isinstance(expr.left, ir.Sym) and _names(expr.right) <= set(env)):
+                index, group = expr.left.name, ir.evaluate(expr.right, env)
+                if extents[index] != size * group:
+                    return (f"{text(spans[index])} = {extents[index]}, but the plan reads "
+                            f"{where} for {index} < {text(spans[index])}, so it needs "
+                            f"{text(spans[index])} = {name} · {text(expr.right)} = {size} · "
+                            f"{group} = {size * group}")
+                continue
+            top = ir.evaluate(expr, env | {i: extents[i] - 1 for i in used})
+            if not 0 <= top < size:
+                return (f"{tensor.name}: {name} = {size}, but the plan reads {where} = {top} "
+                        f"for the last block of the grid")
+    return None
+
+
+def _names(expr) -> set[str]:
+    from tlc import ir
+
+    if isinstance(expr, ir.Sym):
+        return {expr.name}
+    if isinstance(expr, ir.BinOp):
+        return _names(expr.left) | _names(expr.right)
+    if isinstance(expr, ir.Neg):
+        return _names(expr.operand)
+    if isinstance(expr, ir.Call):
+        return set().union(*map(_names, expr.args))
+    return set()
 
 
 def _check_fp16_range(array, name: str) -> None:

@@ -14,5 +14,5 @@ SM75 = Target(
                  k16={"fp16": "tlc::mma_k16_f16_as_two_k8"},
                  k8={"fp16": "tlc::mma_m16n8k8_f16"}),
     copies=RegisterCopies(),
-    example="mha_fwd_fp16_d64_sm75",
+    examples=("mha_fwd_fp16_d64_sm75",),
 )

@@ -10,5 +10,5 @@ SM80 = Target(
                  k16={"fp16": "tlc::mma_m16n8k16_f16", "bf16": "tlc::mma_m16n8k16_bf16"},
                  k8={"fp16": "tlc::mma_m16n8k8_f16", "bf16": "tlc::mma_m16n8k8_bf16"}),
     copies=CpAsync(),
-    example="mha_fwd_fp16_d128_sm80",
+    examples=("mha_fwd_fp16_d128_sm80", "gqa_causal_fwd_bf16_d64_sm80"),
 )

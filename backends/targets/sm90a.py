@@ -7,5 +7,5 @@ SM90A = Target(
     arch="sm_90a",
     note="its lowering (wgmma, TMA, warp specialization) is not written yet; target sm_90 to "
          "run the Ampere lowering on Hopper GPUs",
-    example="mha_fwd_fp16_d128_sm80",
+    examples=("mha_fwd_fp16_d128_sm80", "gqa_causal_fwd_bf16_d64_sm80"),
 )

@@ -5,13 +5,12 @@ import argparse
 import os
 import sys
 
-from tlc.cli import EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, write_atomically
+from tlc.cli_common import EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE, write_atomically
+from tlc.cli_common import arch_one, output_file_problem, positive
 
 
 def add_generate_parser(commands) -> None:
     """`tlc generate`: its arguments and help."""
-    from tlc.cli import _arch_one, _positive
-
     generate = commands.add_parser(
         "generate", help="have an LLM write a plan, checked and repaired by tlc",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -30,7 +29,7 @@ def add_generate_parser(commands) -> None:
                "existing file is never overwritten without --force.")
     generate.add_argument("task", metavar="TASK",
                           help='what to write, e.g. "MHA forward, D=128, causal, fp16"')
-    generate.add_argument("--arch", type=_arch_one, default="sm_80", metavar="ARCH",
+    generate.add_argument("--arch", type=arch_one, default="sm_80", metavar="ARCH",
                           help="target architecture (default: sm_80)")
     generate.add_argument("-o", "--output", metavar="FILE",
                           help="where to write the accepted plan (default: standard output)")
@@ -38,7 +37,7 @@ def add_generate_parser(commands) -> None:
                           help="model name (default: $TLC_MODEL)")
     generate.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
                           help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
-    generate.add_argument("--max-rounds", type=_positive, default=4, metavar="N",
+    generate.add_argument("--max-rounds", type=positive, default=4, metavar="N",
                           help="replies per stage before giving up (default: 4)")
     generate.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                           help="per request (default: 120)")
@@ -64,7 +63,7 @@ def run_generate(args) -> int:
     from tlc.llm.transcript import Transcript
 
     key = os.environ.get("OPENAI_API_KEY", "")
-    problem = _generate_usage(args, key)
+    problem = _generate_usage(args, key) or _unlowered(args.arch)
     if problem:
         print(f"tlc generate: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -119,6 +118,8 @@ def _generate_usage(args, key: str) -> str | None:
         return "set OPENAI_API_KEY (the key is read from the environment only)"
     if args.output and os.path.exists(args.output) and not args.force:
         return f"{args.output} exists; pass --force to overwrite it"
+    if args.output and output_file_problem(args.output):
+        return f"-o {output_file_problem(args.output)}"
     return None
 
 
@@ -144,3 +145,13 @@ def _write_outcome(args, outcome) -> int:
                                              f"its diagnostics are in {where}" if where else
                                              "; no reply held a plan"), file=sys.stderr)
     return EXIT_DIAGNOSTICS
+
+
+def _unlowered(arch: str) -> str | None:
+    """A target tlc checks plans for but does not generate code for: nothing to write."""
+    from tlc.backends import target_for
+
+    target = target_for(arch)
+    if target is not None and not target.lowers:
+        return f"tlc does not generate code for {arch} yet ({target.note})"
+    return None

@@ -79,7 +79,7 @@ def generate(task: str, arch: str, model, max_rounds: int, transcript, progress=
     result goes back to the model, a correct one with its TFLOP/s for `optimize_rounds` more
     tries; the best correct plan is the outcome."""
     messages = [{"role": "system", "content": prompts.system_prompt(arch)},
-                {"role": "user", "content": prompts.sketch_prompt(task, arch)}]
+                {"role": "user", "content": prompts.sketch_prompt(task, arch, max_rounds)}]
     transcript.write("start", task=task, arch=arch, model=model.model,
                      prompts=prompts.VERSION, max_rounds=max_rounds)
     attempts: list[Attempt] = []
@@ -87,7 +87,7 @@ def generate(task: str, arch: str, model, max_rounds: int, transcript, progress=
                     model, max_rounds, transcript, attempts, progress)
     if sketch is None:
         return _finish(Outcome(False, None, attempts, "sketch"), transcript)
-    messages.append({"role": "user", "content": prompts.code_prompt(sketch, arch)})
+    messages.append({"role": "user", "content": prompts.code_prompt(sketch, arch, max_rounds)})
     checker = lambda text: check(text, arch=arch, path=PLAN)  # noqa: E731
     plan = _stage("code", messages, checker, model, max_rounds, transcript, attempts, progress)
     if plan is None or verify is None:

@@ -11,6 +11,17 @@ from tlc.language import CLAUSE_EXAMPLES, FORMS, FRAGMENT_LAYOUTS, OPS, STATEMEN
 
 VERSION = "v1"
 
+# What `tlc check --sketch` holds a sketch to (passes/resolve.py, with ctx.sketch set).
+SKETCH_CHECKS = (
+    "A sketch (first line `sketch NAME`) leaves parameters open: tile sizes, warps, MMA "
+    "shapes, the header. tlc checks it for the syntax, the words (levels, dtypes, operations, "
+    "clauses), each Compute's operands and result, and the buffers it names: one that no line "
+    "allocates, declares or computes but that is spelled like one that is (`Kx` where `K` is "
+    "allocated) is an error. Other names stay open, as do names in expressions (BM, BN, L, "
+    "i). `Allocate Q in global (L, D)` stands for a global tensor in a sketch; TL code "
+    "declares it in the header as `input`/`output` instead. Shapes, levels, "
+    "`^T`, the online softmax, the target's limits are checked in TL code.")
+
 
 def template(name: str) -> str:
     return resources.files("tlc.llm").joinpath(f"prompts/{VERSION}/{name}.md").read_text(
@@ -51,37 +62,100 @@ def language_card() -> str:
               "into O, is online softmax (running max and sum, O rescaled, normalised at the "
               "end). Between the two GEMMs, `Reshape S from (MMA_C, BM, BN) to (MMA_A, BM, BN) "
               "with dtype fp16` turns the fp32 scores into the next GEMM's A operand.",
-              "  Causal masks are aligned bottom-right: query i sees key j when j <= i + Nk - "
-              "Nq. With GQA, query head h reads K/V head h / GROUP.",
+              "  Masks are aligned bottom-right, like FlashAttention's: query row i lines up "
+              "with key column i + Nk - Nq. `with causal` shows key j to query i when j <= i + "
+              "Nk - Nq. `with window (left, right)` shows key j when i + Nk - Nq - left <= j <= "
+              "i + Nk - Nq + right, both ends inclusive. Several clauses on one Mask, or "
+              "several Masks, combine: a key is visible only if every one of them shows it "
+              "(`Compute Mask S with causal, window (256, 0)` is a causal sliding window).",
+              "  `Compute ALiBi S, slopes` adds -slopes[h] * |i + Nk - Nq - j| to the scores: "
+              "the distance is measured from the same bottom-right diagonal; `slopes` is an "
+              "input of shape (H) fp32.",
+              "  The score statements (Multiply, Softcap, ALiBi, Mask) stand between the first "
+              "GEMM and the Softmax, in the order they apply: Multiply by the scale first (a "
+              "softcap caps the scaled scores), Softcap before any Mask; a score statement "
+              "after the Softmax, or a Softcap after a Mask, is refused (score-order).",
+              "  Grouped-query attention: declare K and V with their own head dimension, "
+              "`input K (B, Hkv, Nk, D) fp16`, a param `GROUP` (query heads per K/V head), and "
+              "select the K/V head with `Hkv = h / GROUP` in their Copy coordinates; a call "
+              "must then have H = Hkv * GROUP.",
+              "  `with warps (a, b)` splits a GEMM's tile over a warps along its rows (M) and b "
+              "along its columns (N): the block has a * b warps, 32 * a * b threads, and every "
+              "GEMM of a plan uses the same layout. M must be a multiple of a * the MMA's m, N "
+              "of b * its n.",
+              "  The grid has at most three extents, one index name each: `grid (cdiv(Nq, BM), "
+              "H, B) as (m, h, b)`. Use cdiv, not `/`, for a runtime size: `Nq / BM` rounds "
+              "down and leaves the last rows uncomputed (refused as grid-coverage).",
+              "  The key loop's bounds are the author's, and tlc checks them against the masks "
+              "rather than deriving them: a loop that skips a key some query can see is "
+              "refused (mask-coverage); one that visits blocks every query is masked from gets "
+              "a warning (masked-blocks). A causal loop ends at "
+              "`cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)`.",
+              "  Header forms: a tensor is `input NAME (dims) DTYPE`, a scalar argument "
+              "`input NAME DTYPE` (e.g. `input scale fp32`), a compile-time integer `param NAME "
+              "= VALUE`. Names in dims that are not params are runtime sizes (B, H, Nq, Nk).",
               "  A shared -> register Copy of a GEMM operand inside the GEMM's loop is streamed "
-              "one k-step at a time; outside the loop the operand is held whole in registers."]
+              "one k-step at a time; outside the loop the operand is held whole in registers.",
+              "", "Sketches:", "  " + SKETCH_CHECKS]
     return "\n".join(lines)
 
 
+def lowered_mma_shapes(arch: str) -> tuple[str, ...]:
+    """The MMA shapes tlc generates code for on a target: the backend's data, so the card
+    never offers a shape the backend refuses."""
+    from tlc.backends import target_for
+
+    target = target_for(arch)
+    return tuple(target.gemm.shapes) if target is not None and target.lowers else ()
+
+
 def hardware_card(arch: Arch) -> str:
-    """The target's limits and features, from the arch table."""
-    lines = [f"Shared memory per block: {arch.smem_per_block} bytes (all shared buffers times "
-             "their copy stages).",
-             f"Registers per thread: at most {arch.regs_per_thread} (estimated by tlc); threads "
-             f"per block: at most {arch.max_threads_per_block} (32 per warp).",
-             "Tensor-core MMA shapes by input dtype:"]
+    """The target's limits and features, from the arch table and the backend's data."""
+    from tlc.backends import target_for
+    from tlc.backends.resources import OVERHEAD_REGISTERS
+
+    lowered = lowered_mma_shapes(arch.name)
+    padding = target_for(arch.name).smem_padding
+    lines = [f"Shared memory per block: {arch.smem_per_block} bytes: all shared buffers times "
+             f"their copy stages, each row padded by {padding} elements (so a "
+             f"(BN, D) fp16 tile takes BN * (D + {padding}) * 2 bytes).",
+             f"Registers per thread: at most {arch.regs_per_thread}, estimated by tlc from what "
+             f"is live at each statement: accumulator tiles spread over the block's threads, "
+             f"operands held in registers, the online softmax's row statistics, tiles on their "
+             f"way to shared memory where there is no cp.async, and a fixed "
+             f"{OVERHEAD_REGISTERS} for addresses, indices and loop counters. Threads per "
+             f"block: at most {arch.max_threads_per_block} (32 per warp).",
+             "Tensor-core MMA shapes tlc generates code for, by input dtype:"]
     for dtype in arch.mma_dtypes:
-        shapes = ", ".join(shape.name for shape in arch.mma_shapes_for(dtype))
-        lines.append(f"  {dtype.value}: {shapes}")
+        shapes = ", ".join(shape.name for shape in arch.mma_shapes_for(dtype)
+                           if shape.name in lowered)
+        if shapes:
+            lines.append(f"  {dtype.value}: {shapes}")
+    if not lowered:
+        lines.append(f"  none yet: tlc checks plans for {arch.name} but does not generate code "
+                     f"for it ({target_for(arch.name).note})")
     lines.append("Asynchronous copies (cp.async, `with stages N` above 1): " +
                  ("yes" if arch.has_cp_async else "no: give copies no stages above 1"))
     return "\n".join(lines)
 
 
+# Shipped plans a code prompt may show, closest to the usual task first.
 def example_for(arch: str, sketch: bool) -> str:
-    """The shipped example plan closest to the target."""
+    """The shipped example plan closest to the target, one that passes `tlc check` for it,
+    with its `kernel … for` line naming the target (the D = 128 plan does not fit sm_86's
+    shared memory; the D = 64 one does)."""
+    import re
+
+    import tlc
     from tlc import examples
 
     if sketch:
         return examples.read("paper_sketch")
     from tlc.backends import target_for
 
-    return examples.read(target_for(arch).example)
+    texts = [examples.read(name) for name in target_for(arch).examples]
+    text = next((t for t in texts if tlc.check(t, arch=arch).ok), texts[0])
+    return re.sub(r"^(kernel \w+ for )\w+", rf"\g<1>{arch}", text, count=1, flags=re.M)
 
 
 def system_prompt(arch: str) -> str:
@@ -90,12 +164,13 @@ def system_prompt(arch: str) -> str:
                                      family=target.family, hardware=hardware_card(target))
 
 
-def sketch_prompt(task: str, arch: str) -> str:
-    return template("sketch").format(task=task, example=example_for(arch, sketch=True).strip())
+def sketch_prompt(task: str, arch: str, rounds: int = 4) -> str:
+    return template("sketch").format(task=task, example=example_for(arch, sketch=True).strip(),
+                                     rounds=rounds)
 
 
-def code_prompt(sketch: str, arch: str) -> str:
-    return template("code").format(sketch=sketch.strip(), arch=arch,
+def code_prompt(sketch: str, arch: str, rounds: int = 4) -> str:
+    return template("code").format(sketch=sketch.strip(), arch=arch, rounds=rounds,
                                    example=example_for(arch, sketch=False).strip())
 
 
