@@ -50,8 +50,11 @@ def compile_plan(source: Source, arch: str | None, out_dir: str | Path, emit: st
                                      schedule(result.kernel, target).text()))
         return compiled
     compiled.files.append(_write(out / f"{name}.cu", lowered.source))
+    compiled.files += [_write(out / header.name, header.read_bytes())
+                       for header in headers_of(lowered.source)]
     manifest = {"tlc": _version(), "arch": target.arch, **lowered.main.manifest(),
                 "kernels": [k.manifest() for k in lowered.kernels],
+                "launch": launch_of(result.kernel),
                 "source_sha256": hashlib.sha256(lowered.source.encode()).hexdigest()}
     if emit != "cuda":
         nvcc = find_nvcc()
@@ -92,3 +95,29 @@ def _version() -> str:
     from tlc import __version__
 
     return __version__
+
+
+def headers_of(source: str) -> list[Path]:
+    """The reviewed headers a kernel source includes, with the ones they include, so that the
+    .cu written beside them builds on its own (`nvcc -I<folder>`)."""
+    import re
+
+    from tlc.build import include_dir
+
+    found, todo = [], re.findall(r'#include "([^"]+)"', source)
+    while todo:
+        path = include_dir() / todo.pop(0)
+        if path.is_file() and path not in found:
+            found.append(path)
+            todo += re.findall(r'#include "([^"]+)"', path.read_text(encoding="utf-8"))
+    return found
+
+
+def launch_of(kernel) -> dict:
+    """What a host program needs to launch the kernel: the params' values, and the grid as
+    the plan writes it (over the runtime sizes and those params)."""
+    from tlc.passes.facts import text
+
+    return {"params": {p.name: p.value for p in kernel.params},
+            "grid": [text(e) for e in kernel.grid.extents],
+            "grid_indices": list(kernel.grid.indices)}

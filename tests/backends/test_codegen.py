@@ -46,7 +46,7 @@ def test_golden_cuda(arch, path):
 def test_compile_writes_cu_cubin_and_manifest_with_no_spills(arch, path, tmp_path):
     assert main(["compile", str(path), "--arch", arch, "-o", str(tmp_path)]) == 0
     manifest = json.loads(next(tmp_path.glob("*.manifest.json")).read_text())
-    assert {p.suffix for p in tmp_path.iterdir()} == {".cu", ".ptx", ".cubin", ".json"}
+    assert {p.suffix for p in tmp_path.iterdir()} == {".cu", ".cuh", ".ptx", ".cubin", ".json"}
     assert manifest["ptxas"]["spill_stores"] == manifest["ptxas"]["spill_loads"] == 0
     result = check(path.read_text())
     assert manifest["shared_memory"] == result.facts["shared_memory"].total
@@ -58,7 +58,7 @@ def test_compile_writes_cu_cubin_and_manifest_with_no_spills(arch, path, tmp_pat
 def test_compile_without_nvcc_writes_the_cuda_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("tlc.build.find_nvcc", lambda: None)
     assert main(["compile", str(SM80_EXAMPLES[0]), "-o", str(tmp_path)]) == 0
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".cu", ".json"]
+    assert {p.suffix for p in tmp_path.iterdir()} == {".cu", ".cuh", ".json"}
     assert "nvcc was not found" in capsys.readouterr().err
 
 

@@ -98,3 +98,21 @@ def test_exact_lets_ptxas_decide_the_register_budget(tlc_cli, tmp_path):
     plan = tmp_path / "held.tl"
     plan.write_text(held)
     assert tlc_cli("check", str(plan)).code == 1 and tlc_cli("check", "--exact", str(plan)).code == 0
+
+
+@pytest.mark.skipif(__import__("tlc.build", fromlist=["find_nvcc"]).find_nvcc() is None,
+                    reason="nvcc is not on this machine")
+def test_the_written_cu_builds_on_its_own_and_the_manifest_says_how_to_launch(tmp_path):
+    import subprocess
+
+    from tlc.build import find_nvcc
+
+    plan = str(ROOT / "examples" / "mha_fwd_fp16_d64_sm75.tl")
+    assert main(["compile", plan, "-o", str(tmp_path), "--emit", "cuda"]) == 0
+    assert {p.name for p in tmp_path.glob("*.cuh")} == {"tlc_sm75.cuh", "tlc_common.cuh"}
+    run = subprocess.run([find_nvcc(), "-arch=sm_75", "--ptx", "-I", str(tmp_path), "-o",
+                          str(tmp_path / "k.ptx"), str(tmp_path / "mha_fwd_fp16_d64.cu")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    launch = json.loads(next(tmp_path.glob("*.manifest.json")).read_text())["launch"]
+    assert launch["params"]["BM"] == 64 and launch["grid"] == ["cdiv(Nq, BM)", "H", "B"]
