@@ -50,8 +50,10 @@ def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set, kernel: ir.Ker
                         f"magnitudes 2^-14 to 65504 (or make the inputs fp16; {needs})")
                 fixes = _convert_on_load(kernel, dtype, ctx.source)
             else:
-                help = f"use fp16 in place of {dtype.value} throughout the plan ({needs})"
-                fixes = replace_word(ctx.source, dtype.value, "fp16")
+                # No edit: an input's dtype is the problem's, not the plan's to change.
+                help = (f"convert the inputs to fp16 and use fp16 throughout the plan, or "
+                        f"target an arch whose tensor cores take {dtype.value} ({needs})")
+                fixes = ()
             ctx.report(Diagnostic(
                 "arch-feature", f"{arch.name} tensor cores take {names}; this GEMM's operands "
                 f"are {dtype.value}", gemm.span, help=help, fixes=fixes))

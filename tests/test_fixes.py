@@ -64,3 +64,31 @@ def test_fmt_of_a_missing_file_says_it_could_not_be_read(tlc_cli, tmp_path):
     result = tlc_cli("fmt", str(tmp_path / "nope.tl"))
     assert result.code == 1 and "could not be read" in result.err
     assert "does not parse" not in result.err
+
+
+def test_fixes_never_change_the_problem():
+    """Over drawn plans with errors: whatever `fmt --fix` edits, every input and output keeps
+    its dtype and shape, and every param in a shape (a head dim, GROUP) keeps its value."""
+    from drawn_plans import drawn
+
+    from tlc.api import check, fix_plan
+    from tlc.passes.facts import text as expr_text
+
+    def problem(result):
+        kernel = result.kernel
+        shapes = {t.name: (t.role, tuple(expr_text(d) for d in t.shape), t.dtype)
+                  for t in kernel.tensors}
+        named = {expr_text(d) for t in kernel.tensors for d in t.shape}
+        return shapes, {p.name: p.value for p in kernel.params if p.name in named}
+
+    fixed = 0
+    for plan in drawn(5, 150):
+        before = check(plan.text, arch=plan.arch)
+        if before.ok or before.kernel is None or not any(d.fixes for d in before.diagnostics):
+            continue
+        text, after = fix_plan(plan.text, arch=plan.arch)
+        if text is None or after.kernel is None:
+            continue
+        assert problem(after) == problem(before), (plan.example, plan.edits)
+        fixed += 1
+    assert fixed >= 10
