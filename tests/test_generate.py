@@ -160,3 +160,18 @@ def test_api_is_json_ready(tmp_path):
     evaluated = tlc.evaluate(NO_RESHAPE, {"B": 1, "H": 2, "N": 64})
     json.dumps(evaluated)
     assert evaluated["ok"] is False and evaluated["diagnostics"]
+
+
+def test_verify_without_a_gpu_uses_tlc_sim(generate):
+    """No GPU here: --verify runs each accepted plan on the CPU with tlc sim; a wrong plan is
+    sent back with what was wrong, a correct one is kept (there is no speed to improve)."""
+    wrong = GOOD.replace("  Compute Softmax S\n", "  Compute Softmax S\n  Compute Softmax S\n")
+    from tlc.llm.command import simulated
+
+    assert simulated(GOOD, {"N": 4096}, "sm_80")["correct"]
+    assert not simulated(wrong, {"N": 4096}, "sm_80")["correct"]
+    result, server, transcript = generate([tl(SKETCH), tl(GOOD)], "--verify")
+    assert result.code == 0, result.err
+    assert "verified on the CPU by tlc sim" in result.err
+    verified = [e for e in transcript if e["event"] == "verify"]
+    assert len(verified) == 1 and verified[0]["correct"] and verified[0]["device"] == "the CPU (tlc sim)"

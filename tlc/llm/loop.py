@@ -112,6 +112,8 @@ def _verify(plan, verify, messages, checker, model, max_rounds, optimize_rounds,
         _report(progress, "verify", attempts[-1].round,
                 f"correct, {found.get('tflops', 0):.1f} TFLOP/s" if correct else
                 f"not correct: {found.get('error') or found.get('verdict', {}).get('problems')}")
+        if correct and not found.get("tflops"):
+            return plan  # verified on the CPU (tlc sim): correct, and no speed to improve
         if correct and found["tflops"] > best_tflops:
             best, best_tflops = plan, found["tflops"]
         if correct:
