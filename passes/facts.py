@@ -179,6 +179,23 @@ def global_load(ops, name: str) -> ir.Copy | None:
                  and c.src is ir.Level.GLOBAL), None)
 
 
+def tile_origin(tensor: ir.Tensor, coord: dict, tile: tuple, env: dict) -> tuple[int, ...]:
+    """The first index, per dimension, of a tile of `tensor` at a coordinate, as the backends
+    place it (backends/emit/tiles.py writes the same in C): a leading dimension's coordinate
+    as it is; a tiled one's (the last len(tile) dimensions) times the tile's extent, except a
+    last dimension the tile spans whole; 0 for a dimension the coordinate does not name."""
+    tiled = len(tensor.shape) - len(tile)
+    width = ir.evaluate(tensor.shape[-1], env)
+    origin = []
+    for position, dim in enumerate(tensor.shape):
+        index = coord.get(text(dim))
+        value = int(ir.evaluate(index, env)) if index is not None else 0
+        extent = tile[position - tiled] if position >= tiled else 1
+        whole = position == len(tensor.shape) - 1 and extent >= width
+        origin.append(value if whole else value * extent)
+    return tuple(origin)
+
+
 def updated_tile(op) -> str | None:
     """The tile a Multiply or ALiBi reads and updates (its result may be named otherwise)."""
     if isinstance(op, ir.Alibi):

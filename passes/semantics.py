@@ -22,7 +22,7 @@ import itertools
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
-from tlc.passes.facts import Facts, text
+from tlc.passes.facts import Facts, text, tile_origin
 
 
 def semantics(kernel: ir.Kernel, ctx) -> ir.Kernel:
@@ -225,24 +225,19 @@ def _region(tensor: ir.Tensor, op: ir.Copy, tile, shape, env):
     """The slices of the tensor a store's tile covers, as the backends place it: the last
     dims tiled by the tile's extents (a tile past the end writes nothing: ()), the others
     indexed by their coordinate (None when it falls outside the tensor)."""
-    coord = dict(op.coord)
     region = []
     tiled = len(shape) - len(tile)
-    for position, dim in enumerate(tensor.shape):
-        index = coord.get(text(dim))
-        value = int(ir.evaluate(index, env)) if index is not None else 0
+    for position, first in enumerate(tile_origin(tensor, dict(op.coord), tile, env)):
         if position < tiled:
-            if not 0 <= value < shape[position]:
+            if not 0 <= first < shape[position]:
                 return None
-            region.append(slice(value, value + 1))
+            region.append(slice(first, first + 1))
             continue
-        extent = tile[position - tiled]
-        first = value * extent if index is not None else 0
         if first < 0:
             return None
         if first >= shape[position]:
             return ()
-        region.append(slice(first, min(first + extent, shape[position])))
+        region.append(slice(first, min(first + tile[position - tiled], shape[position])))
     return tuple(region)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tlc import ir
+from tlc.passes.facts import Facts, global_load, tile_origin
 from tlc.reference import from_storage, to_dtype, to_storage
 
 
@@ -44,7 +45,6 @@ class Simulator:
 
     def __init__(self, kernel: ir.Kernel):
         from tlc.backends.schedule import softmax_outputs
-        from tlc.passes.facts import Facts, global_load
 
         self.kernel, self.facts = kernel, Facts(kernel)
         self.accumulators = {}
@@ -198,23 +198,13 @@ class Simulator:
         tensor = self.kernel.tensor(op.name)
         data = self.inputs.get(op.name) if tensor.role == "input" else self.outputs[op.name]
         coord = dict(op.coord)
-        leading = []
-        for position, dim in enumerate(tensor.shape[:-2]):
-            index = coord.get(dim.name if isinstance(dim, ir.Sym) else "")
-            value = int(ir.evaluate(index, block.env)) if index is not None else 0
+        *leading, first, first_col = tile_origin(tensor, coord, (rows, cols), block.env)
+        for position, (dim, value) in enumerate(zip(tensor.shape, leading)):
             if not 0 <= value < data.shape[position]:
                 raise SimulationError(op, f"Copy {op.name} at [{_where(coord, block.env)}] "
                                       f"reads or writes {op.name}'s dimension "
                                       f"{getattr(dim, 'name', dim)} at {value}, outside 0.."
                                       f"{data.shape[position] - 1}")
-            leading.append(value)
-        row_dim, col_dim = tensor.shape[-2], tensor.shape[-1]
-        first = int(ir.evaluate(coord.get(getattr(row_dim, "name", ""), ir.Const(0)),
-                                block.env)) * rows
-        width = data.shape[-1]
-        column = coord.get(getattr(col_dim, "name", ""))
-        first_col = int(ir.evaluate(column, block.env)) * cols if column is not None and \
-            cols < width else 0
         if first < 0 or first_col < 0:
             raise SimulationError(op, f"Copy {op.name} starts at row {first}, column "
                                   f"{first_col}: before the start of {op.name}")
