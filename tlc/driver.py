@@ -204,8 +204,7 @@ def _ptxas_budget(lowered, arch: str, estimated, ctx) -> None:
     from tlc.build import BuildError, build, find_nvcc
 
     if find_nvcc() is None:
-        ctx.diagnostics.extend(estimated)  # no ptxas here: the estimate stands
-        return
+        return  # no ptxas here: the estimate stood (its refusals were kept)
     try:
         report = build(lowered.source, arch).function(lowered.main.name)
     except BuildError as error:
