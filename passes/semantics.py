@@ -143,9 +143,7 @@ def _size_family(facts: Facts, tensor: ir.Tensor, stores) -> list[dict[str, int]
             if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE and isinstance(extent, int):
                 choices.setdefault(dim.name, set()).update(
                     v for v in (1, extent - 1, extent + 1, 2 * extent + 3) if v > 0)
-    names = [d.name for t in facts.kernel.tensors for d in t.shape
-             if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE]
-    for name in dict.fromkeys(names):
+    for name in facts.kernel.size_names:
         choices.setdefault(name, {1, 2})
     keys = sorted(choices)
     return [dict(zip(keys, values)) for values in

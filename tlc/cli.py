@@ -302,7 +302,7 @@ def run_run(args) -> int:
         return EXIT_USAGE
     try:
         kernel = load(source.text, arch=args.arch)
-        missing = [d for d in _size_names(kernel.kernel) if d not in shape]
+        missing = [d for d in kernel.kernel.size_names if d not in shape]
         if missing:
             print(f"tlc run: --shape lacks {', '.join(missing)}", file=sys.stderr)
             return EXIT_USAGE
@@ -318,13 +318,6 @@ def run_run(args) -> int:
           f"{verdict.mean_error:.3g}: {'ok' if verdict.ok else 'FAILED ' + '; '.join(verdict.problems)}")
     print(f"time: {milliseconds:.3f} ms, {tflops:.1f} TFLOP/s")
     return EXIT_OK if verdict.ok else EXIT_DIAGNOSTICS
-
-
-def _size_names(kernel) -> list[str]:
-    from tlc import ir
-
-    return list(dict.fromkeys(d.name for t in kernel.tensors for d in t.shape
-                              if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE))
 
 
 def run_compile(args) -> int:

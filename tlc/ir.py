@@ -312,6 +312,12 @@ class Kernel:
         return next((t for t in self.tensors if t.name == name), None)
 
     @property
+    def size_names(self) -> tuple[str, ...]:
+        """The runtime sizes (dimensions of inputs and outputs), each once, in plan order."""
+        return tuple(dict.fromkeys(d.name for t in self.tensors for d in t.shape
+                                   if isinstance(d, Sym) and d.kind is SymKind.SIZE))
+
+    @property
     def buffers(self) -> tuple[Buffer, ...]:
         return tuple(op.buffer for op in walk(self.body) if isinstance(op, Allocate))
 

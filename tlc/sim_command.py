@@ -25,7 +25,7 @@ def add_sim_parser(commands) -> None:
 
 
 def run_sim(args) -> int:
-    from tlc.cli import EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE
+    from tlc.cli_common import EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE
     from tlc.diagnostics import render_text
     from tlc.driver import check_source, read_source
     from tlc.runtime import ArgumentError, problem_sizes
@@ -51,7 +51,7 @@ def run_sim(args) -> int:
     except SimulationError as error:
         print(render_text(_located(error), source))
         return EXIT_DIAGNOSTICS
-    shown = ", ".join(f"{k}={v}" for k, v in used.items() if k in _size_names(result.kernel))
+    shown = ", ".join(f"{k}={v}" for k, v in used.items() if k in result.kernel.size_names)
     print(f"simulated on the CPU at {shown}")
     print(f"error: max {verdict.max_error:.3g} (bound {verdict.max_bound:.3g}), mean "
           f"{verdict.mean_error:.3g}: "
@@ -67,9 +67,3 @@ def _located(error):
                            "block of the grid (e.g. `Hkv = h / GROUP` for the K/V head of "
                            "query head h)")
 
-
-def _size_names(kernel) -> set[str]:
-    from tlc import ir
-
-    return {d.name for t in kernel.tensors for d in t.shape
-            if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE}

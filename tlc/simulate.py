@@ -281,9 +281,7 @@ def default_sizes(kernel: ir.Kernel, given: dict[str, int]) -> dict[str, int]:
     params = {p.name: p.value for p in kernel.params}
     group = params.get("GROUP", 1)
     sizes = dict(given)
-    names = [d.name for t in kernel.tensors for d in t.shape
-             if isinstance(d, ir.Sym) and d.kind is ir.SymKind.SIZE]
-    for name in dict.fromkeys(names):
+    for name in kernel.size_names:
         if name in sizes:
             continue
         if name.startswith("N"):

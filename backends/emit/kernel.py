@@ -153,12 +153,7 @@ def kernel_arguments(kernel: ir.Kernel) -> tuple[Argument, ...]:
     tensors = [Argument(t.name, "tensor", t.dtype.value, t.role == "output")
                for t in kernel.tensors if t.shape]
     scalars = [Argument(t.name, "scalar", t.dtype.value) for t in kernel.tensors if not t.shape]
-    sizes: list[Argument] = []
-    for tensor in kernel.tensors:
-        for dim in tensor.shape:
-            if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE and \
-                    all(s.name != dim.name for s in sizes):
-                sizes.append(Argument(dim.name, "size"))
+    sizes = [Argument(name, "size") for name in kernel.size_names]
     return tuple(tensors + scalars + sizes)
 
 
