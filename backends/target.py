@@ -37,13 +37,17 @@ class LoweringBug(Exception):
 @dataclass(frozen=True)
 class Argument:
     """One launch argument of a kernel, in order. kind: "tensor" (a device pointer to `dtype`
-    elements), "scalar" (a float), "size" (an int, a runtime dimension); room is left for
-    "tensormap" (a TMA descriptor by value) and "workspace" (a scratch buffer tlc allocates)."""
+    elements), "scalar" (a float), "size" (an int, a runtime dimension), "stride" (elements
+    between neighbours along dimension `dim` of tensor `of`, an int32 or int64 as `dtype` says); room is left
+    for "tensormap" (a TMA descriptor by value) and "workspace" (a scratch buffer tlc
+    allocates)."""
 
     name: str
     kind: str
     dtype: str | None = None
     output: bool = False
+    of: str | None = None
+    dim: int | None = None
 
     def to_json(self) -> dict:
         shown = {"name": self.name, "kind": self.kind}
@@ -51,7 +55,14 @@ class Argument:
             shown["dtype"] = self.dtype
         if self.output:
             shown["output"] = True
+        if self.of is not None:
+            shown.update(of=self.of, dim=self.dim)
         return shown
+
+
+def stride_name(tensor: str, dim: int) -> str:
+    """The kernel parameter holding the stride of `tensor` along dimension `dim`."""
+    return f"{tensor}_stride{dim}"
 
 
 @dataclass(frozen=True)

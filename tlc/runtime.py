@@ -157,13 +157,21 @@ class LoadedKernel:
             _check_fp16_range(arrays[name], name)
         kind = _kind(next(arrays[t.name] for t in self.kernel.tensors if t.shape and
                           t.role == "input"))
-        arguments, outputs, copies = [], {}, []
+        arguments, outputs, copies, strides = [], {}, [], {}
         for argument in self.lowered.arguments:
             name, dtype = argument.name, argument.dtype
             if argument.kind == "size":
                 arguments.append(np.int32(sizes[name]))
             elif argument.kind == "scalar":
                 arguments.append(np.float32(arrays[name]))
+            elif argument.kind == "stride":
+                stride = strides[argument.of][argument.dim]
+                if argument.dtype == "int32" and not 0 <= stride < 2 ** 31:
+                    raise ArgumentError(f"{argument.of}: a stride of {stride} elements along "
+                                        f"dimension {argument.dim}; the kernel takes up to "
+                                        "2^31 - 1 there: pass .contiguous()")
+                arguments.append(np.int32(stride) if argument.dtype == "int32"
+                                 else np.int64(stride))
             else:
                 tensor = self.kernel.tensor(name)
                 if argument.output:
@@ -172,8 +180,10 @@ class LoadedKernel:
                     arguments.append(pointer)
                     if kind == "numpy":
                         copies.append((name, handle))
+                    strides[name] = _contiguous_strides(handle.shape)
                 else:
                     arguments.append(_pointer(kind, arrays[name], name, dtype))
+                    strides[name] = _element_strides(kind, arrays[name])
         env = {p.name: p.value for p in self.kernel.params} | sizes
         grid = tuple(int(ir.evaluate(e, env)) for e in self.kernel.grid.extents)
         self.launch_args = (arguments, grid + (1,) * (3 - len(grid)))
@@ -303,11 +313,10 @@ def _pointer(kind: str, array, name: str, dtype: str):
 
         if not array.is_cuda or array.dtype != getattr(torch, _TORCH_DTYPES[dtype]):
             raise ArgumentError(f"{name}: expected a CUDA tensor of torch.{_TORCH_DTYPES[dtype]}")
-        if not array.is_contiguous():
-            raise ArgumentError(f"{name}: expected a contiguous tensor")
-        if array.data_ptr() % 16:
-            raise ArgumentError(f"{name}: the kernel reads 16-byte pieces; the tensor's data "
-                                "must start on a 16-byte boundary")
+        problem = layout_problem(array.data_ptr(), tuple(array.shape), tuple(array.stride()),
+                                 array.element_size())
+        if problem:
+            raise ArgumentError(f"{name}: {problem}")
         return np.uintp(array.data_ptr())
     if array.dtype != np.dtype(_NUMPY_DTYPES[dtype]):
         raise ArgumentError(f"{name}: expected {_NUMPY_DTYPES[dtype]} ({dtype}), got "
@@ -324,6 +333,44 @@ def _pointer(kind: str, array, name: str, dtype: str):
 
 
 _keep_alive: list = []  # device copies of NumPy inputs, alive until the next call
+
+ACCESS_BYTES = 16  # the widest global access a kernel makes (a 16-byte vector)
+
+
+def layout_problem(address: int, shape: tuple[int, ...], strides: tuple[int, ...],
+                   itemsize: int) -> str | None:
+    """What keeps a tensor at this address with these element strides from being read in
+    place, or None. A kernel reads each row's elements in 16-byte pieces: the last dimension
+    must be contiguous, and the start of every row 16-byte aligned (a 1-D tensor is read an
+    element at a time). The stride of a dimension of extent 1 is never used."""
+    if shape and shape[-1] > 1 and strides[-1] != 1:
+        return (f"its last dimension has stride {strides[-1]}; the kernel needs it contiguous "
+                "(stride 1): pass .contiguous()")
+    alignment = ACCESS_BYTES if len(shape) > 1 else itemsize
+    if address % alignment:
+        return (f"its data starts {address % alignment} bytes past a {alignment}-byte "
+                f"boundary; the kernel reads {alignment}-byte pieces: pass .clone()")
+    if any((stride * itemsize) % alignment for stride, extent in zip(strides[:-1], shape)
+           if extent > 1):
+        return (f"its strides {tuple(strides)} (in elements) leave rows off {alignment}-byte "
+                "boundaries: pass .contiguous()")
+    return None
+
+
+def _contiguous_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for extent in reversed(tuple(shape)):
+        strides.append(step)
+        step *= extent
+    return tuple(reversed(strides))
+
+
+def _element_strides(kind: str, array) -> tuple[int, ...]:
+    """The strides of an argument as the kernel sees it, in elements: NumPy arrays travel as
+    contiguous copies, GPUArrays must be contiguous, PyTorch tensors keep their own."""
+    if kind == "torch":
+        return tuple(array.stride())
+    return _contiguous_strides(array.shape)
 
 
 def _poisoned(kind: str, shape, dtype: str):

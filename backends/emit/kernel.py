@@ -9,7 +9,8 @@ from tlc import ir
 from tlc.backends.emit import scores, tiles
 from tlc.backends.emit.writer import CodeWriter, c_expr, unroll_policy
 from tlc.backends.schedule import C_TYPES, Pipeline, Schedule, SharedTile
-from tlc.backends.target import Argument, KernelSource, LoweringBug, Target, Unsupported
+from tlc.backends.target import (Argument, KernelSource, LoweringBug, Target, Unsupported,
+                                stride_name)
 
 
 class KernelEmitter(CodeWriter):
@@ -69,6 +70,8 @@ class KernelEmitter(CodeWriter):
             return f"const int p_{argument.name}"
         if argument.kind == "scalar":
             return f"const float p_{argument.name}"
+        if argument.kind == "stride":
+            return f"const {STRIDE_TYPES[argument.dtype]} {argument.name}"
         const = "" if argument.output else "const "
         return f"{const}{C_TYPES[ir.DType(argument.dtype)]}* __restrict__ {argument.name}_g"
 
@@ -149,13 +152,23 @@ class KernelEmitter(CodeWriter):
 
 
 def kernel_arguments(kernel: ir.Kernel) -> tuple[Argument, ...]:
-    """Tensors in the plan's order, then scalars, then each runtime size once."""
+    """Tensors in the plan's order, then scalars, then each runtime size once, then the
+    strides of each tensor's dimensions but its last, which is contiguous: a caller's views
+    (PyTorch's (B, N, H, D) layout, a slice of a fused QKV) run without a copy."""
     tensors = [Argument(t.name, "tensor", t.dtype.value, t.role == "output")
                for t in kernel.tensors if t.shape]
     scalars = [Argument(t.name, "scalar", t.dtype.value) for t in kernel.tensors if not t.shape]
     sizes = [Argument(name, "size") for name in kernel.size_names]
-    return tuple(tensors + scalars + sizes)
+    # A row's stride is a 32-bit int, which costs fewer registers in the copy loops (a row of
+    # 2^31 elements is past any tensor); the outer ones are 64-bit (B · H · N · D can pass 2^31).
+    strides = [Argument(stride_name(t.name, dim), "stride",
+                        "int32" if dim == len(t.shape) - 2 else "int64", of=t.name, dim=dim)
+               for t in kernel.tensors for dim in range(len(t.shape) - 1)]
+    return tuple(tensors + scalars + sizes + strides)
 
+
+
+STRIDE_TYPES = {"int32": "int", "int64": "long long"}
 
 RULES = {
     ir.Allocate: lambda em, op: None,  # storage is laid out in the prologue, from the whole plan

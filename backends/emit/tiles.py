@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from tlc import ir
 from tlc.backends.emit.writer import c_expr
 from tlc.backends.schedule import C_TYPES
-from tlc.backends.target import Unsupported
+from tlc.backends.target import Unsupported, stride_name
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,7 @@ def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int) -> TileAdd
         raise Unsupported(op, f"Copy {op.name}: a tile's row needs a compile-time width no "
                           "wider than its tensor's")
     coord = dict(op.coord)
-    terms, stride = [], "1LL"
-    first_row, cols_left = "0", None
+    terms, first_row, cols_left = [], "0", None
     for position in range(len(shape) - 1, -1, -1):
         dim = shape[position]
         name = dim.name if isinstance(dim, ir.Sym) else None
@@ -51,10 +50,11 @@ def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int) -> TileAdd
             if width % cols:
                 cols_left = f"({width} - {index})"
         if index != "0":
+            stride = stride_name(op.name, position) if position < len(shape) - 1 else "1LL"
             terms.append(f"(long long)({index}) * {stride}")
-        stride = f"{stride} * {c_expr(dim)}"
     offset = " + ".join(terms) or "0"
-    return TileAddress(offset, first_row, c_expr(shape[-2]), c_expr(shape[-1]), cols_left)
+    return TileAddress(offset, first_row, c_expr(shape[-2]),
+                       stride_name(op.name, len(shape) - 2), cols_left)
 
 
 def shared_tile_address(em, op: ir.Copy, rename: dict) -> TileAddress:

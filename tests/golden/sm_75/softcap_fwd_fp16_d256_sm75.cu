@@ -1,7 +1,7 @@
 #include "tlc_sm75.cuh"
 
 // softcap_fwd_fp16_d256: lowered by tlc for sm_75
-extern "C" __global__ void __launch_bounds__(128, 1) softcap_fwd_fp16_d256(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Nk) {
+extern "C" __global__ void __launch_bounds__(128, 1) softcap_fwd_fp16_d256(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Nk, const long long Q_stride0, const long long Q_stride1, const int Q_stride2, const long long K_stride0, const long long K_stride1, const int K_stride2, const long long V_stride0, const long long V_stride1, const int V_stride2, const long long O_stride0, const long long O_stride1, const int O_stride2) {
     constexpr int p_D = 256;
     constexpr int p_BM = 64;
     constexpr int p_BN = 16;
@@ -22,12 +22,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) softcap_fwd_fp16_d256(const
     _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) { S_max[i][h] = -INFINITY; S_sum[i][h] = 0.f; }
     // Copy Q (64 x 256) from global to shared, through registers
     {
-        const __half* tlc_src = Q_g + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        const __half* tlc_src = Q_g + (long long)((p_m) * 64) * Q_stride2 + (long long)(p_h) * Q_stride1 + (long long)(p_b) * Q_stride0;
         const int tlc_rows_left = p_Nq - (p_m) * 64;
         _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 2048; tlc_c += 128) {
             const int tlc_r = tlc_c / 32, tlc_col = (tlc_c % 32) * 8;
             const bool tlc_valid = tlc_r < tlc_rows_left;
-            const uint4 tlc_raw = tlc::load_16(tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+            const uint4 tlc_raw = tlc::load_16(tlc_src + (tlc_valid ? (long long)tlc_r * Q_stride2 + tlc_col : 0), tlc_valid);
             *reinterpret_cast<uint4*>(Q_s + tlc_r * 264 + tlc_col) = tlc_raw;
         }
     }
@@ -38,12 +38,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) softcap_fwd_fp16_d256(const
     if (p_n_start < p_n_stop) {
         // Copy K (16 x 256) from global, into registers
         {
-            const __half* tlc_src = K_g + (long long)((p_n_start) * 16) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+            const __half* tlc_src = K_g + (long long)((p_n_start) * 16) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
             const int tlc_rows_left = p_Nk - (p_n_start) * 16;
             _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                 const int tlc_r = threadIdx.x / 32 + tlc_v * 4, tlc_col = (threadIdx.x % 32) * 8;
                 const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
             }
         }
     }
@@ -60,12 +60,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) softcap_fwd_fp16_d256(const
         __syncthreads();
         // Copy V (16 x 256) from global, into registers
         {
-            const __half* tlc_src = V_g + (long long)((p_n) * 16) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+            const __half* tlc_src = V_g + (long long)((p_n) * 16) * V_stride2 + (long long)(p_h) * V_stride1 + (long long)(p_b) * V_stride0;
             const int tlc_rows_left = p_Nk - (p_n) * 16;
             _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                 const int tlc_r = threadIdx.x / 32 + tlc_v * 4, tlc_col = (threadIdx.x % 32) * 8;
                 const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * V_stride2 + tlc_col, tlc_valid);
             }
         }
         // Copy K: streamed into its GEMM one k-step at a time
@@ -165,12 +165,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) softcap_fwd_fp16_d256(const
         if (p_n + 1 < p_n_stop) {
             // Copy K (16 x 256) from global, into registers
             {
-                const __half* tlc_src = K_g + (long long)(((p_n + 1)) * 16) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const __half* tlc_src = K_g + (long long)(((p_n + 1)) * 16) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
                 const int tlc_rows_left = p_Nk - ((p_n + 1)) * 16;
                 _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                     const int tlc_r = threadIdx.x / 32 + tlc_v * 4, tlc_col = (threadIdx.x % 32) * 8;
                     const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
                 }
             }
         }
@@ -195,13 +195,13 @@ extern "C" __global__ void __launch_bounds__(128, 1) softcap_fwd_fp16_d256(const
     }
     // Copy O from register to global
     {
-        __half* tlc_dst = O_g + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        __half* tlc_dst = O_g + (long long)((p_m) * 64) * O_stride2 + (long long)(p_h) * O_stride1 + (long long)(p_b) * O_stride0;
         const int tlc_rows_left = p_Nq - (p_m) * 64;
         _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
             const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
             const float tlc_total = tlc::quad_sum(S_sum[i][h]);
             const float tlc_inverse = tlc_total > 0.f ? 1.f / tlc_total : 0.f;
-            if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 32; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * p_D + j * 8 + tlc_pair) = tlc::pack_half2(O_acc[i][j][2 * h] * tlc_inverse, O_acc[i][j][2 * h + 1] * tlc_inverse);
+            if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 32; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * O_stride2 + j * 8 + tlc_pair) = tlc::pack_half2(O_acc[i][j][2 * h] * tlc_inverse, O_acc[i][j][2 * h + 1] * tlc_inverse);
         }
     }
 }

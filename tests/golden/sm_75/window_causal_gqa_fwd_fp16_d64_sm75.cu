@@ -1,7 +1,7 @@
 #include "tlc_sm75.cuh"
 
 // window_causal_gqa_fwd_fp16_d64: lowered by tlc for sm_75
-extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_d64(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Hkv, const int p_Nk) {
+extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_d64(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Hkv, const int p_Nk, const long long Q_stride0, const long long Q_stride1, const int Q_stride2, const long long K_stride0, const long long K_stride1, const int K_stride2, const long long V_stride0, const long long V_stride1, const int V_stride2, const long long O_stride0, const long long O_stride1, const int O_stride2) {
     constexpr int p_D = 64;
     constexpr int p_GROUP = 4;
     constexpr int p_BM = 64;
@@ -26,12 +26,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
     _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) { S_max[i][h] = -INFINITY; S_sum[i][h] = 0.f; }
     // Copy Q (64 x 64) from global to shared, through registers
     {
-        const __half* tlc_src = Q_g + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        const __half* tlc_src = Q_g + (long long)((p_m) * 64) * Q_stride2 + (long long)(p_h) * Q_stride1 + (long long)(p_b) * Q_stride0;
         const int tlc_rows_left = p_Nq - (p_m) * 64;
         _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 512; tlc_c += 128) {
             const int tlc_r = tlc_c / 8, tlc_col = (tlc_c % 8) * 8;
             const bool tlc_valid = tlc_r < tlc_rows_left;
-            const uint4 tlc_raw = tlc::load_16(tlc_src + (tlc_valid ? (long long)tlc_r * p_D + tlc_col : 0), tlc_valid);
+            const uint4 tlc_raw = tlc::load_16(tlc_src + (tlc_valid ? (long long)tlc_r * Q_stride2 + tlc_col : 0), tlc_valid);
             *reinterpret_cast<uint4*>(Q_s + tlc_r * 72 + tlc_col) = tlc_raw;
         }
     }
@@ -48,12 +48,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
     if (p_n_start < p_n_stop) {
         // Copy K (64 x 64) from global, into registers
         {
-            const __half* tlc_src = K_g + (long long)((p_n_start) * 64) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
+            const __half* tlc_src = K_g + (long long)((p_n_start) * 64) * K_stride2 + (long long)((p_h / p_GROUP)) * K_stride1 + (long long)(p_b) * K_stride0;
             const int tlc_rows_left = p_Nk - (p_n_start) * 64;
             _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                 const int tlc_r = threadIdx.x / 8 + tlc_v * 16, tlc_col = (threadIdx.x % 8) * 8;
                 const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
             }
         }
     }
@@ -69,12 +69,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
         __syncthreads();
         // Copy V (64 x 64) from global, into registers
         {
-            const __half* tlc_src = V_g + (long long)((p_n) * 64) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
+            const __half* tlc_src = V_g + (long long)((p_n) * 64) * V_stride2 + (long long)((p_h / p_GROUP)) * V_stride1 + (long long)(p_b) * V_stride0;
             const int tlc_rows_left = p_Nk - (p_n) * 64;
             _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                 const int tlc_r = threadIdx.x / 8 + tlc_v * 16, tlc_col = (threadIdx.x % 8) * 8;
                 const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * V_stride2 + tlc_col, tlc_valid);
             }
         }
         // Copy K: streamed into its GEMM one k-step at a time
@@ -170,12 +170,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
         if (p_n + 1 < p_n_stop) {
             // Copy K (64 x 64) from global, into registers
             {
-                const __half* tlc_src = K_g + (long long)(((p_n + 1)) * 64) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
+                const __half* tlc_src = K_g + (long long)(((p_n + 1)) * 64) * K_stride2 + (long long)((p_h / p_GROUP)) * K_stride1 + (long long)(p_b) * K_stride0;
                 const int tlc_rows_left = p_Nk - ((p_n + 1)) * 64;
                 _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                     const int tlc_r = threadIdx.x / 8 + tlc_v * 16, tlc_col = (threadIdx.x % 8) * 8;
                     const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
                 }
             }
         }
@@ -210,11 +210,11 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
     __syncthreads();
     // Copy O (64 x 64) from shared to global
     {
-        __half* tlc_dst = O_g + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        __half* tlc_dst = O_g + (long long)((p_m) * 64) * O_stride2 + (long long)(p_h) * O_stride1 + (long long)(p_b) * O_stride0;
         const int tlc_rows_left = p_Nq - (p_m) * 64;
         _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 512; tlc_c += 128) {
             const int tlc_r = tlc_c / 8, tlc_col = (tlc_c % 8) * 8;
-            if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + (long long)tlc_r * p_D + tlc_col) = *reinterpret_cast<const int4*>(O_s + tlc_r * 72 + tlc_col);
+            if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + (long long)tlc_r * O_stride2 + tlc_col) = *reinterpret_cast<const int4*>(O_s + tlc_r * 72 + tlc_col);
         }
     }
 }

@@ -1,7 +1,7 @@
 #include "tlc_sm80.cuh"
 
 // mha_fwd_fp16_d128: lowered by tlc for sm_80
-extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Nk) {
+extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Nk, const long long Q_stride0, const long long Q_stride1, const int Q_stride2, const long long K_stride0, const long long K_stride1, const int K_stride2, const long long V_stride0, const long long V_stride1, const int V_stride2, const long long O_stride0, const long long O_stride1, const int O_stride2) {
     constexpr int p_D = 128;
     constexpr int p_BM = 128;
     constexpr int p_BN = 32;
@@ -24,14 +24,14 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __h
     // Copy Q (128 x 128) from global to shared
     {
         __half* tlc_dst = Q_s + (0) * 17408;
-        const __half* tlc_src = Q_g + (long long)((p_m) * 128) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        const __half* tlc_src = Q_g + (long long)((p_m) * 128) * Q_stride2 + (long long)(p_h) * Q_stride1 + (long long)(p_b) * Q_stride0;
         const int tlc_rows_left = p_Nq - (p_m) * 128;
         const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
-        const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+        const auto* tlc_from = tlc_src + (long long)tlc_r0 * Q_stride2 + tlc_col;
         const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
         _Pragma("unroll") for (int tlc_t = 0; tlc_t < 16; ++tlc_t) {
             const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
-            tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
+            tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * Q_stride2 : tlc_src, tlc_valid);
         }
     }
     tlc::cp_async_commit();
@@ -42,27 +42,27 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __h
         // Copy K (32 x 128) from global to shared
         {
             __half* tlc_dst = K_s + (0) * 4352;
-            const __half* tlc_src = K_g + (long long)(((p_n_start + 0)) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+            const __half* tlc_src = K_g + (long long)(((p_n_start + 0)) * 32) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
             const int tlc_rows_left = p_Nk - ((p_n_start + 0)) * 32;
             const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
-            const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+            const auto* tlc_from = tlc_src + (long long)tlc_r0 * K_stride2 + tlc_col;
             const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
             _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
                 const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
-                tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
+                tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * K_stride2 : tlc_src, tlc_valid);
             }
         }
         // Copy V (32 x 128) from global to shared
         {
             __half* tlc_dst = V_s + (0) * 4352;
-            const __half* tlc_src = V_g + (long long)(((p_n_start + 0)) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+            const __half* tlc_src = V_g + (long long)(((p_n_start + 0)) * 32) * V_stride2 + (long long)(p_h) * V_stride1 + (long long)(p_b) * V_stride0;
             const int tlc_rows_left = p_Nk - ((p_n_start + 0)) * 32;
             const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
-            const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+            const auto* tlc_from = tlc_src + (long long)tlc_r0 * V_stride2 + tlc_col;
             const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
             _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
                 const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
-                tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
+                tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * V_stride2 : tlc_src, tlc_valid);
             }
         }
     }
@@ -76,27 +76,27 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __h
             // Copy K (32 x 128) from global to shared
             {
                 __half* tlc_dst = K_s + (((tlc_next - p_n_start) % 2)) * 4352;
-                const __half* tlc_src = K_g + (long long)((tlc_next) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const __half* tlc_src = K_g + (long long)((tlc_next) * 32) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
                 const int tlc_rows_left = p_Nk - (tlc_next) * 32;
                 const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
-                const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * K_stride2 + tlc_col;
                 const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
                 _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
                     const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
-                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
+                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * K_stride2 : tlc_src, tlc_valid);
                 }
             }
             // Copy V (32 x 128) from global to shared
             {
                 __half* tlc_dst = V_s + (((tlc_next - p_n_start) % 2)) * 4352;
-                const __half* tlc_src = V_g + (long long)((tlc_next) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const __half* tlc_src = V_g + (long long)((tlc_next) * 32) * V_stride2 + (long long)(p_h) * V_stride1 + (long long)(p_b) * V_stride0;
                 const int tlc_rows_left = p_Nk - (tlc_next) * 32;
                 const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
-                const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * V_stride2 + tlc_col;
                 const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
                 _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
                     const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
-                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
+                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * V_stride2 : tlc_src, tlc_valid);
                 }
             }
         }
@@ -213,11 +213,11 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d128(const __h
     __syncthreads();
     // Copy O (128 x 128) from shared to global
     {
-        __half* tlc_dst = O_g + (long long)((p_m) * 128) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        __half* tlc_dst = O_g + (long long)((p_m) * 128) * O_stride2 + (long long)(p_h) * O_stride1 + (long long)(p_b) * O_stride0;
         const int tlc_rows_left = p_Nq - (p_m) * 128;
         _Pragma("unroll 1") for (int tlc_c = threadIdx.x; tlc_c < 2048; tlc_c += 128) {
             const int tlc_r = tlc_c / 16, tlc_col = (tlc_c % 16) * 8;
-            if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + (long long)tlc_r * p_D + tlc_col) = *reinterpret_cast<const int4*>(O_s + tlc_r * 136 + tlc_col);
+            if (tlc_r < tlc_rows_left) *reinterpret_cast<int4*>(tlc_dst + (long long)tlc_r * O_stride2 + tlc_col) = *reinterpret_cast<const int4*>(O_s + tlc_r * 136 + tlc_col);
         }
     }
 }

@@ -1,7 +1,7 @@
 #include "tlc_sm80.cuh"
 
 // mha_fwd_fp16_d512: lowered by tlc for sm_80
-extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d512(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Nk) {
+extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d512(const __half* __restrict__ Q_g, const __half* __restrict__ K_g, const __half* __restrict__ V_g, __half* __restrict__ O_g, const float p_scale, const int p_B, const int p_H, const int p_Nq, const int p_Nk, const long long Q_stride0, const long long Q_stride1, const int Q_stride2, const long long K_stride0, const long long K_stride1, const int K_stride2, const long long V_stride0, const long long V_stride1, const int V_stride2, const long long O_stride0, const long long O_stride1, const int O_stride2) {
     constexpr int p_D = 512;
     constexpr int p_BM = 64;
     constexpr int p_BN = 32;
@@ -24,14 +24,14 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d512(const __h
     // Copy Q (64 x 512) from global to shared
     {
         __half* tlc_dst = Q_s + (0) * 33280;
-        const __half* tlc_src = Q_g + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+        const __half* tlc_src = Q_g + (long long)((p_m) * 64) * Q_stride2 + (long long)(p_h) * Q_stride1 + (long long)(p_b) * Q_stride0;
         const int tlc_rows_left = p_Nq - (p_m) * 64;
         const int tlc_r0 = threadIdx.x / 64, tlc_col = (threadIdx.x % 64) * 8;
-        const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+        const auto* tlc_from = tlc_src + (long long)tlc_r0 * Q_stride2 + tlc_col;
         const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 520 + tlc_col);
         _Pragma("unroll") for (int tlc_t = 0; tlc_t < 32; ++tlc_t) {
             const bool tlc_valid = tlc_r0 + tlc_t * 2 < tlc_rows_left;
-            tlc::cp_async_16(tlc_to + tlc_t * 2080, tlc_valid ? tlc_from + (long long)tlc_t * 2 * p_D : tlc_src, tlc_valid);
+            tlc::cp_async_16(tlc_to + tlc_t * 2080, tlc_valid ? tlc_from + (long long)tlc_t * 2 * Q_stride2 : tlc_src, tlc_valid);
         }
     }
     tlc::cp_async_commit();
@@ -47,27 +47,27 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d512(const __h
             // Copy K (32 x 512) from global to shared
             {
                 __half* tlc_dst = K_s + (0) * 16640;
-                const __half* tlc_src = K_g + (long long)(((p_n_start + 0)) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const __half* tlc_src = K_g + (long long)(((p_n_start + 0)) * 32) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
                 const int tlc_rows_left = p_Nk - ((p_n_start + 0)) * 32;
                 const int tlc_r0 = threadIdx.x / 64, tlc_col = (threadIdx.x % 64) * 8;
-                const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * K_stride2 + tlc_col;
                 const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 520 + tlc_col);
                 _Pragma("unroll") for (int tlc_t = 0; tlc_t < 16; ++tlc_t) {
                     const bool tlc_valid = tlc_r0 + tlc_t * 2 < tlc_rows_left;
-                    tlc::cp_async_16(tlc_to + tlc_t * 2080, tlc_valid ? tlc_from + (long long)tlc_t * 2 * p_D : tlc_src, tlc_valid);
+                    tlc::cp_async_16(tlc_to + tlc_t * 2080, tlc_valid ? tlc_from + (long long)tlc_t * 2 * K_stride2 : tlc_src, tlc_valid);
                 }
             }
             // Copy V (32 x 128) from global to shared
             {
                 __half* tlc_dst = V_s + (0) * 4352;
-                const __half* tlc_src = V_g + (long long)((p_c) * 128) * 1LL + (long long)(((p_n_start + 0)) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const __half* tlc_src = V_g + (long long)((p_c) * 128) * 1LL + (long long)(((p_n_start + 0)) * 32) * V_stride2 + (long long)(p_h) * V_stride1 + (long long)(p_b) * V_stride0;
                 const int tlc_rows_left = p_Nk - ((p_n_start + 0)) * 32;
                 const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
-                const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * V_stride2 + tlc_col;
                 const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
                 _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
                     const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
-                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
+                    tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * V_stride2 : tlc_src, tlc_valid);
                 }
             }
         }
@@ -81,27 +81,27 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d512(const __h
                 // Copy K (32 x 512) from global to shared
                 {
                     __half* tlc_dst = K_s + (((tlc_next - p_n_start) % 2)) * 16640;
-                    const __half* tlc_src = K_g + (long long)((tlc_next) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                    const __half* tlc_src = K_g + (long long)((tlc_next) * 32) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
                     const int tlc_rows_left = p_Nk - (tlc_next) * 32;
                     const int tlc_r0 = threadIdx.x / 64, tlc_col = (threadIdx.x % 64) * 8;
-                    const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                    const auto* tlc_from = tlc_src + (long long)tlc_r0 * K_stride2 + tlc_col;
                     const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 520 + tlc_col);
                     _Pragma("unroll") for (int tlc_t = 0; tlc_t < 16; ++tlc_t) {
                         const bool tlc_valid = tlc_r0 + tlc_t * 2 < tlc_rows_left;
-                        tlc::cp_async_16(tlc_to + tlc_t * 2080, tlc_valid ? tlc_from + (long long)tlc_t * 2 * p_D : tlc_src, tlc_valid);
+                        tlc::cp_async_16(tlc_to + tlc_t * 2080, tlc_valid ? tlc_from + (long long)tlc_t * 2 * K_stride2 : tlc_src, tlc_valid);
                     }
                 }
                 // Copy V (32 x 128) from global to shared
                 {
                     __half* tlc_dst = V_s + (((tlc_next - p_n_start) % 2)) * 4352;
-                    const __half* tlc_src = V_g + (long long)((p_c) * 128) * 1LL + (long long)((tlc_next) * 32) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                    const __half* tlc_src = V_g + (long long)((p_c) * 128) * 1LL + (long long)((tlc_next) * 32) * V_stride2 + (long long)(p_h) * V_stride1 + (long long)(p_b) * V_stride0;
                     const int tlc_rows_left = p_Nk - (tlc_next) * 32;
                     const int tlc_r0 = threadIdx.x / 16, tlc_col = (threadIdx.x % 16) * 8;
-                    const auto* tlc_from = tlc_src + (long long)tlc_r0 * p_D + tlc_col;
+                    const auto* tlc_from = tlc_src + (long long)tlc_r0 * V_stride2 + tlc_col;
                     const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 136 + tlc_col);
                     _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
                         const bool tlc_valid = tlc_r0 + tlc_t * 8 < tlc_rows_left;
-                        tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * p_D : tlc_src, tlc_valid);
+                        tlc::cp_async_16(tlc_to + tlc_t * 2176, tlc_valid ? tlc_from + (long long)tlc_t * 8 * V_stride2 : tlc_src, tlc_valid);
                     }
                 }
             }
@@ -208,13 +208,13 @@ extern "C" __global__ void __launch_bounds__(128, 1) mha_fwd_fp16_d512(const __h
         __syncthreads();  // what follows may refill the stages
         // Copy O from register to global
         {
-            __half* tlc_dst = O_g + (long long)((p_c) * 128) * 1LL + (long long)((p_m) * 64) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nq + (long long)(p_b) * 1LL * p_D * p_Nq * p_H;
+            __half* tlc_dst = O_g + (long long)((p_c) * 128) * 1LL + (long long)((p_m) * 64) * O_stride2 + (long long)(p_h) * O_stride1 + (long long)(p_b) * O_stride0;
             const int tlc_rows_left = p_Nq - (p_m) * 64;
             _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
                 const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
                 const float tlc_total = tlc::quad_sum(S_sum[i][h]);
                 const float tlc_inverse = tlc_total > 0.f ? 1.f / tlc_total : 0.f;
-                if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 16; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * p_D + j * 8 + tlc_pair) = tlc::pack_half2(O_acc[i][j][2 * h] * tlc_inverse, O_acc[i][j][2 * h + 1] * tlc_inverse);
+                if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 16; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * O_stride2 + j * 8 + tlc_pair) = tlc::pack_half2(O_acc[i][j][2 * h] * tlc_inverse, O_acc[i][j][2 * h + 1] * tlc_inverse);
             }
         }
     }

@@ -4,12 +4,12 @@
     if (p_n_start < p_n_stop) {
         // Copy K (32 x 128) from global, into registers
         {
-            const __nv_bfloat16* tlc_src = K_g + (long long)((p_n_start) * 32) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
+            const __nv_bfloat16* tlc_src = K_g + (long long)((p_n_start) * 32) * K_stride2 + (long long)((p_h / p_GROUP)) * K_stride1 + (long long)(p_b) * K_stride0;
             const int tlc_rows_left = p_Nk - (p_n_start) * 32;
             _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                 const int tlc_r = threadIdx.x / 16 + tlc_v * 8, tlc_col = (threadIdx.x % 16) * 8;
                 const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
             }
         }
     }
@@ -23,12 +23,12 @@
         __syncthreads();
         // Copy V (32 x 128) from global, into registers
         {
-            const __nv_bfloat16* tlc_src = V_g + (long long)((p_n) * 32) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
+            const __nv_bfloat16* tlc_src = V_g + (long long)((p_n) * 32) * V_stride2 + (long long)((p_h / p_GROUP)) * V_stride1 + (long long)(p_b) * V_stride0;
             const int tlc_rows_left = p_Nk - (p_n) * 32;
             _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                 const int tlc_r = threadIdx.x / 16 + tlc_v * 8, tlc_col = (threadIdx.x % 16) * 8;
                 const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * V_stride2 + tlc_col, tlc_valid);
             }
         }
         // Copy V into shared memory, bf16 to fp16
@@ -41,12 +41,12 @@
         if (p_n + 1 < p_n_stop) {
             // Copy K (32 x 128) from global, into registers
             {
-                const __nv_bfloat16* tlc_src = K_g + (long long)(((p_n + 1)) * 32) * 1LL * p_D + (long long)((p_h / p_GROUP)) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_Hkv;
+                const __nv_bfloat16* tlc_src = K_g + (long long)(((p_n + 1)) * 32) * K_stride2 + (long long)((p_h / p_GROUP)) * K_stride1 + (long long)(p_b) * K_stride0;
                 const int tlc_rows_left = p_Nk - ((p_n + 1)) * 32;
                 _Pragma("unroll") for (int tlc_v = 0; tlc_v < 4; ++tlc_v) {
                     const int tlc_r = threadIdx.x / 16 + tlc_v * 8, tlc_col = (threadIdx.x % 16) * 8;
                     const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
                 }
             }
         }

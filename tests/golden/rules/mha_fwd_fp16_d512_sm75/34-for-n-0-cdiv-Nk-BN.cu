@@ -7,12 +7,12 @@
         if (p_n_start < p_n_stop) {
             // Copy K (8 x 512) from global, into registers
             {
-                const __half* tlc_src = K_g + (long long)((p_n_start) * 8) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const __half* tlc_src = K_g + (long long)((p_n_start) * 8) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
                 const int tlc_rows_left = p_Nk - (p_n_start) * 8;
                 _Pragma("unroll") for (int tlc_v = 0; tlc_v < 8; ++tlc_v) {
                     const int tlc_r = threadIdx.x / 64 + tlc_v * 1, tlc_col = (threadIdx.x % 64) * 8;
                     const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                    K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
                 }
             }
         }
@@ -26,12 +26,12 @@
             __syncthreads();
             // Copy V (8 x 128) from global, into registers
             {
-                const __half* tlc_src = V_g + (long long)((p_c) * 128) * 1LL + (long long)((p_n) * 8) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                const __half* tlc_src = V_g + (long long)((p_c) * 128) * 1LL + (long long)((p_n) * 8) * V_stride2 + (long long)(p_h) * V_stride1 + (long long)(p_b) * V_stride0;
                 const int tlc_rows_left = p_Nk - (p_n) * 8;
                 _Pragma("unroll") for (int tlc_v = 0; tlc_v < 2; ++tlc_v) {
                     const int tlc_r = threadIdx.x / 16 + tlc_v * 4, tlc_col = (threadIdx.x % 16) * 8;
                     const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                    V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                    V_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * V_stride2 + tlc_col, tlc_valid);
                 }
             }
             // Copy V into shared memory
@@ -44,12 +44,12 @@
             if (p_n + 1 < p_n_stop) {
                 // Copy K (8 x 512) from global, into registers
                 {
-                    const __half* tlc_src = K_g + (long long)(((p_n + 1)) * 8) * 1LL * p_D + (long long)(p_h) * 1LL * p_D * p_Nk + (long long)(p_b) * 1LL * p_D * p_Nk * p_H;
+                    const __half* tlc_src = K_g + (long long)(((p_n + 1)) * 8) * K_stride2 + (long long)(p_h) * K_stride1 + (long long)(p_b) * K_stride0;
                     const int tlc_rows_left = p_Nk - ((p_n + 1)) * 8;
                     _Pragma("unroll") for (int tlc_v = 0; tlc_v < 8; ++tlc_v) {
                         const int tlc_r = threadIdx.x / 64 + tlc_v * 1, tlc_col = (threadIdx.x % 64) * 8;
                         const bool tlc_valid = true && tlc_r < tlc_rows_left;
-                        K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * p_D + tlc_col, tlc_valid);
+                        K_next[tlc_v] = tlc::load_16(tlc_src + (long long)tlc_r * K_stride2 + tlc_col, tlc_valid);
                     }
                 }
             }
