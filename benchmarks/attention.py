@@ -13,7 +13,7 @@ for causal; a figure above the GPU's dense peak is reported as an error, not a r
         [--dtypes fp16,bf16] [--dims 64,128] [--seqs 1024,4096,16384] [--json PATH]
         [--tune-only | --no-tune] [--tune-cache PATH] [--merge EARLIER.json]
 
-tlc's plans come from benchmarks/plans.py for --arch, each then tuned on this GPU by
+tlc's plans come from tlc/templates.py for --arch, each then tuned on this GPU by
 `tlc tune` (tlc.tune) over TUNE_SPACE at its N = 4096 point; the winners are cached per
 (plan, GPU, driver), so --tune-only first and the grid after costs the tuning once. sm_75
 plans run as PTX for compute_75 that the driver JIT-compiles, so an H100 stands in for a
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from correctness import FROM_PTX  # noqa: E402
-from plans import plan  # noqa: E402
+from tlc.templates import plan  # noqa: E402
 
 BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flex")
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "T4": 65.0}  # dense fp16/bf16

@@ -1,6 +1,6 @@
 """The GPU correctness matrix of a backend, on the GPU present.
 
-For every case: a plan from benchmarks/plans.py (checked by tlc for --arch, sm_80 unless
+For every case: a plan from tlc/templates.py (checked by tlc for --arch, sm_80 unless
 told), built natively for the GPU present, or for sm_75 as PTX for compute_75 that the driver
 JIT-compiles (the way a Turing plan runs on a newer GPU exactly as written), run on fresh
 normal inputs with the output poisoned (NaN), compared with the float64
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plans import plan  # noqa: E402
+from tlc.templates import plan  # noqa: E402
 
 from tlc.reference import (Variant, attention, attention_low, compare,  # noqa: E402
                            from_storage, to_dtype, to_storage)

@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attention import PEAK_TFLOPS, Unsupported, launcher, measure  # noqa: E402
 from correctness import SEQS  # noqa: E402
-from plans import plan  # noqa: E402
+from tlc.templates import plan  # noqa: E402
 
 VARIANTS = {
     "window": dict(causal=True, window=(256, 0)),

@@ -42,7 +42,7 @@ def test_the_attention_run_meets_the_performance_bar():
 
 def test_committed_tune_cache_covers_the_benchmark_plans():
     from attention import TUNE_SPACE, Case
-    from plans import plan
+    from tlc.templates import plan
     from tlc.tune import plan_hash, space_of
 
     cache = json.loads((RESULTS / "h100-tune.json").read_text())
@@ -59,7 +59,7 @@ def test_the_ranking_puts_each_measured_winner_near_the_top():
     """The resource model's ranking, against the 200 candidates the H100 measured for the
     benchmark's plans (its weights were set on them: this keeps them from drifting)."""
     from attention import TUNE_SPACE, Case
-    from plans import plan
+    from tlc.templates import plan
     from tlc.tune import _id, candidates, plan_hash, space_of
 
     cache = json.loads((RESULTS / "h100-tune.json").read_text())

@@ -103,7 +103,7 @@ def test_both_ways_out_of_registers(gpu, staged, tmp_path):
     import sys
 
     sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
-    from plans import plan
+    from tlc.templates import plan
 
     kernel = load(plan("fp16", 64, True, 4, staged=staged), cache_dir=tmp_path)
     rng = np.random.default_rng(21)
@@ -123,7 +123,7 @@ def test_head_dims_that_are_multiples_of_8(gpu, d, bn, held, tmp_path):
     import sys
 
     sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
-    from plans import Options, render
+    from tlc.templates import Options, render
 
     text = render(Options("bf16", d, bm=64, bn=bn, warps=4, held=held))
     kernel = load(text, cache_dir=tmp_path)

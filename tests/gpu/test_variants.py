@@ -2,16 +2,14 @@
 float64 reference (tlc.runtime.check_random: fresh normal inputs, the output poisoned, every
 (batch, head) compared by the peers' tolerance rule). Ampere plans are built natively for the
 GPU; Turing plans run as PTX for compute_75 that the driver JIT-compiles."""
-import sys
 from pathlib import Path
 
 import pytest
 
 from tlc.runtime import check_random, load
+from tlc.templates import plan
 
 ROOT = Path(__file__).parent.parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from plans import plan  # noqa: E402
 
 VARIANT_EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.tl")
                           if any(word in p.stem for word in ("window", "alibi", "softcap",

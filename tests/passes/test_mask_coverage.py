@@ -1,8 +1,5 @@
 """The key-loop check against the masks: its block arithmetic agrees with the reference's mask,
 the tight bounds it suggests pass it, and bounds one block short fail it."""
-import sys
-from pathlib import Path
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,9 +7,7 @@ from hypothesis import strategies as st
 from tlc.api import check
 from tlc.passes.mask_coverage import FAR, Band, _visible_blocks
 from tlc.reference import Variant, visible
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from plans import Options, render  # noqa: E402
+from tlc.templates import Options, render
 
 sides = st.one_of(st.none(), st.integers(0, 90))
 

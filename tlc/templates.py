@@ -1,6 +1,7 @@
 """TL plans for a grid of cases, written from the same choices a person edits: dtype, head
 dim, heads per K/V head, the score variants (causal, sliding window, softcap, ALiBi), tiles,
 and whether the head dim is split into column chunks. Each plan is checked by tlc before use.
+The benchmarks, the GPU tests and tlc.torch take their plans from here.
 """
 from __future__ import annotations
 
