@@ -124,7 +124,7 @@ def evaluate(expr: Expr, env: dict[str, int]) -> Union[int, float]:
         return -evaluate(expr.operand, env)
     if isinstance(expr, Call):
         args = [evaluate(arg, env) for arg in expr.args]
-        return _call(expr.func, args)
+        return call(expr.func, args)
     left, right = evaluate(expr.left, env), evaluate(expr.right, env)
     if expr.op == "+":
         return left + right
@@ -140,7 +140,7 @@ def evaluate(expr: Expr, env: dict[str, int]) -> Union[int, float]:
     return left / right if expr.op == "/" else math.fmod(left, right)
 
 
-def _call(func: str, args: list) -> Union[int, float]:
+def call(func: str, args: list) -> Union[int, float]:
     if func == "cdiv":
         if args[1] == 0:
             raise ZeroDivisionError("cdiv")

@@ -180,7 +180,7 @@ class LoadedKernel:
                     arguments.append(pointer)
                     if kind == "numpy":
                         copies.append((name, handle))
-                    strides[name] = _contiguous_strides(handle.shape)
+                    strides[name] = contiguous_strides(handle.shape)
                 else:
                     arguments.append(_pointer(kind, arrays[name], name, dtype))
                     strides[name] = _element_strides(kind, arrays[name])
@@ -357,7 +357,7 @@ def layout_problem(address: int, shape: tuple[int, ...], strides: tuple[int, ...
     return None
 
 
-def _contiguous_strides(shape) -> tuple[int, ...]:
+def contiguous_strides(shape) -> tuple[int, ...]:
     strides, step = [], 1
     for extent in reversed(tuple(shape)):
         strides.append(step)
@@ -370,7 +370,7 @@ def _element_strides(kind: str, array) -> tuple[int, ...]:
     contiguous copies, GPUArrays must be contiguous, PyTorch tensors keep their own."""
     if kind == "torch":
         return tuple(array.stride())
-    return _contiguous_strides(array.shape)
+    return contiguous_strides(array.shape)
 
 
 def _poisoned(kind: str, shape, dtype: str):
@@ -410,7 +410,7 @@ def load(plan, arch: str | None = None, cache_dir=None, prebuilt=None,
     except CompileError as error:
         raise ArgumentError(str(error)) from None
     present = device_arch()
-    _check_fits(result, present)
+    check_fits(result, present)
     if prebuilt is not None:
         lowered, built = prebuilt
     else:
@@ -432,7 +432,7 @@ def _lines(result) -> str:
 HARDWARE_LIMITS = ("smem-budget", "thread-budget")
 
 
-def _check_fits(result, present: str) -> None:
+def check_fits(result, present: str) -> None:
     """The plan's shared memory and threads checked against the GPU present, where tlc knows
     it and it is not the plan's own target: a plan for an A100 may not fit an RTX 4090's
     shared memory. (Its code is the plan's target's, so the other checks stay that target's.)"""

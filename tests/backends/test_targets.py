@@ -53,13 +53,13 @@ def test_check_arch_all_lists_every_target(tlc_cli):
 
 def test_the_plan_is_checked_against_the_gpu_present():
     """`tlc run` / `tlc.load` on a GPU other than the plan's target: its limits apply too."""
-    from tlc.runtime import ArgumentError, _check_fits
+    from tlc.runtime import ArgumentError, check_fits
 
     result = check(MHA)
     with pytest.raises(ArgumentError, match=r"sm_86.*STAGES"):
-        _check_fits(result, "sm_86")
-    _check_fits(result, "sm_90")  # fits: nothing raised
-    _check_fits(check(GQA), "sm_86")
+        check_fits(result, "sm_86")
+    check_fits(result, "sm_90")  # fits: nothing raised
+    check_fits(check(GQA), "sm_86")
 
 
 def test_compile_emits_the_schedule_and_readable_ir(tmp_path, capsys):
