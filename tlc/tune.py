@@ -286,6 +286,19 @@ def tune(text: str, arch: str, shape: dict[str, int] | None = None, *, space=Non
     return Outcome(key, found, refused, measured, _best(measured), cached=False)
 
 
+def tuned(text: str, arch: str, gpu: str, driver: str, cache: Path | None = None) -> str | None:
+    """The plan with the values a complete tuning of it (over its default space, for `arch` on
+    this GPU and driver) found fastest, from the tune cache; None where there is none."""
+    space = space_of(text)
+    entry = load_cache(cache or cache_path()).get(f"{plan_hash(text, space, arch)}|{gpu}|{driver}")
+    if not isinstance(entry, dict) or not entry.get("complete") or not entry.get("best"):
+        return None
+    try:
+        return assign(text, entry["best"])
+    except (TuneError, TypeError, AttributeError):
+        return None  # an entry in another format: the template stands
+
+
 def _id(values: dict) -> str:
     return json.dumps(values, sort_keys=True)
 

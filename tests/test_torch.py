@@ -1,0 +1,152 @@
+"""tlc.torch without a GPU: the op's registration and fake implementation (what
+torch.compile traces), plan selection per case and GPU, the tuned winner from the tune
+cache, and the errors a call gets. Skipped where PyTorch is not installed (CI installs no
+torch; tests/gpu/test_torch.py and benchmarks/torch_op.py run it on the GPU)."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (tlc does not need it)")
+
+import tlc.torch as tt  # noqa: E402
+from tlc.driver import check  # noqa: E402
+from tlc.runtime import ArgumentError  # noqa: E402
+
+
+def fake_inputs(layout="bhsd", heads=(8, 2), n=(128, 96), d=64, dtype=torch.float16):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode()
+    h, hkv = heads
+    dims = (lambda hh, nn: (2, hh, nn, d)) if layout == "bhsd" else (lambda hh, nn: (2, nn, hh, d))
+    with mode:
+        q = torch.empty(dims(h, n[0]), dtype=dtype, device="cuda")
+        k = torch.empty(dims(hkv, n[1]), dtype=dtype, device="cuda")
+        v = torch.empty(dims(hkv, n[1]), dtype=dtype, device="cuda")
+    return mode, q, k, v
+
+
+def test_the_op_is_registered_with_its_schema():
+    schema = str(torch.ops.tlc.attention.default._schema)
+    for part in ("Tensor q", "bool causal", "int window_left", "Tensor? alibi_slopes",
+                 "str layout", "-> Tensor"):
+        assert part in schema
+
+
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+def test_the_fake_output_has_the_real_ones_shape_dtype_and_strides(layout):
+    mode, q, k, v = fake_inputs(layout)
+    with mode:
+        out = tt.attention(q, k, v, causal=True, layout=layout)
+    assert out.shape == q.shape and out.dtype == q.dtype and out.device == q.device
+    assert out.stride() == tt.contiguous_strides(tuple(q.shape))
+
+
+def test_torch_compile_traces_one_graph_without_breaks():
+    q = torch.empty(2, 8, 128, 64, dtype=torch.float16, device="meta")
+    k = torch.empty(2, 2, 128, 64, dtype=torch.float16, device="meta")
+
+    def block(q, k, v):
+        return tt.attention(q, k, v, causal=True).sum(dim=-1)
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(block)(q, k, k)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    compiled = torch.compile(block, fullgraph=True, backend="eager")
+    assert compiled(q, k, k).shape == (2, 8, 128)
+    torch._dynamo.reset()
+
+
+def test_shapes_that_disagree_are_refused_while_tracing_too():
+    mode, q, k, v = fake_inputs(heads=(8, 3))
+    with mode, pytest.raises(ArgumentError, match="multiple of the K/V heads"):
+        tt.attention(q, k, v)
+    mode, q, k, v = fake_inputs()
+    with mode, pytest.raises(ArgumentError, match="one shape"):
+        tt.attention(q, k, v[:, :, :5])
+    with mode, pytest.raises(ArgumentError, match="4"):
+        tt.attention(q[0], k, v)
+
+
+def test_cpu_tensors_get_a_clear_error():
+    q = torch.zeros(1, 2, 8, 64, dtype=torch.float16)
+    with pytest.raises(ArgumentError, match="CUDA tensors"):
+        tt.attention(q, q, q)
+
+
+def test_call_options_are_checked():
+    mode, q, k, v = fake_inputs()
+    with mode:
+        with pytest.raises(ArgumentError, match="log-sum-exp"):
+            tt.attention(q, k, v, return_lse=True)
+        with pytest.raises(ArgumentError, match="layout"):
+            tt.attention(q, k, v, layout="sbhd")
+        with pytest.raises(ArgumentError, match="key counts"):
+            tt.attention(q, k, v, window=(-1, 0))
+    grad = torch.zeros(1, 2, 8, 64, requires_grad=True)
+    with pytest.raises(ArgumentError, match="no backward"):
+        tt.attention(grad, grad, grad)
+
+
+def test_fake_and_meta_tensors_go_through_the_op():
+    mode, q, _, _ = fake_inputs()
+    assert not tt._plain_eager(q)
+    assert not tt._plain_eager(torch.empty(2, device="meta"))
+    assert not tt._plain_eager(torch.empty(2))
+
+
+@pytest.mark.parametrize("case", [
+    tt.Case("fp16", 128, 1, arch="sm_90"), tt.Case("bf16", 64, 4, True, arch="sm_80"),
+    tt.Case("fp16", 64, 8, True, (32, 0), arch="sm_75"),
+    tt.Case("bf16", 256, 1, softcap=30.0, arch="sm_89"),
+    tt.Case("fp16", 128, 1, True, alibi=True, arch="sm_86"),
+    tt.Case("fp16", 512, 2, arch="sm_90"), tt.Case("bf16", 96, 1, arch="sm_80")],
+    ids=lambda c: c.describe())
+def test_each_case_gets_a_plan_that_tlc_check_accepts(case):
+    text = tt.plan_for(case)
+    result = check(text, arch=case.arch)
+    assert result.ok, [d.message for d in result.diagnostics]
+    params = {p.name: p.value for p in result.kernel.params}
+    assert params["D"] == case.head_dim and params["GROUP"] == case.group
+    assert ("Mask S with causal" in text) == case.causal
+    assert ("Softcap" in text) == bool(case.softcap) and ("ALiBi" in text) == case.alibi
+    if case.window:
+        assert (params["LEFT"], params["RIGHT"]) == case.window
+
+
+@pytest.mark.parametrize("case, message", [
+    (tt.Case("fp16", 100), "96 and 104"), (tt.Case("fp16", 520), "512"),
+    (tt.Case("fp32", 64), "float16"), (tt.Case("bf16", 64, arch="sm_75"), "fp16, D = 64"),
+    (tt.Case("fp16", 64, softcap=-1.0), "> 0"), (tt.Case("fp16", 64, window=(-1, 4)), ">= 0")])
+def test_an_uncovered_case_names_the_nearest_covered_one(case, message):
+    with pytest.raises(tt.NotCovered, match=message):
+        tt.plan_for(case)
+
+
+def test_targets_for_each_gpu():
+    assert tt.target_of((9, 0)) == ("sm_90", False)
+    assert tt.target_of((8, 9)) == ("sm_89", False)
+    assert tt.target_of((7, 5)) == ("sm_75", False)
+    assert tt.target_of((12, 0)) == ("sm_86", True)  # newer than tlc knows: PTX
+    with pytest.raises(tt.NotCovered, match="sm_75"):
+        tt.target_of((7, 0))
+
+
+def test_a_tuned_winner_is_used_for_its_gpu_and_driver_only():
+    from tlc.tune import cache_path, plan_hash, space_of
+
+    case = tt.Case("fp16", 64, 1, arch="sm_80")
+    template = tt.plan_for(case)
+    key = f"{plan_hash(template, space_of(template), 'sm_80')}|NVIDIA H200|580.1"
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    best = {"BM": 64, "BN": 64}
+    path.write_text(json.dumps({key: {"complete": True, "best": best}}))
+    try:
+        tuned = tt.plan_for(case, "NVIDIA H200", "580.1")
+        assert "param BM = 64" in tuned and "param BM = 64" not in template
+        assert tt.plan_for(case, "NVIDIA H100", "580.1") == template
+        path.write_text(json.dumps({key: {"complete": False, "best": best}}))
+        assert tt.plan_for(case, "NVIDIA H200", "580.1") == template
+    finally:
+        path.unlink()

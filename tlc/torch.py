@@ -1,0 +1,464 @@
+"""tlc from PyTorch: `attention(q, k, v, ...)`, a drop-in for `flash_attn_func` or
+`F.scaled_dot_product_attention` that runs tlc's kernel for the GPU present. It is the custom
+op `torch.ops.tlc.attention`, with a fake implementation, so `torch.compile(fullgraph=True)`
+graphs it whole and CUDA graphs capture it.
+
+    import torch, tlc.torch
+    q = torch.randn(2, 4096, 16, 128, device="cuda", dtype=torch.float16)   # (B, N, H, D)
+    k = v = torch.randn(2, 4096, 4, 128, device="cuda", dtype=torch.float16)
+    o = tlc.torch.attention(q, k, v, causal=True, layout="bshd")
+
+The plan for a call is tlc.templates' plan for its case (dtype, head dim, query heads per K/V
+head, mask, softcap, ALiBi) on the GPU's target, or that plan's winner where `tlc tune` has
+tuned it on this GPU. Each plan is checked, lowered and built once per (plan, GPU,
+toolchain), kept in this process and on disk (tlc.build's cache); a call then costs a few
+microseconds of host time: checks of its arguments, an output allocation, one launch on the
+current stream with the tensors' own strides.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+
+try:
+    import torch
+except ImportError as error:  # tlc itself never needs PyTorch; only this module does
+    raise ImportError("tlc.torch needs PyTorch (pip install torch); the rest of tlc works "
+                      "without it") from error
+
+from tlc.runtime import ArgumentError, contiguous_strides
+
+LAYOUTS = ("bhsd", "bshd")  # (batch, heads, sequence, head dim) or (batch, sequence, heads, ...)
+DTYPES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+HEAD_DIMS = range(8, 513, 8)  # what the templates tile: a multiple of 8 (16-byte rows), <= 512
+GRID_LIMIT = 65535            # blocks along the grid's y (heads) and z (batch)
+INT32_LIMIT = 2 ** 31 - 1     # sizes and row strides travel as int32
+
+# Debugging: fill each output with NaN before the launch, so an element the kernel fails to
+# write shows (the tests set it; TLC_POISON=1 sets it for a process). Off, the hot path
+# allocates and launches only.
+poison_outputs = os.environ.get("TLC_POISON") == "1"
+
+
+class NotCovered(ArgumentError):
+    """No plan covers the case; the message names the nearest case that is covered."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """What decides the plan of a call (the sizes and the scale do not: they are arguments)."""
+
+    dtype: str
+    head_dim: int
+    group: int = 1                          # query heads per K/V head
+    causal: bool = False
+    window: tuple[int, int] | None = None   # (left, right) keys around the diagonal
+    softcap: float | None = None
+    alibi: bool = False
+    arch: str = "sm_80"                     # the plan's target
+
+    def describe(self) -> str:
+        parts = [self.dtype, f"D = {self.head_dim}"]
+        parts += [f"{self.group} query heads per K/V head"] * (self.group > 1)
+        parts += ["causal"] * self.causal + [f"window {self.window}"] * bool(self.window)
+        parts += [f"softcap {self.softcap:g}"] if self.softcap else []
+        parts += ["ALiBi"] * self.alibi
+        return ", ".join(parts) + f" for {self.arch}"
+
+
+# ---- plans ----
+
+def target_of(capability: tuple[int, int]) -> tuple[str, bool]:
+    """(the plan's target, whether it runs as PTX that the driver compiles) for a GPU of this
+    compute capability: its own target where tlc lowers one; a newer GPU runs sm_86 plans
+    (the smallest shared memory of the family) as PTX."""
+    from tlc.backends import target_for, TARGETS
+
+    arch = f"sm_{capability[0]}{capability[1]}"
+    if arch in TARGETS and target_for(arch).lowers:
+        return arch, False
+    if capability >= (8, 0):
+        return "sm_86", True
+    raise NotCovered(f"this GPU is {arch}; tlc's plans run on sm_75 (Turing) and newer")
+
+
+def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> str:
+    """The plan text a call of this case runs: the template's, or its tuned winner for this
+    GPU and driver where the tune cache has one that still passes `tlc check`."""
+    from tlc.driver import check
+    from tlc.templates import plan
+    from tlc.tune import tuned
+
+    refuse_uncovered(case)
+    variant = {"window": case.window, "softcap": case.softcap, "alibi": case.alibi}
+    try:
+        text = plan(case.dtype, case.head_dim, case.causal, case.group, arch=case.arch,
+                    **variant)
+    except ValueError:
+        raise NotCovered(f"no tiling of tlc's template fits {case.describe()}; "
+                         f"{_nearest(case)}") from None
+    if gpu and driver:
+        winner = tuned(text, case.arch, gpu, driver)
+        if winner and check(winner, arch=case.arch).ok:
+            return winner
+    return text
+
+
+def refuse_uncovered(case: Case) -> None:
+    """Raise NotCovered for a case outside what the templates can state."""
+    if case.dtype not in DTYPES.values():
+        raise NotCovered(f"dtype {case.dtype}: tlc's plans take torch.float16 or "
+                         "torch.bfloat16 (cast with .half() or .bfloat16())")
+    if case.head_dim not in HEAD_DIMS:
+        raise NotCovered(f"head dim {case.head_dim}: {_nearest(case)}")
+    if case.dtype == "bf16" and case.arch == "sm_75":
+        raise NotCovered("bf16 on Turing (sm_75): its tensor cores have no bf16 and tlc's "
+                         "plan would compute it as fp16, which overflows past 65504; the "
+                         f"nearest covered case is {_replace(case, dtype='fp16').describe()}: "
+                         "pass .half() tensors")
+    if case.window is not None and min(case.window) < 0:
+        raise NotCovered(f"window {case.window}: both sides are key counts >= 0 (a window "
+                         "unbounded on the left with right side 0 is causal=True)")
+    if case.softcap is not None and not case.softcap > 0:
+        raise NotCovered(f"softcap {case.softcap}: a cap is > 0 (None for no softcap)")
+
+
+def _replace(case: Case, **changes) -> Case:
+    from dataclasses import replace
+
+    return replace(case, **changes)
+
+
+def _nearest(case: Case) -> str:
+    below = [d for d in HEAD_DIMS if d <= case.head_dim]
+    above = [d for d in HEAD_DIMS if d >= case.head_dim]
+    near = sorted({d for d in (below[-1:] + above[:1])}) or [HEAD_DIMS[-1]]
+    return ("the nearest covered head dims are " + " and ".join(map(str, near)) +
+            " (a multiple of 8 up to 512: pad the head dim with zeros)")
+
+
+# ---- built kernels ----
+
+# The template's kernel arguments: its tensors, taken from the call's tensors in this order,
+# then the values a call's signature fixes.
+_POINTERS = ["Q", "K", "V", "O", "slopes"]
+_VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk"] + [f"{t}_stride{d}" for t in "QKVO"
+                                                     for d in range(3)]
+
+
+class Built:
+    """A case's plan, checked, lowered, built and loaded on one device."""
+
+    def __init__(self, case: Case, device: int, from_ptx: bool):
+        from pathlib import Path
+
+        from tlc import launch
+        from tlc.driver import CompileError, build_for, check, lowered_of
+        from tlc.runtime import check_fits
+
+        self.case = case
+        gpu = torch.cuda.get_device_name(device)
+        self.text = plan_for(case, gpu, _driver_version())
+        result = check(self.text, arch=case.arch)
+        try:
+            lowered = lowered_of(result)
+        except CompileError as error:
+            raise ArgumentError(f"the plan for {case.describe()} does not lower: {error}")
+        present = "sm_{}{}".format(*torch.cuda.get_device_capability(device))
+        check_fits(result, present)
+        built = build_for(lowered, case.arch if from_ptx else present,
+                          output="ptx" if from_ptx else "cubin")
+        main = lowered.main
+        tensors = [a.name for a in main.arguments if a.kind == "tensor"]
+        self.pointers = [_POINTERS.index(name) for name in tensors if name in _POINTERS]
+        self.tail = [a.name for a in main.arguments if a.kind != "tensor"]
+        missing = [name for name in tensors + self.tail if name not in _POINTERS + _VALUES]
+        if missing or [a.kind for a in main.arguments[:len(tensors)]] != ["tensor"] * len(tensors):
+            raise ArgumentError(f"the plan for {case.describe()} takes arguments tlc.torch "
+                                f"does not supply: {', '.join(missing) or 'in another order'}")
+        self.kernel = launch.Kernel(Path(built.path).read_bytes(), main.name, main.arguments,
+                                    main.threads, main.shared_memory, device)
+        self.grid = launch.grid_function(result.kernel)
+        self.how = (f"PTX for compute_{case.arch[3:]}, JIT-compiled for {present}" if from_ptx
+                    else f"built for {present}")
+
+
+_built: dict[tuple, Built] = {}
+_building: dict[tuple, threading.Lock] = {}  # one lock a key: other cases build meanwhile
+_building_lock = threading.Lock()
+
+
+def _driver_version() -> str | None:
+    from tlc.runtime import GpuUnavailable, driver_version
+
+    try:
+        return driver_version()
+    except (GpuUnavailable, ImportError, OSError):
+        return None
+
+
+def built_for(case: Case, device: int, from_ptx: bool) -> Built:
+    """The loaded kernel of a case on a device, built on first use."""
+    key = (case, device, from_ptx)
+    found = _built.get(key)
+    if found is None:
+        with _building_lock:
+            lock = _building.setdefault(key, threading.Lock())
+        with lock:
+            found = _built.get(key)
+            if found is None:
+                found = _built[key] = Built(case, device, from_ptx)
+    return found
+
+
+# ---- the call ----
+
+def attention(q, k, v, *, causal: bool = False, window: tuple[int, int] | None = None,
+              softcap: float | None = None, alibi_slopes=None, scale: float | None = None,
+              layout: str = "bhsd", return_lse: bool = False, arch: str | None = None):
+    """Softmax attention of q against k and v by tlc's kernel for the GPU present.
+
+    q: (B, H, Nq, D) for layout "bhsd", (B, Nq, H, D) for "bshd"; k, v: the same with Hkv
+    heads and Nk keys, H a multiple of Hkv (GQA/MQA). fp16 or bf16, on one CUDA device, any
+    strides whose last dimension is contiguous (others are copied first). causal masks as
+    FlashAttention does, aligned to the bottom right (with Nq < Nk the queries are the last
+    Nq positions; SDPA's is_causal aligns top left, which agrees when Nq = Nk); window =
+    (left, right) keeps the keys from left before to right after the diagonal; softcap
+    squashes scores as cap · tanh(s / cap); alibi_slopes: (H,) fp32 per-head slopes; scale
+    defaults to 1 / sqrt(D). A query row that sees no key gives zeros. Returns O in q's
+    layout. arch runs another target's plan (e.g. "sm_75", as PTX the driver compiles).
+    """
+    if return_lse:
+        raise ArgumentError("return_lse: tlc's plans do not output the log-sum-exp yet")
+    if layout not in LAYOUTS:
+        raise ArgumentError(f"layout {layout!r}: one of {', '.join(map(repr, LAYOUTS))}")
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        raise ArgumentError("tlc.torch.attention has no backward yet: call it under "
+                            "torch.no_grad() (or on detached tensors) for inference")
+    left, right = (-1, -1) if window is None else _window(window)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    arguments = (q, k, v, bool(causal), left, right, 0.0 if softcap is None else float(softcap),
+                 alibi_slopes, float(scale), layout, arch or "")
+    if _plain_eager(q):
+        return _attention_cuda(*arguments)
+    return _op(*arguments)
+
+
+def _plain_eager(q) -> bool:
+    """Whether a call may skip PyTorch's dispatcher (a few microseconds): a plain CUDA
+    tensor, outside torch.compile, with no dispatch mode or transform that must see the op
+    (fake tensors, make_fx, vmap, ...). Everything else calls torch.ops.tlc.attention."""
+    return (type(q) is torch.Tensor and q.is_cuda and not torch.compiler.is_compiling()
+            and not _dispatch_modes() and not _wrapped(q))
+
+
+def _dispatch_modes() -> int:
+    return torch._C._len_torch_dispatch_stack()
+
+
+def _wrapped(q) -> bool:
+    functorch = getattr(torch._C, "_functorch", None)
+    return bool(functorch and functorch.is_functorch_wrapped_tensor(q))
+
+
+def _window(window) -> tuple[int, int]:
+    try:
+        left, right = (int(side) for side in window)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"window {window!r}: a pair (left, right) of key counts") from None
+    if left < 0 or right < 0:
+        raise ArgumentError(f"window {window!r}: both sides are key counts >= 0 (causal=True "
+                            "is the window unbounded on the left with right side 0)")
+    return left, right
+
+
+def _sizes(q, k, v, layout: str):
+    """(B, H, Nq, Hkv, Nk, D) of the call, its arguments checked for agreement."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 4:
+            raise ArgumentError(f"{name}: {t.dim()} dimensions; attention takes 4 "
+                                f"({'B, H, N, D' if layout == 'bhsd' else 'B, N, H, D'})")
+    if layout == "bhsd":
+        (b, h, nq, d), (bk, hkv, nk, dk) = q.shape, k.shape
+    else:
+        (b, nq, h, d), (bk, nk, hkv, dk) = q.shape, k.shape
+    if tuple(v.shape) != tuple(k.shape):
+        raise ArgumentError(f"v: shape {tuple(v.shape)}, k has {tuple(k.shape)}; tlc's plans "
+                            "take K and V of one shape")
+    if bk != b or dk != d:
+        raise ArgumentError(f"k: shape {tuple(k.shape)} does not match q's {tuple(q.shape)} "
+                            f"in batch or head dim ({layout})")
+    if hkv == 0 or h % hkv:
+        raise ArgumentError(f"q has {h} heads and k {hkv}: the query heads must be a multiple "
+                            "of the K/V heads")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ArgumentError(f"q, k, v are {q.dtype}, {k.dtype}, {v.dtype}: one dtype")
+    return b, h, nq, hkv, nk, d
+
+
+def _case_of(q, h: int, hkv: int, d: int, causal, left, right, softcap, alibi, arch) -> Case:
+    dtype = DTYPES.get(q.dtype)
+    if dtype is None:
+        raise NotCovered(f"dtype {q.dtype}: tlc's plans take torch.float16 or torch.bfloat16 "
+                         "(cast with .half() or .bfloat16())")
+    return Case(dtype, d, h // hkv, causal, None if left < 0 else (left, right),
+                softcap or None, alibi, arch)
+
+
+def _readable(t) -> bool:
+    """Whether the kernel reads t in place: 16-byte aligned, contiguous rows (the quick
+    test; runtime.layout_problem says what is wrong otherwise)."""
+    s = t.stride()
+    return s[3] == 1 and not (s[0] % 8 or s[1] % 8 or s[2] % 8 or t.data_ptr() % 16)
+
+
+def _in_place(t):
+    """t, or a fresh contiguous copy where the kernel cannot read t where it lies."""
+    if _readable(t):
+        return t
+    from tlc.runtime import layout_problem
+
+    if layout_problem(t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.element_size()):
+        return t.clone(memory_format=torch.contiguous_format)  # a new, aligned allocation
+    return t
+
+
+def _current_stream(device: int) -> int:
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # no Stream object: cheaper
+    return raw(device) if raw else torch.cuda.current_stream(device).cuda_stream
+
+
+class _Recipe:
+    """What calls of one signature (shapes, strides, dtypes, device, options) launch: the
+    kernel and grid, the arguments that stay the same from call to call (scale, sizes,
+    strides), and the output's shape; made once, so that a call only allocates its output,
+    reads the data pointers and launches."""
+
+    __slots__ = ("kernel", "grid", "order", "tail", "out_shape", "dtype", "device", "copy",
+                 "zeros", "slopes_ok")
+
+
+_recipes: dict[tuple, _Recipe] = {}
+
+
+def _attention_cuda(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi_slopes=None,
+                    scale=1.0, layout="bhsd", arch=""):
+    slopes_key = None if alibi_slopes is None else (
+        alibi_slopes.shape, alibi_slopes.stride(), alibi_slopes.dtype,
+        alibi_slopes.get_device())
+    key = (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, k.dtype,
+           v.dtype, q.get_device(), k.get_device(), v.get_device(), causal, left, right,
+           softcap, scale, layout, arch, slopes_key)
+    recipe = _recipes.get(key)
+    if recipe is None:
+        recipe = _recipes[key] = _recipe(q, k, v, causal, left, right, softcap, alibi_slopes,
+                                         scale, layout, arch)
+    out = torch.empty(recipe.out_shape, dtype=recipe.dtype, device=recipe.device)
+    if recipe.zeros is not None:
+        return out.zero_() if recipe.zeros else out
+    if recipe.copy or (q.data_ptr() | k.data_ptr() | v.data_ptr()) & 15:
+        q, k, v = _in_place(q), _in_place(k), _in_place(v)
+        if recipe.copy:  # the copies' strides are not the caller's: a recipe of their own
+            return _attention_cuda(q, k, v, causal, left, right, softcap, alibi_slopes, scale,
+                                   layout, arch)
+    if poison_outputs:
+        out.fill_(float("nan"))
+    pointers = (q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+                0 if alibi_slopes is None else alibi_slopes.data_ptr())
+    recipe.kernel.launch(recipe.grid, [pointers[i] for i in recipe.order], recipe.tail,
+                         _current_stream(recipe.device.index))
+    return out
+
+
+def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, arch):
+    """Check a call's arguments and work out what its signature launches (see _Recipe)."""
+    b, h, nq, hkv, nk, d = _sizes(q, k, v, layout)
+    device = q.get_device()
+    if device < 0 or k.get_device() != device or v.get_device() != device:
+        raise ArgumentError("q, k and v must be CUDA tensors on one device")
+    if arch:
+        from tlc.arch import ARCHS
+
+        if arch not in ARCHS:
+            raise ArgumentError(f"arch {arch!r}: one of {', '.join(ARCHS)}")
+        from_ptx = True
+    else:
+        arch, from_ptx = _present_target(device)
+    case = _case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes is not None, arch)
+    built = built_for(case, device, from_ptx)
+    recipe = _Recipe()
+    recipe.out_shape, recipe.dtype, recipe.device = tuple(q.shape), q.dtype, q.device
+    recipe.zeros = False if b * h * nq == 0 else True if nk == 0 else None  # no launch
+    recipe.copy = any(_in_place(t) is not t for t in (q, k, v))
+    if recipe.zeros is not None or recipe.copy:
+        return recipe
+    if max(nq, nk) > INT32_LIMIT or h > GRID_LIMIT or b > GRID_LIMIT:
+        raise ArgumentError(f"B = {b}, H = {h}, Nq = {nq}, Nk = {nk}: the kernel's grid "
+                            f"takes up to {GRID_LIMIT} heads and batch entries and sequences "
+                            f"up to {INT32_LIMIT}")
+    if alibi_slopes is not None:
+        _check_slopes(alibi_slopes, h, device)
+    out_strides = contiguous_strides(recipe.out_shape)
+    views = [(t.stride()[0], t.stride()[1], t.stride()[2]) for t in (q, k, v)]
+    views.append(out_strides[:3])
+    if layout == "bshd":  # (B, N, H, D) tensors seen as (B, H, N, D): swap the middle strides
+        views = [(s0, s2, s1) for s0, s1, s2 in views]
+    if max(view[2] for view in views) > INT32_LIMIT:
+        raise ArgumentError("a row stride past 2^31 elements: pass .contiguous() tensors")
+    values = {"scale": scale, "B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk}
+    for name, view in zip("QKVO", views):
+        values.update({f"{name}_stride{dim}": view[dim] for dim in range(3)})
+    recipe.kernel = built.kernel
+    recipe.order = built.pointers
+    recipe.tail = tuple(values[name] for name in built.tail)
+    recipe.grid = built.grid({"B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk})
+    return recipe
+
+
+def _check_slopes(slopes, heads: int, device: int) -> None:
+    if slopes.dtype != torch.float32 or tuple(slopes.shape) != (heads,):
+        raise ArgumentError(f"alibi_slopes: {tuple(slopes.shape)} {slopes.dtype}; tlc's plans "
+                            f"take ({heads},) torch.float32, a slope per query head")
+    if slopes.get_device() != device:
+        raise ArgumentError("alibi_slopes must be on q's device")
+    if slopes.stride(0) != 1 or slopes.data_ptr() % 4:
+        raise ArgumentError("alibi_slopes: pass a contiguous tensor (.contiguous())")
+
+
+_present: dict[int, tuple[str, bool]] = {}
+
+
+def _present_target(device: int) -> tuple[str, bool]:
+    found = _present.get(device)
+    if found is None:
+        found = _present[device] = target_of(torch.cuda.get_device_capability(device))
+    return found
+
+
+def _attention_cpu(q, *_):
+    raise ArgumentError("q, k, v are CPU tensors; tlc's kernels run on CUDA tensors "
+                        "(.cuda()), or use torch.nn.functional.scaled_dot_product_attention")
+
+
+def _attention_fake(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi_slopes=None,
+                    scale=1.0, layout="bhsd", arch=""):
+    """What torch.compile traces: the output's shape, dtype and (contiguous) strides."""
+    _sizes(q, k, v, layout)
+    return q.new_empty(q.shape)
+
+
+# ---- registration ----
+
+SCHEMA = ("attention(Tensor q, Tensor k, Tensor v, bool causal=False, int window_left=-1, "
+          "int window_right=-1, float softcap=0.0, Tensor? alibi_slopes=None, float scale=1.0, "
+          "str layout='bhsd', str arch='') -> Tensor")
+
+_library = torch.library.Library("tlc", "DEF")
+_library.define(SCHEMA)
+_library.impl("attention", _attention_cuda, "CUDA")
+_library.impl("attention", _attention_cpu, "CPU")
+torch.library.register_fake("tlc::attention")(_attention_fake)
+_op = torch.ops.tlc.attention.default  # the overload itself: one lookup less a call
