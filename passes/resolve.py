@@ -154,7 +154,8 @@ class _Resolver(Scope):
         return tuple(ops)
 
     def _stmt_for(self, stmt: ast.For):
-        start, stop = self._expr(stmt.start), self._expr(stmt.stop)
+        start = self._integer_expr(stmt.start, "a loop's start")
+        stop = self._integer_expr(stmt.stop, "a loop's bound")
         shadowed = self.symbols.get(stmt.var.text)
         if shadowed is not None:
             self.report("duplicate-name", f"loop variable `{stmt.var.text}` hides the "
@@ -256,7 +257,8 @@ class _Resolver(Scope):
                             f"Its dimensions are {', '.join(dims)}.",
                             fixes=(Edit(coord.dim.span, guess),) if guess else ())
         # With the grid line wrong, an index it lacks is that line's error, not this one's.
-        return coord.dim.text, self._expr(coord.index, report_undefined=not self.bad_grid)
+        return coord.dim.text, self._integer_expr(coord.index, "a coordinate",
+                                                  report_undefined=not self.bad_grid)
 
     def _stmt_reshape(self, stmt: ast.Reshape):
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Reshape"], "Reshape")

@@ -178,6 +178,22 @@ class Scope:
                         help=f"call it as `{expr.func.text}({', '.join('xyz'[:arity])})`")
         return ir.Call(expr.func.text, args, expr.span)
 
+    def _integer_expr(self, expr: ast.Expr, what: str, report_undefined: bool = True) -> ir.Expr:
+        """An expression that counts blocks or tiles (a loop bound, a coordinate): a float in
+        it is reported here, where the plan says it, not later as arithmetic that fails."""
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.Float):
+                self.report("not-integer", f"{what} must be an integer expression, and "
+                            f"{node.value!r} is not an integer", node.span,
+                            help="loop bounds and coordinates count blocks and tiles: write "
+                                 "an integer")
+                break
+            stack += [getattr(node, name) for name in ("operand", "left", "right")
+                      if hasattr(node, name)] + list(getattr(node, "args", ()))
+        return self._expr(expr, report_undefined)
+
     def _undefined(self, name: str, span, tensor: bool = False) -> None:
         """Report an undeclared name; tensor says it stands where a tensor or buffer goes."""
         if tensor:

@@ -115,6 +115,16 @@ def test_arbitrary_bytes_give_only_diagnostics(data):
         render_text(diagnostic, source)
 
 
+def test_a_float_loop_bound_is_a_diagnostic_not_an_internal_error():
+    """Found by test_mutated_examples_give_only_diagnostics: `for c = 1e999: cdiv(D, DC)` in
+    the D = 512 Turing example stopped the output-coverage check (int(inf))."""
+    path = next(p for p in EXAMPLES if p.stem == "mha_fwd_fp16_d512_sm75")
+    text = path.read_text().replace(
+        "for c = 0: cdiv(D, DC)", "for c = 1e999: cdiv(D, DC)")
+    result = assert_only_diagnostics(text)
+    assert [d.code for d in result.diagnostics if d.is_error] == ["not-integer"]
+
+
 def test_empty_file():
     codes = [d.code for d in assert_only_diagnostics("").diagnostics]
     assert "empty-plan" in codes

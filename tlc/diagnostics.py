@@ -49,6 +49,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "bad-clause": (Severity.ERROR, "a clause with a missing or ill-typed value"),
     "bad-operands": (Severity.ERROR, "a Compute with the wrong number or kind of operands"),
     "bad-param": (Severity.ERROR, "a param that is not a non-negative integer constant"),
+    "not-integer": (Severity.ERROR, "a loop bound or coordinate that is not an integer"),
     "bad-grid": (Severity.ERROR, "a grid whose extents and indices do not pair up"),
     "global-allocate": (Severity.ERROR, "TL code allocates a global tensor in the body"),
     "missing-allocation": (Severity.ERROR, "a buffer is used at a level it was not allocated in"),
