@@ -1,7 +1,7 @@
 """tlc.torch without a GPU: the op's registration and fake implementation (what
 torch.compile traces), plan selection per case and GPU, the tuned winner from the tune
 cache, and the errors a call gets. Skipped where PyTorch is not installed (CI installs no
-torch; tests/gpu/test_torch.py and benchmarks/torch_op.py run it on the GPU)."""
+torch; tests/gpu/test_torch_gpu.py and benchmarks/torch_op.py run it on the GPU)."""
 import json
 
 import pytest

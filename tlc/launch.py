@@ -26,7 +26,10 @@ _MAX_DYNAMIC_SHARED = 8
 _OTHER_CONTEXT = (201, 400)
 # The packed type of each kind of kernel argument ('@': native sizes and alignment, which is
 # how the driver lays out a kernel's parameters).
-_FORMATS = {"tensor": "P", "scalar": "f", "size": "i", "int32": "i", "int64": "q"}
+_FORMATS = {"tensor": "P", "scalar": "f", "size": "i", "int32": "i", "int64": "q",
+            "tensormap": "128s"}
+# A CUtensorMap is 128 bytes, 64-byte aligned (cuda.h), passed by value as a __grid_constant__.
+TENSORMAP_BYTES, TENSORMAP_ALIGNMENT = 128, 64
 
 _library = None
 _lock = threading.Lock()
@@ -53,6 +56,7 @@ def _cuda():
                     "cuFuncSetAttribute": [p, i, i],
                     "cuLaunchKernel": [p, u, u, u, u, u, u, u, p, p, p],
                     "cuGetErrorName": [i, ctypes.POINTER(ctypes.c_char_p)],
+                    "cuTensorMapEncodeTiled": [p, i, u, p, p, p, p, p, i, i, i, i],
                 }
                 for name, arguments in prototypes.items():
                     function = getattr(library, name)
@@ -82,11 +86,17 @@ def primary_context(device: int) -> int:
 
 def parameter_layout(arguments) -> tuple[struct.Struct, list[int]]:
     """The packing of a kernel's arguments (target.Argument, in order) into one buffer laid
-    out as the driver lays out kernel parameters, and each one's byte offset in it."""
-    codes = [_FORMATS[a.dtype if a.kind == "stride" else a.kind] for a in arguments]
-    offsets = [struct.calcsize("@" + "".join(codes[:k + 1])) - struct.calcsize("@" + codes[k])
-               for k in range(len(codes))]
-    return struct.Struct("@" + "".join(codes)), offsets
+    out as C lays out their types (a tensor map on a 64-byte boundary), and each one's byte
+    offset in it. The driver reads each parameter through its own pointer."""
+    fmt, offsets = "@", []
+    for argument in arguments:
+        code = _FORMATS[argument.dtype if argument.kind == "stride" else argument.kind]
+        if argument.kind == "tensormap":
+            padding = -struct.calcsize(fmt) % TENSORMAP_ALIGNMENT
+            fmt += f"{padding}x" if padding else ""
+        fmt += code
+        offsets.append(struct.calcsize(fmt) - struct.calcsize("@" + code))
+    return struct.Struct(fmt), offsets
 
 
 class Kernel:
@@ -115,19 +125,20 @@ class Kernel:
 
     def _buffers(self):
         buffers = getattr(self._local, "buffers", None)
-        if buffers is None:
-            values = ctypes.create_string_buffer(max(self.packer.size, 1))
-            base = ctypes.addressof(values)
+        if buffers is None:  # 64-byte aligned, as a tensor map's value must be
+            values = ctypes.create_string_buffer(self.packer.size + TENSORMAP_ALIGNMENT)
+            shift = -ctypes.addressof(values) % TENSORMAP_ALIGNMENT
+            base = ctypes.addressof(values) + shift
             pointers = (ctypes.c_void_p * max(len(self.offsets), 1))(
                 *[base + offset for offset in self.offsets])
-            buffers = self._local.buffers = (values, pointers)
+            buffers = self._local.buffers = (values, shift, pointers)
         return buffers
 
     def launch(self, grid: tuple[int, int, int], pointers, values, stream: int = 0) -> None:
         """Launch on `stream` (a CUstream handle; 0 the legacy default): the kernel's tensor
         arguments first (device addresses as ints), then its other arguments in order."""
-        values_buffer, parameters = self._buffers()
-        self.packer.pack_into(values_buffer, 0, *pointers, *values)
+        values_buffer, shift, parameters = self._buffers()
+        self.packer.pack_into(values_buffer, shift, *pointers, *values)
         status = self._launch(self.function, grid[0], grid[1], grid[2], self.threads, 1, 1,
                               self.shared_bytes, stream, parameters, None)
         if status in _OTHER_CONTEXT:  # this thread's current context is another device's
@@ -136,6 +147,49 @@ class Kernel:
                                   1, self.shared_bytes, stream, parameters, None)
         if status:
             _check(_cuda(), status, f"cuLaunchKernel (grid {grid}, {self.threads} threads)")
+
+
+# cuTensorMapEncodeTiled's enums (cuda.h): element types, and the swizzles by their span.
+TENSORMAP_DTYPES = {"fp16": 6, "fp32": 7, "bf16": 9}
+TENSORMAP_SWIZZLES = {0: 0, 32: 1, 64: 2, 128: 3}
+ELEMENT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
+
+
+def tensor_map(address: int, dtype: str, dims, strides: tuple[int, ...], box,
+               swizzle: int = 128) -> bytes:
+    """The 128-byte CUtensorMap of a tiled TMA copy of a tensor at `address`: dims and box
+    in elements, innermost first; strides in bytes of each dimension but the innermost;
+    swizzle the span in bytes (0, 32, 64 or 128). Elements of a box past the tensor's end
+    read as zeros. The limits the driver sets are checked here with what to change."""
+    rank, element = len(dims), ELEMENT_BYTES[dtype]
+    problems = []
+    if not 1 <= rank <= 5 or len(box) != rank or len(strides) != rank - 1:
+        problems.append(f"rank {rank} with {len(box)} box extents and {len(strides)} strides "
+                        "(1 to 5 dimensions, a stride for each but the innermost)")
+    if address % 16:
+        problems.append(f"address {address:#x} is not 16-byte aligned")
+    problems += [f"stride {s} bytes is not a multiple of 16" for s in strides if s % 16]
+    problems += [f"box extent {b} is not within 1..256" for b in box if not 1 <= b <= 256]
+    if swizzle not in TENSORMAP_SWIZZLES:
+        problems.append(f"swizzle {swizzle}: one of 0, 32, 64, 128 bytes")
+    elif swizzle and box[0] * element > swizzle:
+        problems.append(f"the box's inner extent, {box[0] * element} bytes, exceeds the "
+                        f"{swizzle}-byte swizzle span: split it")
+    if (box[0] * element) % 16:
+        problems.append(f"the box's inner extent, {box[0] * element} bytes, is not a "
+                        "multiple of 16")
+    if problems:
+        raise DriverError("tensor map: " + "; ".join(problems))
+    u64, u32 = ctypes.c_uint64, ctypes.c_uint32
+    storage = ctypes.create_string_buffer(TENSORMAP_BYTES + TENSORMAP_ALIGNMENT)
+    aligned = ctypes.addressof(storage) + (-ctypes.addressof(storage) % TENSORMAP_ALIGNMENT)
+    cuda = _cuda()
+    _check(cuda, cuda.cuTensorMapEncodeTiled(
+        aligned, TENSORMAP_DTYPES[dtype], rank, address, (u64 * rank)(*dims),
+        (u64 * max(rank - 1, 1))(*strides), (u32 * rank)(*box), (u32 * rank)(*[1] * rank),
+        0, TENSORMAP_SWIZZLES[swizzle], 2, 0),  # no interleave; L2 promotion 128 B; zero fill
+        f"cuTensorMapEncodeTiled (dims {tuple(dims)}, box {tuple(box)})")
+    return ctypes.string_at(aligned, TENSORMAP_BYTES)
 
 
 def grid_function(kernel: ir.Kernel):
