@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,10 +24,10 @@ LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*(
 
 
 def sass(cubin: Path) -> list[tuple[int, str, str]]:
-    tool = shutil.which("cuobjdump") or "/usr/local/cuda/bin/cuobjdump"
-    text = subprocess.run([tool, "-sass", str(cubin)], capture_output=True, text=True,
-                          check=True).stdout
-    return [(int(m.group(1), 16), m.group(3), m.group(4)) for m in LINE.finditer(text)]
+    from tlc.build import sass as disassemble
+
+    return [(int(m.group(1), 16), m.group(3), m.group(4))
+            for m in LINE.finditer(disassemble(cubin))]
 
 
 def key_loop(code):

@@ -76,6 +76,45 @@ def find_nvcc() -> str | None:
     return None
 
 
+def find_cuobjdump() -> tuple[str, dict] | None:
+    """(cuobjdump, the environment to run it in), from the CUDA toolkit or from the
+    nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels (the test extra installs them);
+    cuobjdump needs nvdisasm beside it to print SASS."""
+    import importlib.util
+    import glob
+
+    folders = [os.path.dirname(p) for p in filter(None, (shutil.which("cuobjdump"),))]
+    folders += [os.path.join(os.environ[v], "bin") for v in ("CUDA_HOME", "CUDA_PATH")
+                if os.environ.get(v)] + ["/usr/local/cuda/bin"]
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        folders += sorted(glob.glob(os.path.join(root, "cu*", "bin")), reverse=True)
+    for folder in folders:
+        tool, disassembler = os.path.join(folder, "cuobjdump"), os.path.join(folder, "nvdisasm")
+        if os.access(tool, os.X_OK) and (os.access(disassembler, os.X_OK) or
+                                         shutil.which("nvdisasm")):
+            environment = dict(os.environ)
+            if os.access(disassembler, os.X_OK):
+                environment["PATH"] = folder + os.pathsep + environment.get("PATH", "")
+            return tool, environment
+    return None
+
+
+def sass(cubin: str | Path) -> str:
+    """The SASS of a cubin as cuobjdump prints it; BuildError when there is no cuobjdump."""
+    found = find_cuobjdump()
+    if found is None:
+        raise BuildError("cuobjdump was not found: pip install nvidia-cuda-cuobjdump "
+                         "nvidia-cuda-nvdisasm, or put the CUDA toolkit's bin on PATH")
+    tool, environment = found
+    run = subprocess.run([tool, "-sass", str(cubin)], capture_output=True, text=True,
+                         env=environment, check=False)
+    if run.returncode != 0:
+        raise BuildError(f"cuobjdump failed (exit {run.returncode})",
+                         shlex.join([tool, "-sass", str(cubin)]), run.stderr)
+    return run.stdout
+
+
 def nvcc_version(nvcc: str) -> str:
     result = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False)
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "unknown"
