@@ -125,6 +125,15 @@ def test_a_float_loop_bound_is_a_diagnostic_not_an_internal_error():
     assert [d.code for d in result.diagnostics if d.is_error] == ["not-integer"]
 
 
+def test_a_grid_extent_naming_its_own_index_is_a_bad_grid():
+    """Found by test_mutated_examples_give_only_diagnostics: `grid (cdiv(Nq, BM), h, B) as
+    (m, h, b)` reached the output-coverage check, which could not size the grid."""
+    path = next(p for p in EXAMPLES if p.stem == "mha_fwd_fp16_d512_sm75")
+    text = path.read_text().replace("grid (cdiv(Nq, BM), H, B)", "grid (cdiv(Nq, BM), h, B)")
+    result = assert_only_diagnostics(text)
+    assert [d.code for d in result.diagnostics if d.is_error] == ["bad-grid"]
+
+
 def test_empty_file():
     codes = [d.code for d in assert_only_diagnostics("").diagnostics]
     assert "empty-plan" in codes
