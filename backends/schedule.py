@@ -100,6 +100,7 @@ class Schedule:
     tiles: dict             # id of each GEMM -> its WarpTiles
     softmax: dict           # scores -> the output its probabilities accumulate into, or None
     pipelines: tuple        # Pipeline per loop that copies from global memory
+    logsumexp: dict         # register vector -> the scores whose softmax's row LSE it holds
 
     def warp_tiles(self, gemm: ir.Gemm) -> WarpTiles:
         return self.tiles[id(gemm)]
@@ -154,7 +155,9 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
                       if isinstance(loop, ir.Loop) and staged_copies(loop))
     schedule = Schedule(kernel, facts, warps[0], 32 * warps[0], shared, total,
                         frozenset(streamed_operands(facts)), accumulators, tiles,
-                        softmax_outputs(kernel, accumulators), pipelines)
+                        softmax_outputs(kernel, accumulators), pipelines,
+                        {op.out: op.target for op in ir.walk(kernel.body)
+                         if isinstance(op, ir.Logsumexp)})
     verify(schedule)
     return schedule
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import os
 import sys
@@ -30,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 import tlc.torch as tt
-from tlc.reference import Variant, alibi_slopes, attention, attention_low, compare
+from tlc.reference import (Variant, alibi_slopes, attention, attention_low, compare,
+                           compare_lse, logsumexp)
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 SHAPES = [(128, 128), (113, 203), (203, 113), (1, 517)]
@@ -68,7 +70,11 @@ def correctness_cases(quick: bool):
                 dict(layout="bshd", dtype="bf16", d=64, heads=(8, 2), causal=True,
                      softcap=20.0),
                 dict(layout="bhsd", dtype="bf16", d=128, heads=(8, 8), causal=True, alibi=True),
-                dict(layout="bshd", dtype="fp16", d=64, heads=(8, 2), causal=False, alibi=True)]
+                dict(layout="bshd", dtype="fp16", d=64, heads=(8, 2), causal=False, alibi=True),
+                dict(layout="bhsd", dtype="fp16", d=128, heads=(8, 2), causal=True, lse=True),
+                dict(layout="bshd", dtype="bf16", d=64, heads=(8, 8), causal=False, lse=True),
+                dict(layout="bshd", dtype="fp16", d=64, heads=(8, 2), causal=True, lse=True,
+                     arch="sm_75")]
     turing = [dict(layout=layout, dtype="fp16", d=d, heads=(8, kv), causal=causal, arch="sm_75")
               for layout in ("bhsd", "bshd") for d in (64, 128) for kv in (8, 2)
               for causal in (False, True)]
@@ -86,11 +92,21 @@ def run_case(case, nq, nk, generator, batch=2):
         if case.get("alibi") else None
     out = tt.attention(q, k, v, causal=case["causal"], window=case.get("window"),
                        softcap=case.get("softcap"), alibi_slopes=slopes, layout=layout,
-                       arch=case.get("arch"))
+                       arch=case.get("arch"), return_lse=case.get("lse", False))
+    out, lse = out if case.get("lse") else (out, None)
     torch.cuda.synchronize()
     variant = Variant(causal=case["causal"], window=case.get("window"),
                       softcap=case.get("softcap"))
-    return reference_check(out, q, k, v, dtype, variant, slopes, layout)
+    verdict = reference_check(out, q, k, v, dtype, variant, slopes, layout)
+    if lse is None:
+        return verdict
+    qn, kn = (t.float().cpu().numpy().astype(np.float64) for t in (q, k))
+    if layout == "bshd":
+        qn, kn = qn.transpose(0, 2, 1, 3), kn.transpose(0, 2, 1, 3)
+    rows = compare_lse(lse.cpu().numpy(), logsumexp(qn, kn, variant),
+                       logsumexp(qn, kn, variant, dtype=dtype))
+    return dataclasses.replace(verdict, ok=verdict.ok and rows.ok,
+                               problems=verdict.problems + rows.problems)
 
 
 def label(case) -> str:
@@ -99,7 +115,7 @@ def label(case) -> str:
     parts += ["causal"] * case["causal"]
     parts += [f"window{case['window']}"] if "window" in case else []
     parts += [f"softcap{case['softcap']:g}"] if "softcap" in case else []
-    parts += ["alibi"] * ("alibi" in case)
+    parts += ["alibi"] * ("alibi" in case) + ["lse"] * ("lse" in case)
     parts += [f"{case['arch']}-ptx"] if "arch" in case else []
     return " ".join(parts)
 

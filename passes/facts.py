@@ -255,6 +255,8 @@ def register_reads(op) -> list[str]:
         return [r.name for r in (op.a, op.b) if isinstance(r, ir.Ref)]
     if isinstance(op, (ir.Softmax, ir.Mask, ir.Softcap, ir.Alibi)):
         return [op.target]
+    if isinstance(op, ir.Logsumexp):
+        return []  # it reads the softmax's row statistics, not the scores' (reshaped) data
     if isinstance(op, ir.Reshape):
         return [op.name]
     if isinstance(op, ir.Copy) and op.src is ir.Level.REGISTER:
@@ -264,6 +266,6 @@ def register_reads(op) -> list[str]:
 
 def register_writes(op) -> list[str]:
     """The register buffers a Compute writes."""
-    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi)):
+    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp)):
         return [op.out]
     return []

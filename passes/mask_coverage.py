@@ -82,7 +82,7 @@ def _check_order(loop: ir.Loop, scores: str, ctx) -> None:
     scaled = scale is None
     for op in loop.body:
         target = getattr(op, "target", None) or updated_tile(op)  # a Multiply names its `a`
-        if target not in names:
+        if target not in names or isinstance(op, ir.Logsumexp):  # it reads, not modifies
             continue
         scaled = scaled or op is scale
         if isinstance(op, (ir.Alibi, ir.Softcap)) and not scaled:

@@ -51,7 +51,43 @@ def online_softmax(kernel: ir.Kernel, ctx) -> ir.Kernel:
     ctx.facts["online_softmax"] = tuple(found)
     for loop in (op for op in ir.walk(kernel.body) if isinstance(op, ir.Loop)):
         _one_softmax_per_accumulate(loop, ctx)
+    _logsumexp_after_the_loop(Facts(kernel), ctx)
     return kernel
+
+
+def _logsumexp_after_the_loop(facts: Facts, ctx) -> None:
+    """A Logsumexp reads the row maximum and sum a Softmax of its scores keeps: it needs that
+    Softmax before it and, for an online softmax, the loop over key blocks finished (inside
+    it the sum covers only the blocks seen so far). Its result is one value per score row."""
+    softmax_loops = {}
+    for op, loops, _ in facts.walk_held():
+        if isinstance(op, ir.Softmax):
+            softmax_loops.setdefault(op.target, loops)
+        if not isinstance(op, ir.Logsumexp):
+            continue
+        if op.target not in softmax_loops:
+            ctx.report(Diagnostic(
+                "online-softmax", f"Logsumexp reads the row statistics of a Softmax of "
+                f"`{op.target}`, and there is none before it", op.span,
+                help=f"compute `Compute Softmax {op.target}` in the key loop, and the "
+                     "Logsumexp after the loop's `end`"))
+            continue
+        inside = tuple(softmax_loops[op.target])
+        if inside and tuple(loops)[:len(inside)] == inside:
+            ctx.report(Diagnostic(
+                "online-softmax", f"Logsumexp inside the loop over `{inside[-1].var}` reads "
+                "a row sum of the key blocks seen so far", op.span,
+                help="move it after the loop's `end`, with the store of the output"))
+        rows = facts.buffers.get((op.target, ir.Level.REGISTER))
+        vector = facts.buffers.get((op.out, ir.Level.REGISTER))
+        if rows is not None and vector is not None and \
+                facts.shape(vector) != facts.shape(rows)[:1]:
+            ctx.report(Diagnostic(
+                "shape-mismatch", f"Logsumexp gives one value per row of `{op.target}` "
+                f"{tuple(facts.shape(rows))[:1]}, but `{op.out}` is "
+                f"{tuple(facts.shape(vector))}", op.span,
+                help=f"allocate `{op.out}` in register with the rows of `{op.target}`, e.g. "
+                     f"`Allocate {op.out} in register (BM)`"))
 
 
 def _one_softmax_per_accumulate(loop: ir.Loop, ctx) -> None:

@@ -417,6 +417,7 @@ _BUILD = {
     "Multiply": lambda refs, out, stmt, c: ir.Multiply(refs[0], refs[1], out,
                                                        stmt.result.new, stmt.span),
     "Softmax": lambda refs, out, stmt, c: ir.Softmax(_ref_name(refs[0]), stmt.span),
+    "Logsumexp": lambda refs, out, stmt, c: ir.Logsumexp(_ref_name(refs[0]), out, stmt.span),
     "Mask": lambda refs, out, stmt, c: ir.Mask(_ref_name(refs[0]), "causal" in c,
                                                c.get("window"), stmt.span),
     "Softcap": lambda refs, out, stmt, c: ir.Softcap(_ref_name(refs[0]), c.get("cap"),

@@ -76,8 +76,8 @@ def _grid_coordinates(facts: Facts, ctx) -> None:
 # ---- every buffer written before it is read ----
 
 def _reads(op) -> list[tuple[str, ir.Level]]:
-    """The shared buffers a statement reads."""
-    if isinstance(op, ir.Copy) and op.src is ir.Level.SHARED:
+    """The shared buffers a statement reads, and the register buffer a Copy stores."""
+    if isinstance(op, ir.Copy) and op.src in (ir.Level.SHARED, ir.Level.REGISTER):
         return [(op.name, op.src)]
     return []
 
@@ -85,7 +85,7 @@ def _reads(op) -> list[tuple[str, ir.Level]]:
 def _writes(op) -> list[tuple[str, ir.Level]]:
     if isinstance(op, ir.Copy):
         return [(op.name, op.dst)]
-    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi)):
+    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp)):
         return [(op.out, ir.Level.REGISTER)]
     if isinstance(op, ir.Reshape):
         return [(op.name, ir.Level.REGISTER)]

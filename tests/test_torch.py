@@ -57,6 +57,16 @@ def test_torch_compile_traces_one_graph_without_breaks():
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+def test_return_lse_traces_to_the_second_op(layout):
+    mode, q, k, v = fake_inputs(layout)
+    with mode:
+        out, lse = tt.attention(q, k, v, causal=True, layout=layout, return_lse=True)
+    assert out.shape == q.shape and lse.shape == (2, 8, 128) and lse.dtype == torch.float32
+    assert "-> (Tensor, Tensor)" in str(torch.ops.tlc.attention_lse.default._schema)
+    assert "Compute Logsumexp S and get L" in tt.plan_for(tt.Case("fp16", 64, lse=True))
+
+
 def test_shapes_that_disagree_are_refused_while_tracing_too():
     mode, q, k, v = fake_inputs(heads=(8, 3))
     with mode, pytest.raises(ArgumentError, match="multiple of the K/V heads"):
@@ -77,8 +87,6 @@ def test_cpu_tensors_get_a_clear_error():
 def test_call_options_are_checked():
     mode, q, k, v = fake_inputs()
     with mode:
-        with pytest.raises(ArgumentError, match="log-sum-exp"):
-            tt.attention(q, k, v, return_lse=True)
         with pytest.raises(ArgumentError, match="layout"):
             tt.attention(q, k, v, layout="sbhd")
         with pytest.raises(ArgumentError, match="key counts"):

@@ -254,6 +254,14 @@ class Softmax:
 
 
 @dataclass(frozen=True)
+class Logsumexp:
+    """out[row] = log(sum over the keys of exp(score)) of `target`'s softmax, after it."""
+    target: str
+    out: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Mask:
     target: str
     causal: bool
@@ -294,7 +302,8 @@ class Loop:
     span: Span = _span()
 
 
-Op = Union[Allocate, Copy, Gemm, Multiply, Softmax, Mask, Softcap, Alibi, Reshape, Loop]
+Op = Union[Allocate, Copy, Gemm, Multiply, Softmax, Logsumexp, Mask, Softcap, Alibi, Reshape,
+           Loop]
 
 
 @dataclass(frozen=True)

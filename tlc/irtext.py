@@ -54,6 +54,8 @@ def _statement(op) -> str:
         return f"Compute Multiply {_operand(op.a)}, {_operand(op.b)} and get {op.out}"
     if isinstance(op, ir.Softmax):
         return f"Compute Softmax {op.target}"
+    if isinstance(op, ir.Logsumexp):
+        return f"Compute Logsumexp {op.target} and get {op.out}"
     if isinstance(op, ir.Mask):
         clauses = ["causal"] * op.causal
         if op.window is not None:

@@ -56,6 +56,10 @@ OPS: dict[str, OpSpec] = {spec.name: spec for spec in (
     OpSpec("Softmax", 1, False,
            summary="row softmax in place; online softmax inside a loop over key blocks",
            example="Compute Softmax S"),
+    OpSpec("Logsumexp", 1, True,
+           summary="each row's log-sum-exp of the scores the Softmax saw (natural log; "
+                   "-inf for a row that sees no key), into a per-row register vector",
+           example="Compute Logsumexp S and get L"),
     OpSpec("Mask", 1, False, {"causal": "flag", "window": "pair"}, one_of=("causal", "window"),
            summary="hide scores: causal (bottom-right aligned) and/or a sliding window",
            example="Compute Mask S with causal"),

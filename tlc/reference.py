@@ -105,6 +105,44 @@ def attention(q, k, v, variant: Variant = Variant(), slopes=None) -> np.ndarray:
     return _softmax_rows(scores) @ v
 
 
+def logsumexp(q, k, variant: Variant = Variant(), slopes=None,
+              dtype: str | None = None) -> np.ndarray:
+    """Each query row's log-sum-exp of its scores (B, H, Nq), natural log, -inf for a row that
+    sees no key: in float64, or with dtype as attention_low computes the scores."""
+    if dtype is None:
+        q, k = (np.asarray(x, dtype=np.float64) for x in (q, k))
+        scores = _scores(q, k, variant, slopes, lambda a, b, s: (a @ np.swapaxes(b, -1, -2)) * s)
+    else:
+        q, k = (to_dtype(x, dtype) for x in (q, k))
+        scores = _scores(q, k, variant, slopes, lambda a, b, s: to_dtype(
+            a @ np.swapaxes(to_dtype(b * np.float32(s), dtype), -1, -2), dtype).astype(np.float64))
+    top = np.max(scores, axis=-1)
+    finite = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        total = np.sum(np.exp(scores - finite[..., None]), axis=-1)
+        return np.where(total > 0, finite + np.log(np.where(total > 0, total, 1.0)), -np.inf)
+
+
+def compare_lse(out, ref, low) -> "Verdict":
+    """The log-sum-exp rule: rows that see no key exactly -inf, no NaN, and
+    max|out - ref| <= 2 max|low - ref| + 1e-5 (1 + max|ref|) over the other rows."""
+    out, ref, low = (np.asarray(x, dtype=np.float64) for x in (out, ref, low))
+    problems = []
+    empty = ~np.isfinite(ref)
+    if np.any(np.isnan(out)):
+        problems.append(f"{int(np.sum(np.isnan(out)))} log-sum-exps are NaN")
+    if np.any(out[empty] != -np.inf):
+        problems.append("a row that sees no key has a log-sum-exp other than -inf")
+    seen = ~empty
+    error = float(np.max(np.abs(out[seen] - ref[seen]), initial=0.0))
+    scale = 1.0 + float(np.max(np.abs(ref[seen]), initial=0.0))
+    bound = 2.0 * float(np.max(np.abs(low[seen] - ref[seen]), initial=0.0)) + 1e-5 * scale
+    if not error <= bound:
+        problems.append(f"log-sum-exp error {error:.3g} exceeds {bound:.3g}")
+    mean = float(np.mean(np.abs(out[seen] - ref[seen]))) if seen.any() else 0.0
+    return Verdict(not problems, error, bound, mean, None, tuple(problems))
+
+
 def to_dtype(x, dtype: str) -> np.ndarray:
     """x rounded to fp16, bf16 (round to nearest even) or fp32, returned as float32."""
     x = np.asarray(x, dtype=np.float32)

@@ -385,7 +385,8 @@ def _poisoned(kind: str, shape, dtype: str):
         return np.uintp(out.data_ptr()), out
     from pycuda import gpuarray
 
-    host = np.full(shape, _NAN_BITS[dtype], dtype=np.uint16).view(_NUMPY_DTYPES[dtype])
+    host = np.full(shape, np.nan, dtype=np.float32) if dtype == "fp32" else \
+        np.full(shape, _NAN_BITS[dtype], dtype=np.uint16).view(_NUMPY_DTYPES[dtype])
     out = gpuarray.to_gpu(host)
     return out.gpudata, out
 
@@ -505,18 +506,26 @@ def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
                  whole: bool = False):
     """Run a loaded plan once on fresh normal inputs of the given sizes (ALiBi slopes as the
     ALiBi paper sets them; the output poisoned first) and return the verdict against the
-    float64 reference: of every (batch, head) with whole, else of the first and the last."""
+    float64 reference: of every (batch, head) with whole, else of the first and the last. A
+    plan that writes the row log-sum-exp has it compared too (reference.compare_lse)."""
+    import dataclasses
+
     import numpy as np
 
-    from tlc.reference import attention, attention_low, compare, from_storage
+    from tlc import ir
+    from tlc.reference import (attention, attention_low, compare, compare_lse, from_storage,
+                               logsumexp)
 
     variant, _ = variant_of(kernel.kernel)
     arrays, rounded, slopes_name = random_inputs(kernel, shape, seed)
     q_name, k_name, v_name = [t.name for t in kernel.kernel.tensors
                               if t.role == "input" and t.shape and t.name != slopes_name][:3]
-    out_name = next(t.name for t in kernel.kernel.tensors if t.role == "output")
+    lse_names = {op.out for op in ir.walk(kernel.kernel.body) if isinstance(op, ir.Logsumexp)}
+    out_name = next(t.name for t in kernel.kernel.tensors
+                    if t.role == "output" and t.name not in lse_names)
     dtype = kernel.kernel.tensor(q_name).dtype.value
-    out = from_storage(kernel(**arrays)[out_name], dtype)
+    results = kernel(**arrays)
+    out = from_storage(results[out_name], dtype)
     q, k, v = rounded[q_name], rounded[k_name], rounded[v_name]
     group = q.shape[1] // k.shape[1]
     slices = sorted({(0, 0), (q.shape[0] - 1, q.shape[1] - 1)}) if not whole else \
@@ -528,8 +537,24 @@ def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
         ref.append(attention(*one, variant, slope)[0, 0])
         low.append(attention_low(*one, dtype, variant, slope)[0, 0])
     got = np.stack([out[b, h] for b, h in slices])
-    return compare(got, np.stack(ref), np.stack(low), dtype, q_len=q.shape[2],
-                   k_len=k.shape[2], variant=variant)
+    verdict = compare(got, np.stack(ref), np.stack(low), dtype, q_len=q.shape[2],
+                      k_len=k.shape[2], variant=variant)
+    for name in sorted(lse_names & set(results)):
+        lse = np.asarray(results[name].get() if hasattr(results[name], "get") and
+                         not isinstance(results[name], np.ndarray) else results[name])
+        if hasattr(lse, "cpu"):
+            lse = lse.cpu().numpy()
+        expected, rough = [], []
+        for b, h in slices:
+            one = [x[b, head][None, None] for x, head in ((q, h), (k, h // group))]
+            slope = None if slopes_name is None else arrays[slopes_name][h:h + 1]
+            expected.append(logsumexp(*one, variant, slope)[0, 0])
+            rough.append(logsumexp(*one, variant, slope, dtype=dtype)[0, 0])
+        rows = compare_lse(np.stack([lse[b, h] for b, h in slices]), np.stack(expected),
+                           np.stack(rough))
+        verdict = dataclasses.replace(verdict, ok=verdict.ok and rows.ok,
+                                      problems=verdict.problems + rows.problems)
+    return verdict
 
 
 def flops_of(kernel: LoadedKernel, shape: dict[str, int]) -> float:

@@ -117,6 +117,8 @@ class Simulator:
         elif levels == (ir.Level.REGISTER, ir.Level.SHARED):
             buffer = self.facts.buffers[(op.name, ir.Level.SHARED)]
             block.shared[op.name] = to_dtype(self._normalised(op.name, block), buffer.dtype.value)
+        elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL) and block.regs[op.name].ndim == 1:
+            self._store_rows(op, block, block.regs[op.name])
         elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL):
             self._store(op, block, self._normalised(op.name, block))
         elif levels == (ir.Level.SHARED, ir.Level.GLOBAL):
@@ -186,6 +188,12 @@ class Simulator:
             block.regs[output] = (block.regs[output] * alpha[:, None]).astype(np.float32)
         block.regs[op.target] = probabilities.astype(np.float32)
 
+    def _logsumexp(self, op: ir.Logsumexp, block: _Block) -> None:
+        top, total = block.state[op.target]
+        with np.errstate(divide="ignore"):
+            block.regs[op.out] = np.where(total > 0, top + np.log(np.where(total > 0, total, 1)),
+                                          -np.inf)
+
     def _reshape(self, op: ir.Reshape, block: _Block) -> None:
         if op.dtype is not None:
             block.regs[op.name] = to_dtype(block.regs[op.name], op.dtype.value)
@@ -225,6 +233,14 @@ class Simulator:
         part = target[first:first + rows, first_col:first_col + cols]
         part[...] = to_dtype(values[:part.shape[0], :part.shape[1]],
                              self.kernel.tensor(op.name).dtype.value)
+
+    def _store_rows(self, op: ir.Copy, block: _Block, values: np.ndarray) -> None:
+        """A per-row vector (a row log-sum-exp) into its tensor's last dimension."""
+        tensor = self.kernel.tensor(op.name)
+        *leading, first = tile_origin(tensor, dict(op.coord), values.shape, block.env)
+        target = self.outputs[op.name][tuple(leading)]
+        part = target[first:first + values.shape[0]]
+        part[...] = to_dtype(values[:part.shape[0]], tensor.dtype.value)
 
     def _normalised(self, name: str, block: _Block) -> np.ndarray:
         """An output accumulator divided by its online softmax's row sums (0 for a row that

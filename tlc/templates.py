@@ -35,12 +35,13 @@ class Options:
     chunk: int | None = None                # DC: O and V in (., DC) column chunks
     mma: str = "m16n8k16"
     compute: str | None = None              # the GEMM operands' dtype (None: dtype)
+    lse: bool = False                       # also write each row's log-sum-exp, L (B, H, Nq)
 
     @property
     def name(self) -> str:
         parts = [f"attention_{self.dtype}_d{self.d}"]
         parts += ["causal"] * self.causal + ["window"] * bool(self.window)
-        parts += ["softcap"] * bool(self.softcap) + ["alibi"] * self.alibi
+        parts += ["softcap"] * bool(self.softcap) + ["alibi"] * self.alibi + ["lse"] * self.lse
         return "_".join(parts)
 
 
@@ -74,7 +75,7 @@ def render(o: Options) -> str:
             f"input Q (B, H, Nq, D) {o.dtype}", f"input K (B, Hkv, Nk, D) {o.dtype}",
             f"input V (B, Hkv, Nk, D) {o.dtype}", "input scale fp32"]
     head += ["input slopes (H) fp32"] * o.alibi
-    head += [f"output O (B, H, Nq, D) {o.dtype}", ""]
+    head += [f"output O (B, H, Nq, D) {o.dtype}"] + ["output L (B, H, Nq) fp32"] * o.lse + [""]
     head += [f"param {name} = {value}" for name, value in params]
     head += ["", "grid (cdiv(Nq, BM), H, B) as (m, h, b)", "",
              f"Allocate Q in shared (BM, D){tiles}", f"Allocate K in shared (BN, D){tiles}",
@@ -82,6 +83,7 @@ def render(o: Options) -> str:
              "Allocate K in register (BN, D)", f"Allocate V in register (BN, {width})",
              "Allocate S in register (BM, BN)", f"Allocate O in register (BM, {width})"]
     head += [f"Allocate O in shared (BM, {width})"] * o.staged
+    head += ["Allocate L in register (BM)"] * o.lse
     head += ["", "Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared "
              "with vector 8"]
     head += ["Copy Q from shared to register"] * o.held
@@ -107,7 +109,9 @@ def render(o: Options) -> str:
                  f"Copy O (BM, {width}) {where} from shared to global with vector 8"]
     else:
         store = [f"Copy O (BM, {width}) {where} from register to global"]
-    loop = [f"for n = {start}: {stop}"] + ["  " + line for line in body] + ["end"] + store
+    lse = ["Compute Logsumexp S and get L",
+           "Copy L (BM) in coordinate [B = b, H = h, Nq = m] from register to global"] * o.lse
+    loop = [f"for n = {start}: {stop}"] + ["  " + line for line in body] + ["end"] + lse + store
     if o.chunk:  # the whole flash loop once per column chunk of O
         loop = ["for c = 0: cdiv(D, DC)"] + ["  " + line for line in loop] + ["end"]
     return "\n".join(head + loop) + "\n"

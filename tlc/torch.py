@@ -58,13 +58,14 @@ class Case:
     softcap: float | None = None
     alibi: bool = False
     arch: str = "sm_80"                     # the plan's target
+    lse: bool = False                       # also the row log-sum-exp, (B, H, Nq) fp32
 
     def describe(self) -> str:
         parts = [self.dtype, f"D = {self.head_dim}"]
         parts += [f"{self.group} query heads per K/V head"] * (self.group > 1)
         parts += ["causal"] * self.causal + [f"window {self.window}"] * bool(self.window)
         parts += [f"softcap {self.softcap:g}"] if self.softcap else []
-        parts += ["ALiBi"] * self.alibi
+        parts += ["ALiBi"] * self.alibi + ["with the log-sum-exp"] * self.lse
         return ", ".join(parts) + f" for {self.arch}"
 
 
@@ -92,7 +93,8 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
     from tlc.tune import tuned
 
     refuse_uncovered(case)
-    variant = {"window": case.window, "softcap": case.softcap, "alibi": case.alibi}
+    variant = {"window": case.window, "softcap": case.softcap, "alibi": case.alibi,
+               "lse": case.lse}
     try:
         text = plan(case.dtype, case.head_dim, case.causal, case.group, arch=case.arch,
                     **variant)
@@ -143,9 +145,9 @@ def _nearest(case: Case) -> str:
 
 # The template's kernel arguments: its tensors, taken from the call's tensors in this order,
 # then the values a call's signature fixes.
-_POINTERS = ["Q", "K", "V", "O", "slopes"]
-_VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk"] + [f"{t}_stride{d}" for t in "QKVO"
-                                                     for d in range(3)]
+_POINTERS = ["Q", "K", "V", "O", "slopes", "L"]
+_VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk", "L_stride0", "L_stride1"] + [
+    f"{t}_stride{d}" for t in "QKVO" for d in range(3)]
 
 
 class Built:
@@ -228,10 +230,10 @@ def attention(q, k, v, *, causal: bool = False, window: tuple[int, int] | None =
     (left, right) keeps the keys from left before to right after the diagonal; softcap
     squashes scores as cap · tanh(s / cap); alibi_slopes: (H,) fp32 per-head slopes; scale
     defaults to 1 / sqrt(D). A query row that sees no key gives zeros. Returns O in q's
-    layout. arch runs another target's plan (e.g. "sm_75", as PTX the driver compiles).
+    layout; with return_lse, (O, L) with L the (B, H, Nq) fp32 log-sum-exp of each row's
+    scores (natural log, -inf for a row that sees no key). arch runs another target's plan
+    (e.g. "sm_75", as PTX the driver compiles).
     """
-    if return_lse:
-        raise ArgumentError("return_lse: tlc's plans do not output the log-sum-exp yet")
     if layout not in LAYOUTS:
         raise ArgumentError(f"layout {layout!r}: one of {', '.join(map(repr, LAYOUTS))}")
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
@@ -243,8 +245,8 @@ def attention(q, k, v, *, causal: bool = False, window: tuple[int, int] | None =
     arguments = (q, k, v, bool(causal), left, right, 0.0 if softcap is None else float(softcap),
                  alibi_slopes, float(scale), layout, arch or "")
     if _plain_eager(q):
-        return _attention_cuda(*arguments)
-    return _op(*arguments)
+        return _attention_cuda(*arguments, lse=return_lse)
+    return (_op_lse if return_lse else _op)(*arguments)
 
 
 def _plain_eager(q) -> bool:
@@ -299,13 +301,14 @@ def _sizes(q, k, v, layout: str):
     return b, h, nq, hkv, nk, d
 
 
-def _case_of(q, h: int, hkv: int, d: int, causal, left, right, softcap, alibi, arch) -> Case:
+def _case_of(q, h: int, hkv: int, d: int, causal, left, right, softcap, alibi, arch,
+             lse) -> Case:
     dtype = DTYPES.get(q.dtype)
     if dtype is None:
         raise NotCovered(f"dtype {q.dtype}: tlc's plans take torch.float16 or torch.bfloat16 "
                          "(cast with .half() or .bfloat16())")
     return Case(dtype, d, h // hkv, causal, None if left < 0 else (left, right),
-                softcap or None, alibi, arch)
+                softcap or None, alibi, arch, lse)
 
 
 def _readable(t) -> bool:
@@ -337,43 +340,53 @@ class _Recipe:
     strides), and the output's shape; made once, so that a call only allocates its output,
     reads the data pointers and launches."""
 
-    __slots__ = ("kernel", "grid", "order", "tail", "out_shape", "dtype", "device", "copy",
-                 "zeros", "slopes_ok")
+    __slots__ = ("kernel", "grid", "order", "tail", "out_shape", "lse_shape", "dtype",
+                 "device", "copy", "zeros")
 
 
 _recipes: dict[tuple, _Recipe] = {}
 
 
 def _attention_cuda(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi_slopes=None,
-                    scale=1.0, layout="bhsd", arch=""):
+                    scale=1.0, layout="bhsd", arch="", lse=False):
+    """O, or (O, L) with lse: the implementation behind both ops and the eager call."""
     slopes_key = None if alibi_slopes is None else (
         alibi_slopes.shape, alibi_slopes.stride(), alibi_slopes.dtype,
         alibi_slopes.get_device())
     key = (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, k.dtype,
            v.dtype, q.get_device(), k.get_device(), v.get_device(), causal, left, right,
-           softcap, scale, layout, arch, slopes_key)
+           softcap, scale, layout, arch, slopes_key, lse)
     recipe = _recipes.get(key)
     if recipe is None:
         recipe = _recipes[key] = _recipe(q, k, v, causal, left, right, softcap, alibi_slopes,
-                                         scale, layout, arch)
+                                         scale, layout, arch, lse)
     out = torch.empty(recipe.out_shape, dtype=recipe.dtype, device=recipe.device)
+    rows = torch.empty(recipe.lse_shape, dtype=torch.float32, device=recipe.device) \
+        if lse else None
     if recipe.zeros is not None:
-        return out.zero_() if recipe.zeros else out
+        if recipe.zeros:  # no key to see: every row is zeros, its log-sum-exp -inf
+            out.zero_()
+            if lse:
+                rows.fill_(float("-inf"))
+        return (out, rows) if lse else out
     if recipe.copy or (q.data_ptr() | k.data_ptr() | v.data_ptr()) & 15:
         q, k, v = _in_place(q), _in_place(k), _in_place(v)
         if recipe.copy:  # the copies' strides are not the caller's: a recipe of their own
             return _attention_cuda(q, k, v, causal, left, right, softcap, alibi_slopes, scale,
-                                   layout, arch)
+                                   layout, arch, lse)
     if poison_outputs:
         out.fill_(float("nan"))
+        if lse:
+            rows.fill_(float("nan"))
     pointers = (q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
-                0 if alibi_slopes is None else alibi_slopes.data_ptr())
+                0 if alibi_slopes is None else alibi_slopes.data_ptr(),
+                rows.data_ptr() if lse else 0)
     recipe.kernel.launch(recipe.grid, [pointers[i] for i in recipe.order], recipe.tail,
                          _current_stream(recipe.device.index))
-    return out
+    return (out, rows) if lse else out
 
 
-def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, arch):
+def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, arch, lse):
     """Check a call's arguments and work out what its signature launches (see _Recipe)."""
     b, h, nq, hkv, nk, d = _sizes(q, k, v, layout)
     device = q.get_device()
@@ -387,10 +400,12 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
         from_ptx = True
     else:
         arch, from_ptx = _present_target(device)
-    case = _case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes is not None, arch)
+    case = _case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes is not None, arch,
+                    lse)
     built = built_for(case, device, from_ptx)
     recipe = _Recipe()
     recipe.out_shape, recipe.dtype, recipe.device = tuple(q.shape), q.dtype, q.device
+    recipe.lse_shape = (b, h, nq)
     recipe.zeros = False if b * h * nq == 0 else True if nk == 0 else None  # no launch
     recipe.copy = any(_in_place(t) is not t for t in (q, k, v))
     if recipe.zeros is not None or recipe.copy:
@@ -408,7 +423,8 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
         views = [(s0, s2, s1) for s0, s1, s2 in views]
     if max(view[2] for view in views) > INT32_LIMIT:
         raise ArgumentError("a row stride past 2^31 elements: pass .contiguous() tensors")
-    values = {"scale": scale, "B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk}
+    values = {"scale": scale, "B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk,
+              "L_stride0": h * nq, "L_stride1": nq}  # L: a fresh contiguous (B, H, Nq)
     for name, view in zip("QKVO", views):
         values.update({f"{name}_stride{dim}": view[dim] for dim in range(3)})
     recipe.kernel = built.kernel
@@ -450,15 +466,31 @@ def _attention_fake(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi
     return q.new_empty(q.shape)
 
 
+def _attention_lse_cuda(*arguments):
+    return _attention_cuda(*arguments, lse=True)
+
+
+def _attention_lse_fake(q, k, v, causal=False, left=-1, right=-1, softcap=0.0,
+                        alibi_slopes=None, scale=1.0, layout="bhsd", arch=""):
+    b, h, nq, _, _, _ = _sizes(q, k, v, layout)
+    return q.new_empty(q.shape), q.new_empty((b, h, nq), dtype=torch.float32)
+
+
 # ---- registration ----
 
-SCHEMA = ("attention(Tensor q, Tensor k, Tensor v, bool causal=False, int window_left=-1, "
-          "int window_right=-1, float softcap=0.0, Tensor? alibi_slopes=None, float scale=1.0, "
-          "str layout='bhsd', str arch='') -> Tensor")
+ARGUMENTS = ("(Tensor q, Tensor k, Tensor v, bool causal=False, int window_left=-1, "
+             "int window_right=-1, float softcap=0.0, Tensor? alibi_slopes=None, "
+             "float scale=1.0, str layout='bhsd', str arch='')")
+SCHEMA = "attention" + ARGUMENTS + " -> Tensor"
+SCHEMA_LSE = "attention_lse" + ARGUMENTS + " -> (Tensor, Tensor)"  # (O, L)
 
 _library = torch.library.Library("tlc", "DEF")
-_library.define(SCHEMA)
-_library.impl("attention", _attention_cuda, "CUDA")
-_library.impl("attention", _attention_cpu, "CPU")
-torch.library.register_fake("tlc::attention")(_attention_fake)
-_op = torch.ops.tlc.attention.default  # the overload itself: one lookup less a call
+for _schema, _cuda, _fake in ((SCHEMA, _attention_cuda, _attention_fake),
+                              (SCHEMA_LSE, _attention_lse_cuda, _attention_lse_fake)):
+    _name = _schema.split("(")[0]
+    _library.define(_schema)
+    _library.impl(_name, _cuda, "CUDA")
+    _library.impl(_name, _attention_cpu, "CPU")
+    torch.library.register_fake(f"tlc::{_name}")(_fake)
+_op = torch.ops.tlc.attention.default  # the overloads themselves: one lookup less a call
+_op_lse = torch.ops.tlc.attention_lse.default

@@ -141,6 +141,9 @@ class KernelEmitter(CodeWriter):
                 self.line(f"// Copy {op.name}: streamed into its GEMM one k-step at a time")
             else:
                 self.target.gemm.hold_operand(self, op)
+        elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL) and op.name in \
+                self.schedule.logsumexp:
+            scores.logsumexp_to_global(self, op)
         elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL):
             scores.register_to_global(self, op)
         elif levels == (ir.Level.REGISTER, ir.Level.SHARED):
@@ -181,4 +184,5 @@ RULES = {
     ir.Softcap: scores.softcap,
     ir.Alibi: scores.alibi,
     ir.Softmax: scores.softmax,
+    ir.Logsumexp: scores.logsumexp,
 }

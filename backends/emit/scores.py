@@ -4,7 +4,7 @@ instruction set (which element of an accumulator a thread holds, its row and col
 from __future__ import annotations
 
 from tlc import ir
-from tlc.backends.emit.tiles import register_tile_address, shared_tile_address
+from tlc.backends.emit.tiles import register_tile_address, shared_tile_address, vector_address
 from tlc.backends.isa.mma_sync import PACK
 from tlc.backends.schedule import C_TYPES
 from tlc.backends.target import Unsupported
@@ -259,3 +259,38 @@ def register_to_shared(em, op: ir.Copy) -> None:
                      f"{_packed_pair(em, op.name, PACK[tile.dtype])};")
     em.close()
     em.line("__syncthreads();")
+
+
+def logsumexp(em, op: ir.Logsumexp) -> None:
+    """Each row's log-sum-exp from its online softmax's kept maximum and sum, which share
+    that maximum, so max + log(sum) is exact whichever maximum was kept: into a per-row
+    register vector; -inf for a row that saw no key."""
+    layout, tiles = em.layout, _tiles(em, op.target)
+    em.line(f"{layout.row_state(f'{op.out}_lse', tiles)};")
+    em.block(f"// Compute Logsumexp {op.target} and get {op.out}")
+    em.open(layout.each_row(tiles))
+    em.line(f"const float tlc_total = {layout.row_reduce[1]}({op.target}_sum[i][h]);")
+    em.line(f"{op.out}_lse[i][h] = tlc_total > 0.f ? {op.target}_max[i][h] + logf(tlc_total) "
+            ": -INFINITY;")
+    em.close()
+    em.close()
+
+
+def logsumexp_to_global(em, op: ir.Copy) -> None:
+    """A row log-sum-exp vector into global memory: the four threads of a quad hold the same
+    rows, and the first of them writes."""
+    tensor = em.kernel.tensor(op.name)
+    if tensor.dtype is not ir.DType.FP32:
+        raise Unsupported(op, f"store of the log-sum-exp `{op.name}`: into an fp32 output",
+                          help=f"declare `output {op.name} (...) fp32`")
+    tiles = _tiles(em, em.schedule.logsumexp[op.name])
+    at = vector_address(em, op)
+    em.block(f"// Copy {op.name} from register to global")
+    em.line(f"float* tlc_dst = {op.name}_g + {at.offset};")
+    em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+    em.open(em.layout.each_row(tiles))
+    em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
+    em.line(f"if (tlc_pair == 0 && tlc_row < tlc_rows_left) tlc_dst[tlc_row] = "
+            f"{op.name}_lse[i][h];")
+    em.close()
+    em.close()

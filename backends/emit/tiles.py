@@ -57,6 +57,27 @@ def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int) -> TileAdd
                        stride_name(op.name, len(shape) - 2), cols_left)
 
 
+def vector_address(em, op: ir.Copy) -> TileAddress:
+    """Where a 1-D tile of `op` (rows along its tensor's last dimension, e.g. a row
+    log-sum-exp (B, H, Nq)) starts in global memory, and where the tensor's rows end."""
+    tensor = em.kernel.tensor(op.name)
+    shape, coord = tensor.shape, dict(op.coord)
+    rows = em.facts.value(op.tile[0]) if op.tile and len(op.tile) == 1 else None
+    if not isinstance(rows, int):
+        raise Unsupported(op, f"store of `{op.name}` needs a compile-time 1-D tile")
+    terms, first_row = [], "0"
+    for position, dim in enumerate(shape):
+        name = dim.name if isinstance(dim, ir.Sym) else None
+        index = c_expr(coord[name]) if name in coord else "0"
+        last = position == len(shape) - 1
+        if last:
+            first_row = index = f"({index}) * {rows}"
+        if index != "0":
+            terms.append(f"(long long)({index}) * "
+                         f"{'1LL' if last else stride_name(op.name, position)}")
+    return TileAddress(" + ".join(terms) or "0", first_row, c_expr(shape[-1]), "1", None)
+
+
 def shared_tile_address(em, op: ir.Copy, rename: dict) -> TileAddress:
     """The global address of the tile that `op`'s shared buffer holds."""
     tile = em.shared_tile(op.name, op)

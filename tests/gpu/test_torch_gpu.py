@@ -48,6 +48,27 @@ def test_matches_the_reference(layout, dtype, causal, nq, nk):
     assert result.ok, result.problems
 
 
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+def test_the_log_sum_exp_comes_back_with_return_lse(layout):
+    from tlc.reference import compare_lse, logsumexp
+
+    dims = (lambda h, n: (2, h, n, 64)) if layout == "bhsd" else (lambda h, n: (2, n, h, 64))
+    q = torch.randn(dims(8, 150), device="cuda").half()
+    k, v = torch.randn(dims(2, 90), device="cuda").half(), torch.randn(dims(2, 90), device="cuda").half()
+    out, lse = tt.attention(q, k, v, causal=True, layout=layout, return_lse=True)
+    assert lse.shape == (2, 8, 150) and lse.dtype == torch.float32
+    assert verdict(out, q, k, v, "fp16", Variant(causal=True), layout).ok
+
+    def bhsd(t):
+        t = t.float().cpu().numpy().astype(np.float64)
+        return t.transpose(0, 2, 1, 3) if layout == "bshd" else t
+
+    qn, kn = bhsd(q), bhsd(k)
+    rows = compare_lse(lse.cpu().numpy(), logsumexp(qn, kn, Variant(causal=True)),
+                       logsumexp(qn, kn, Variant(causal=True), dtype="fp16"))
+    assert rows.ok, rows.problems
+
+
 def test_views_of_a_fused_qkv_are_read_in_place():
     qkv = torch.randn(2, 97, 3, 4, 128, device="cuda").half()
     q, k, v = qkv.unbind(2)
