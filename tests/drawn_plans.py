@@ -6,8 +6,9 @@ the key loop, or K/V held as Q is; the output staged through shared memory or st
 registers (or only the final copy's level switched); a statement dropped, duplicated or moved
 up or down one line (into or out of a loop where it passes `for` or `end`); `stages` dropped on
 one copy; Q's global load moved into the loop; the mask, softcap or ALiBi clauses changed; the
-GQA coordinate or the head-dim chunk loop's bound rewritten; a copy's vector width changed; the
-dtype switched; or the plan ported between sm_80 and sm_75. The target (`tlc check --arch`) is
+row log-sum-exp added as an output; the GQA coordinate or the head-dim chunk loop's bound
+rewritten; a copy's vector width changed; the dtype switched; or the plan ported between sm_80
+and sm_75. The target (`tlc check --arch`) is
 the one the edited plan's header names. Draws are pure functions of a `random.Random`: the same
 seed gives the same plans, anywhere, and nothing here imports tlc.
 """
@@ -225,6 +226,22 @@ def add_alibi(text, rng):
     return _after_multiply(text, "Compute ALiBi S, slopes and get new S")
 
 
+def add_lse(text, rng):
+    """Also write each row's log-sum-exp: the output, its register vector, and the statement
+    and store after the plan's last top-level `end`."""
+    lines = _lines(text)
+    ends = [i for i, line in enumerate(lines) if line == "end"]
+    if "Logsumexp" in text or "Compute Softmax S" not in text or not ends:
+        return None
+    lines[ends[-1] + 1:ends[-1] + 1] = [
+        "Compute Logsumexp S and get L",
+        "Copy L (BM) in coordinate [B = b, H = h, Nq = m] from register to global"]
+    text = re.sub(r"^(output O .*)$", r"\1\noutput L (B, H, Nq) fp32", "\n".join(lines),
+                  count=1, flags=re.M)
+    return re.sub(r"^(Allocate S in register .*)$", r"\1\nAllocate L in register (BM)", text,
+                  count=1, flags=re.M)
+
+
 def gqa_coordinate(text, rng):
     return text.replace("Hkv = h / GROUP", "Hkv = h") if "Hkv = h / GROUP" in text else None
 
@@ -270,7 +287,8 @@ EDITS = tuple((f"set_{name}", _set_param(name)) for name in PARAM_VALUES) + (
     ("move_down", _move(+1)), ("drop_stages_one", drop_stages_one),
     ("q_load_in_loop", q_load_in_loop), ("mask_clause", mask_clause),
     ("causal_bound", causal_bound), ("softcap_clause", softcap_clause),
-    ("add_alibi", add_alibi), ("gqa_coordinate", gqa_coordinate), ("chunk_bound", chunk_bound),
+    ("add_alibi", add_alibi), ("add_lse", add_lse), ("gqa_coordinate", gqa_coordinate),
+    ("chunk_bound", chunk_bound),
     ("vector_width", vector_width), ("switch_dtype", switch_dtype), ("port_arch", port_arch),
 )
 
