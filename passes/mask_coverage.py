@@ -74,7 +74,7 @@ def _score_names(loop: ir.Loop, scores: str) -> set[str]:
 
 
 def _check_order(loop: ir.Loop, scores: str, ctx) -> None:
-    masked = softmax = None
+    masked = softmax = alibi = None
     names = _score_names(loop, scores)
     scale = next((op for op in loop.body if isinstance(op, ir.Multiply)
                   and updated_tile(op) in names), None)
@@ -91,6 +91,13 @@ def _check_order(loop: ir.Loop, scores: str, ctx) -> None:
                                   "scale: the scale would multiply its result too (the bias "
                                   "and the cap apply to scaled scores)", op.span,
                                   help=f"move it after `Compute Multiply {scores}, ...`"))
+        if isinstance(op, ir.Softcap) and alibi is not None:
+            ctx.report(Diagnostic("score-order", f"Compute Softcap {scores} comes after the "
+                                  "ALiBi: the cap would squash the bias too (the cap applies "
+                                  "to the scaled scores, the bias to the capped ones)", op.span,
+                                  help=f"move `Compute ALiBi {scores}, ...` after the Softcap"))
+        if isinstance(op, ir.Alibi):
+            alibi = op
         if isinstance(op, ir.Softmax):
             softmax = op
         elif softmax is not None:

@@ -221,8 +221,10 @@ def _loop_values(loops, where: dict, env: dict):
 
 def _region(tensor: ir.Tensor, op: ir.Copy, tile, shape, env):
     """The slices of the tensor a store's tile covers, as the backends place it: the last
-    dims tiled by the tile's extents (a tile past the end writes nothing: ()), the others
-    indexed by their coordinate (None when it falls outside the tensor)."""
+    dims tiled by the tile's extents, the others indexed by their coordinate (None when it
+    falls outside the tensor). The kernels mask rows past the end of the sequence (the first
+    tiled dim), so such a tile writes nothing: (); a column chunk past the end of a row is
+    outside the tensor (where D is a multiple of the chunk, nothing masks it)."""
     region = []
     tiled = len(shape) - len(tile)
     for position, first in enumerate(tile_origin(tensor, dict(op.coord), tile, env)):
@@ -234,7 +236,7 @@ def _region(tensor: ir.Tensor, op: ir.Copy, tile, shape, env):
         if first < 0:
             return None
         if first >= shape[position]:
-            return ()
+            return () if position == tiled else None
         region.append(slice(first, min(first + tile[position - tiled], shape[position])))
     return tuple(region)
 

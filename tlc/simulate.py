@@ -216,6 +216,9 @@ class Simulator:
         if first < 0 or first_col < 0:
             raise SimulationError(op, f"Copy {op.name} starts at row {first}, column "
                                   f"{first_col}: before the start of {op.name}")
+        if first_col >= data.shape[-1]:  # rows past the end are masked; columns are not
+            raise SimulationError(op, f"Copy {op.name} starts at column {first_col}, past the "
+                                  f"end of {op.name}'s rows ({data.shape[-1]} columns)")
         return data, tuple(leading), first, first_col
 
     def _load(self, op: ir.Copy, block: _Block, shape) -> np.ndarray:
