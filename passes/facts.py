@@ -236,15 +236,7 @@ def shape_text(dims, values=None) -> str:
 
 
 def _names(expr) -> list[str]:
-    if isinstance(expr, ir.Sym):
-        return [expr.name]
-    if isinstance(expr, ir.BinOp):
-        return _names(expr.left) + _names(expr.right)
-    if isinstance(expr, ir.Neg):
-        return _names(expr.operand)
-    if isinstance(expr, ir.Call):
-        return [n for a in expr.args for n in _names(a)]
-    return []
+    return [sym.name for sym in ir.symbols(expr)]
 
 
 def register_reads(op) -> list[str]:

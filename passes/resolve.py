@@ -142,7 +142,7 @@ class _Resolver(Scope):
             return None
         resolved = tuple(self._expr(extent) for extent in extents)
         for extent in resolved:
-            blocks = [n for n in _symbols(extent) if n.kind is ir.SymKind.BLOCK]
+            blocks = [n for n in ir.symbols(extent) if n.kind is ir.SymKind.BLOCK]
             if blocks:  # the grid's size cannot depend on which block is running
                 self.report("bad-grid", f"the grid's extent names its own index "
                             f"`{blocks[0].name}`", blocks[0].span,
@@ -426,15 +426,3 @@ _BUILD = {
                                                  stmt.span),
 }
 
-
-def _symbols(expr: ir.Expr) -> list[ir.Sym]:
-    """The symbols an expression names, in order."""
-    if isinstance(expr, ir.Sym):
-        return [expr]
-    if isinstance(expr, ir.BinOp):
-        return _symbols(expr.left) + _symbols(expr.right)
-    if isinstance(expr, ir.Neg):
-        return _symbols(expr.operand)
-    if isinstance(expr, ir.Call):
-        return [s for a in expr.args for s in _symbols(a)]
-    return []

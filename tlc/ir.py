@@ -140,6 +140,19 @@ def evaluate(expr: Expr, env: dict[str, int]) -> Union[int, float]:
     return left / right if expr.op == "/" else math.fmod(left, right)
 
 
+def symbols(expr: Expr) -> list[Sym]:
+    """The symbols an expression names, in the order written (repeats kept)."""
+    if isinstance(expr, Sym):
+        return [expr]
+    if isinstance(expr, BinOp):
+        return symbols(expr.left) + symbols(expr.right)
+    if isinstance(expr, Neg):
+        return symbols(expr.operand)
+    if isinstance(expr, Call):
+        return [s for a in expr.args for s in symbols(a)]
+    return []
+
+
 def call(func: str, args: list) -> Union[int, float]:
     if func == "cdiv":
         if args[1] == 0:

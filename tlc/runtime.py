@@ -257,15 +257,7 @@ def index_problem(kernel, sizes: dict[str, int]) -> str | None:
 def _names(expr) -> set[str]:
     from tlc import ir
 
-    if isinstance(expr, ir.Sym):
-        return {expr.name}
-    if isinstance(expr, ir.BinOp):
-        return _names(expr.left) | _names(expr.right)
-    if isinstance(expr, ir.Neg):
-        return _names(expr.operand)
-    if isinstance(expr, ir.Call):
-        return set().union(*map(_names, expr.args))
-    return set()
+    return {sym.name for sym in ir.symbols(expr)}
 
 
 def _check_fp16_range(array, name: str) -> None:
