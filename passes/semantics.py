@@ -32,6 +32,7 @@ def semantics(kernel: ir.Kernel, ctx) -> ir.Kernel:
     _grid_coordinates(facts, ctx)
     _written_before_read(facts, ctx)
     _outputs_written_once(facts, ctx)
+    _loaded_chunks_within_rows(facts, ctx)
     return kernel
 
 
@@ -190,6 +191,36 @@ def _coverage_problem(facts: Facts, tensor: ir.Tensor, stores):
                         f"is {what} ({len(hits)} elements so)",
                         _coverage_help(facts, tensor, stores, value))
     return None
+
+
+def _loaded_chunks_within_rows(facts: Facts, ctx) -> None:
+    """A load of a column chunk (a tile narrower than its tensor's rows) starts inside the
+    row: the kernels mask rows past the end of a sequence, not columns past the end of a row,
+    so a chunk that starts there reads whatever memory follows (`out-of-bounds`)."""
+    kernel = facts.kernel
+    if kernel.grid is None:
+        return
+    env = dict(facts.env) | {name: 1 for name in kernel.size_names}
+    for op, loops, _ in facts.walk_held():
+        if not isinstance(op, ir.Copy) or op.src is not ir.Level.GLOBAL:
+            continue
+        tensor, tile = kernel.tensor(op.name), _tile(facts, op)
+        width = facts.value(tensor.shape[-1]) if tensor and tensor.shape else None
+        if tile is None or len(tile) < 2 or not isinstance(width, int) or tile[-1] >= width:
+            continue
+        try:
+            for where, values in _iterations(kernel, loops, env):
+                first = tile_origin(tensor, dict(op.coord), tile, values)[-1]
+                if not 0 <= first < width:
+                    ctx.report(Diagnostic(
+                        "out-of-bounds", f"at {_shown(where)}, the copy of `{op.name}` starts "
+                        f"its {tile[-1]}-column chunk at column {first} of rows {width} wide: "
+                        "nothing masks columns past a row's end", op.span,
+                        help=f"keep the chunk loop within cdiv({text(tensor.shape[-1])}, "
+                             f"{tile[-1]}) and the chunk coordinate equal to its variable"))
+                    break
+        except (ir.NotConstant, ArithmeticError, ValueError, TypeError):
+            continue  # a bound this check cannot evaluate: nothing claimed
 
 
 def _coverage_help(facts: Facts, tensor, stores, value: int) -> str:

@@ -21,8 +21,9 @@ def test_a_chunk_loop_past_the_head_dim_is_refused(example):
     text = EXAMPLES[example].replace("for c = 0: cdiv(D, DC)", "for c = 0: cdiv(D, DC) + 1")
     arch = "sm_75" if example.endswith("sm75") else "sm_80"
     result = check(text, arch=arch)
-    assert [d.code for d in result.diagnostics if d.is_error] == ["output-coverage"]
-    assert "writes outside the tensor" in result.diagnostics[0].message
+    errors = {d.code: d.message for d in result.diagnostics if d.is_error}
+    assert set(errors) == {"output-coverage", "out-of-bounds"}  # the store and V's load
+    assert "writes outside the tensor" in errors["output-coverage"]
 
 
 def test_the_simulator_calls_a_column_chunk_past_the_row_an_error():
@@ -40,3 +41,12 @@ def test_a_softcap_after_an_alibi_is_refused():
     assert text.index("Compute ALiBi") < text.index("Compute Softcap")
     codes = [d.code for d in check(text, arch="sm_80").diagnostics if d.is_error]
     assert codes == ["score-order"]
+
+
+def test_a_load_of_a_column_chunk_past_the_row_is_refused():
+    """The load-side twin of the chunk overrun: V's chunk coordinate one ahead of the loop
+    reads past the row on the last chunk, whatever the store does."""
+    text = EXAMPLES["mha_fwd_fp16_d512_sm80"].replace("D = c] from global", "D = c + 1] from global")
+    result = check(text, arch="sm_80")
+    assert [d.code for d in result.diagnostics if d.is_error] == ["out-of-bounds"]
+    assert "column 512 of rows 512 wide" in result.diagnostics[0].message
