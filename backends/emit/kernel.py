@@ -110,6 +110,14 @@ class KernelEmitter(CodeWriter):
         except Exception as error:  # a bug of tlc's lowering, located at its statement
             raise LoweringBug(op, error) from error
 
+    def loop_range(self, op: ir.Loop) -> str:
+        """Declare the iterations a loop runs (`p_n_start` up to `p_n_stop`) and return the C
+        name of its variable: one place for every engine's loop."""
+        var = f"p_{op.var}"
+        self.line(f"const int {var}_start = {self.expr(op.start)}, {var}_stop = "
+                  f"{self.expr(op.stop)};")
+        return var
+
     # ---- statements ----
 
     def emit_loop(self, op: ir.Loop) -> None:
@@ -119,9 +127,7 @@ class KernelEmitter(CodeWriter):
 
     def emit_plain_loop(self, op: ir.Loop) -> None:
         """A loop that copies nothing from global memory."""
-        var = f"p_{op.var}"
-        self.line(f"const int {var}_start = {self.expr(op.start)}, {var}_stop = "
-                  f"{self.expr(op.stop)};")
+        var = self.loop_range(op)
         self.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
         self.loop_stack.append(op)
         for inner in op.body:

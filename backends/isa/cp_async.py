@@ -64,10 +64,8 @@ class CpAsync:
             return em.emit_plain_loop(op)
         for copy in staged:
             self.check_copy(em, copy)
-        start, stop = em.expr(op.start), em.expr(op.stop)
         depth = em.schedule_pipeline(op).stages
-        var = f"p_{op.var}"
-        em.line(f"const int {var}_start = {start}, {var}_stop = {stop};")
+        var = em.loop_range(op)
         for ahead in range(depth - 1):  # the pipeline's prologue: the first tiles in flight
             em.open(f"if ({var}_start + {ahead} < {var}_stop)")
             self._issue_tiles(em, staged, f"({var}_start + {ahead})", str(ahead), op.var)

@@ -154,10 +154,8 @@ class RegisterCopies:
         """A loop whose tiles reach shared memory through registers, on the schedule above."""
         if not staged_copies(op):
             return em.emit_plain_loop(op)
-        start, stop = em.expr(op.start), em.expr(op.stop)
-        var = f"p_{op.var}"
         found = groups(op)
-        em.line(f"const int {var}_start = {start}, {var}_stop = {stop};")
+        var = em.loop_range(op)
         for group in found:
             for copy in group.copies:
                 if f"{copy.name}_next" in em.declared:
