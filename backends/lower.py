@@ -23,7 +23,7 @@ def lower(kernel: ir.Kernel, target: Target) -> Lowered:
     cannot lower a statement."""
     try:
         plan = schedule(kernel, target)
-        return Lowered(target.arch, (KernelEmitter(kernel, target, plan).emit(),))
+        return Lowered(target.arch, KernelEmitter(kernel, target, plan).emit())
     except (Unsupported, LoweringBug):
         raise
     except Exception as error:  # a bug of tlc's, outside any one statement's rule

@@ -16,6 +16,8 @@ Registers are an estimate from liveness over the statements, in 32-bit registers
   it is stored, as that module schedules them and counts them;
 - a streamed operand costs what the GEMM instruction set loads of it at once (isa/mma_sync.py:
   16 deep, two n-tiles of B, even where the MMA steps through k in eights);
+- where the copies reach shared memory by cp.async, the addresses of the copies a thread
+  issues an iteration past 32 (isa/cp_async.py: one warp copying wide tiles);
 - a fixed 56 registers cover addresses, indices, loop counters, predicates and the slack
   ptxas takes: calibrated so that every configuration of the sm_80 sweep (head dims 32-256,
   tiles 64/128 x 32/64/128, held or streamed Q, 1-2 stages, and the plans the tests draw,

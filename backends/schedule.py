@@ -101,6 +101,7 @@ class Schedule:
     softmax: dict           # scores -> the output its probabilities accumulate into, or None
     pipelines: tuple        # Pipeline per loop that copies from global memory
     logsumexp: dict         # register vector -> the scores whose softmax's row LSE it holds
+    split: object = None    # the split key loop (backends/emit/splits.SplitKV), or None
 
     def warp_tiles(self, gemm: ir.Gemm) -> WarpTiles:
         return self.tiles[id(gemm)]
@@ -130,6 +131,9 @@ class Schedule:
         for scores, output in self.softmax.items():
             lines.append(f"softmax {scores}: " + (f"online, rescaling {output}" if output
                                                   else "no output accumulates it"))
+        if self.split:
+            lines.append(f"loop {self.split.loop_var}: split {self.split.splits} ways; the parts "
+                         f"of {self.split.output} merge in a second kernel")
         return "\n".join(lines) + "\n"
 
 
@@ -153,11 +157,14 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
         _distinct_tiles(loop)
     pipelines = tuple(target.copies.pipeline(loop, facts) for loop in ir.walk(kernel.body)
                       if isinstance(loop, ir.Loop) and staged_copies(loop))
+    from tlc.backends.emit.splits import split_of
+
+    softmax = softmax_outputs(kernel, accumulators)
     schedule = Schedule(kernel, facts, warps[0], 32 * warps[0], shared, total,
                         frozenset(streamed_operands(facts)), accumulators, tiles,
-                        softmax_outputs(kernel, accumulators), pipelines,
+                        softmax, pipelines,
                         {op.out: op.target for op in ir.walk(kernel.body)
-                         if isinstance(op, ir.Logsumexp)})
+                         if isinstance(op, ir.Logsumexp)}, split_of(kernel, facts, softmax))
     verify(schedule)
     return schedule
 

@@ -38,9 +38,10 @@ class LoweringBug(Exception):
 class Argument:
     """One launch argument of a kernel, in order. kind: "tensor" (a device pointer to `dtype`
     elements), "scalar" (a float), "size" (an int, a runtime dimension), "stride" (elements
-    between neighbours along dimension `dim` of tensor `of`, an int32 or int64 as `dtype` says); room is left
-    for "tensormap" (a TMA descriptor by value) and "workspace" (a scratch buffer tlc
-    allocates)."""
+    between neighbours along dimension `dim` of tensor `of`, an int32 or int64 as `dtype` says),
+    "workspace" (a contiguous scratch buffer of `shape`, IR expressions over the sizes and
+    params, that the caller allocates and the kernels of one plan pass along: a split's
+    parts); room is left for "tensormap" (a TMA descriptor by value)."""
 
     name: str
     kind: str
@@ -48,6 +49,7 @@ class Argument:
     output: bool = False
     of: str | None = None
     dim: int | None = None
+    shape: tuple | None = None
 
     def to_json(self) -> dict:
         shown = {"name": self.name, "kind": self.kind}
@@ -57,6 +59,9 @@ class Argument:
             shown["output"] = True
         if self.of is not None:
             shown.update(of=self.of, dim=self.dim)
+        if self.shape is not None:
+            from tlc.passes.facts import text
+            shown["shape"] = [text(d) for d in self.shape]
         return shown
 
 
@@ -75,6 +80,7 @@ class KernelSource:
     grid: tuple[str, ...]   # C expressions over the size arguments and params
     threads: int
     shared_memory: int      # dynamic shared memory, bytes
+    extents: tuple = ()     # the grid as IR expressions, what launchers evaluate
 
     def manifest(self) -> dict:
         return {"kernel": self.name, "arguments": [a.to_json() for a in self.arguments],

@@ -289,11 +289,11 @@ def overhead_check(generator):
     tt._recipes.clear()
     out = tt.attention(q, k, v)
     recipe = next(iter(tt._recipes.values()))  # what that call's signature launches
+    kernel, order, tail, grid = recipe.launches[0]
     pointers = [(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), 0)[i]
-                for i in recipe.order]
+                for i in order]
     stream = torch.cuda.current_stream().cuda_stream
-    calls["ctypes_launch"] = lambda: recipe.kernel.launch(recipe.grid, pointers, recipe.tail,
-                                                          stream)
+    calls["ctypes_launch"] = lambda: kernel.launch(grid, pointers, tail, stream)
     built = tt.built_for(tt.Case("fp16", 64, arch=tt._present_target(0)[0]), 0, False)
     loaded = load(built.text)
     kept = loaded(Q=q, K=k, V=v, scale=0.125)  # its output stays alive for the relaunches

@@ -138,11 +138,11 @@ class ToAst(Transformer):
                            self._clauses(children), self._span(meta))
 
     def for_head(self, meta, children):
-        return (self._ident(children[0]), children[1], children[2])
+        return (self._ident(children[0]), children[1], children[2], self._clauses(children[3:]))
 
     def for_loop(self, meta, children):
-        (var, start, stop), body = children
-        return ast.For(var, start, stop, body, self._span(meta))
+        (var, start, stop, clauses), body = children
+        return ast.For(var, start, stop, body, self._span(meta), clauses)
 
     def stmts(self, meta, children):
         return tuple(children)

@@ -128,6 +128,7 @@ class Facts:
             exprs = list(op.buffer.shape or ()) if isinstance(op, ir.Allocate) else []
             exprs += [op.stages] if isinstance(op, ir.Copy) and op.stages else []
             exprs += list(op.warps or ()) if isinstance(op, ir.Gemm) else []
+            exprs += [op.splits] if isinstance(op, ir.Loop) and op.splits is not None else []
             used += [n for e in exprs for n in _names(e)]
         return [n for n in dict.fromkeys(used) if n in self.params and n not in problem]
 

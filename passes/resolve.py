@@ -165,6 +165,7 @@ class _Resolver(Scope):
     def _stmt_for(self, stmt: ast.For):
         start = self._integer_expr(stmt.start, "a loop's start")
         stop = self._integer_expr(stmt.stop, "a loop's bound")
+        clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["for"], "for")
         shadowed = self.symbols.get(stmt.var.text)
         if shadowed is not None:
             self.report("duplicate-name", f"loop variable `{stmt.var.text}` hides the "
@@ -176,7 +177,7 @@ class _Resolver(Scope):
             del self.symbols[stmt.var.text]
         else:
             self.symbols[stmt.var.text] = shadowed
-        return ir.Loop(stmt.var.text, start, stop, body, stmt.span)
+        return ir.Loop(stmt.var.text, start, stop, body, stmt.span, clauses.get("splits"))
 
     def _stmt_allocate(self, stmt: ast.Allocate):
         level = self._level(stmt.level)

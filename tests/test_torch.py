@@ -158,3 +158,18 @@ def test_a_tuned_winner_is_used_for_its_gpu_and_driver_only():
         assert tt.plan_for(case, "NVIDIA H200", "580.1") == template
     finally:
         path.unlink()
+
+
+def test_decoding_splits_fill_the_gpu_but_keep_four_key_tiles_a_split():
+    assert tt.choose_splits(1, 32, 1, 131072, 132) == 16    # 32 blocks -> 512 >= 264
+    assert tt.choose_splits(8, 32, 1, 131072, 132) == 2     # 256 blocks -> 512
+    assert tt.choose_splits(64, 32, 1, 131072, 132) == 1    # 2048 blocks fill it already
+    assert tt.choose_splits(1, 32, 1, 1024, 132) == 4       # 1024 keys: four splits of 256
+    assert tt.choose_splits(1, 1, 1, 10 ** 7, 132) == 64    # at most 64
+
+
+def test_a_decoding_case_plans_one_warp_tiles_and_the_split():
+    text = tt.plan_for(tt.Case("bf16", 128, 4, decode=True, splits=16))
+    assert "param BM = 16" in text and "param SPLITS = 16" in text
+    assert "with splits SPLITS" in text
+    assert "with splits" not in tt.plan_for(tt.Case("bf16", 128, 4))

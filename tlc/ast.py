@@ -203,6 +203,7 @@ class For:
     stop: Expr
     body: tuple["Stmt", ...]
     span: Span = _span()  # from `for` to the end of its `end`
+    clauses: tuple[Clause, ...] = ()
 
 
 Stmt = Union[Allocate, Copy, Compute, Reshape, For]

@@ -61,7 +61,10 @@ class BuildResult:
     cached: bool = False
 
     def function(self, name_part: str) -> FunctionReport:
-        return next(f for f in self.functions if name_part in f.name)
+        """The function named `name_part`, else the first whose name holds it (a mangled
+        name): a plan's kernel before its combine kernel, whose name extends it."""
+        exact = [f for f in self.functions if f.name == name_part]
+        return (exact or [f for f in self.functions if name_part in f.name])[0]
 
 
 def find_nvcc() -> str | None:

@@ -313,6 +313,9 @@ class Loop:
     stop: Expr
     body: tuple["Op", ...]
     span: Span = _span()
+    # `with splits N`: the iterations are cut into N contiguous parts, each run by its own
+    # block; their partial results are merged by log-sum-exp in a second kernel.
+    splits: Expr | None = None
 
 
 Op = Union[Allocate, Copy, Gemm, Multiply, Softmax, Logsumexp, Mask, Softcap, Alibi, Reshape,

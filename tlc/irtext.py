@@ -24,7 +24,8 @@ def _body(ops, depth: int) -> list[str]:
     for op in ops:
         pad = "  " * depth
         if isinstance(op, ir.Loop):
-            lines.append(f"{pad}for {op.var} = {text(op.start)}: {text(op.stop)}")
+            splits = f" with splits {text(op.splits)}" if op.splits is not None else ""
+            lines.append(f"{pad}for {op.var} = {text(op.start)}: {text(op.stop)}{splits}")
             lines += _body(op.body, depth + 1)
             lines.append(f"{pad}end")
         else:

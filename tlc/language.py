@@ -22,7 +22,7 @@ FORMS = {
     "Compute": "Compute OP operands [and get NAME | and get new NAME | and accumulate NAME] "
                "[with clauses]",
     "Reshape": "Reshape NAME from (LAYOUT, dims) to (LAYOUT, dims) [with clauses]",
-    "for": "for i = start: stop",
+    "for": "for i = start: stop [with splits N]",
     "end": "end",
 }
 
@@ -76,12 +76,14 @@ CLAUSE_EXAMPLES = {
     "warps": "warps (4, 1)", "mma": "mma m16n8k16", "causal": "causal",
     "window": "window (256, 0)", "cap": "cap 30.0", "dtype": "dtype fp32",
     "offset": "offset batch_offset", "vector": "vector 8", "stages": "stages 2",
+    "splits": "splits SPLITS",
 }
 
 STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
     "Allocate": {"dtype": "dtype", "offset": "expr"},
     "Copy": {"vector": "expr", "stages": "expr"},
     "Reshape": {"dtype": "dtype"},
+    "for": {"splits": "expr"},
 }
 
 # Layout tags a Reshape names as the first entry of each shape: which MMA fragment the data is

@@ -26,7 +26,7 @@ _MAX_DYNAMIC_SHARED = 8
 _OTHER_CONTEXT = (201, 400)
 # The packed type of each kind of kernel argument ('@': native sizes and alignment, which is
 # how the driver lays out a kernel's parameters).
-_FORMATS = {"tensor": "P", "scalar": "f", "size": "i", "int32": "i", "int64": "q",
+_FORMATS = {"tensor": "P", "workspace": "P", "scalar": "f", "size": "i", "int32": "i", "int64": "q",
             "tensormap": "128s"}
 # A CUtensorMap is 128 bytes, 64-byte aligned (cuda.h), passed by value as a __grid_constant__.
 TENSORMAP_BYTES, TENSORMAP_ALIGNMENT = 128, 64
@@ -192,14 +192,22 @@ def tensor_map(address: int, dtype: str, dims, strides: tuple[int, ...], box,
     return ctypes.string_at(aligned, TENSORMAP_BYTES)
 
 
-def grid_function(kernel: ir.Kernel):
-    """A function from the runtime sizes (a dict) to the kernel's grid as three ints: the
-    grid's expressions compiled once into Python closures, so that a launch evaluates no IR."""
+def grid_function(kernel: ir.Kernel, extents=None):
+    """A function from the runtime sizes (a dict) to a grid as three ints, the plan's or
+    `extents` (IR, e.g. a KernelSource's): the expressions compiled once into Python
+    closures, so that a launch evaluates no IR."""
     params = {p.name: p.value for p in kernel.params}
-    extents = [_closure(e, params) for e in kernel.grid.extents]
+    extents = [_closure(e, params) for e in (extents or kernel.grid.extents)]
     extents += [lambda sizes: 1] * (3 - len(extents))
     first, second, third = extents
     return lambda sizes: (first(sizes), second(sizes), third(sizes))
+
+
+def shape_function(kernel: ir.Kernel, exprs):
+    """A function from the runtime sizes to the values of `exprs` (a workspace's shape)."""
+    params = {p.name: p.value for p in kernel.params}
+    closures = [_closure(e, params) for e in exprs]
+    return lambda sizes: tuple(c(sizes) for c in closures)
 
 
 _OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,

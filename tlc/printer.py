@@ -87,7 +87,8 @@ def format_line(node) -> str:
         return (f"Reshape {node.name.text} from {_shape(node.src)} to {_shape(node.dst)}"
                 f"{_clauses(node.clauses)}")
     if isinstance(node, ast.For):
-        return f"for {node.var.text} = {format_expr(node.start)}: {format_expr(node.stop)}"
+        return (f"for {node.var.text} = {format_expr(node.start)}: {format_expr(node.stop)}"
+                f"{_clauses(node.clauses)}")
     raise TypeError(f"no printer for {type(node).__name__}")  # an internal error, not input
 
 

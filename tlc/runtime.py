@@ -92,17 +92,21 @@ class LoadedKernel:
     bf16 as the uint16 bit patterns)."""
 
     def __init__(self, kernel, lowered, module, built_for: str, how: str):
-        self.kernel, self.lowered, self.built_for, self.how = kernel, lowered, built_for, how
+        """`lowered`: the plan's kernels (tlc.backends.target.Lowered), launched in order."""
+        self.kernel, self.built_for, self.how = kernel, built_for, how
+        self.kernels, self.lowered = lowered.kernels, lowered.main
         cuda = driver()
-        self.function = module.get_function(lowered.name)
+        self.functions = [module.get_function(k.name) for k in self.kernels]
+        self.function = self.functions[0]
         # Inputs a converting load computes as fp16 (bf16 on Turing): values past fp16's range
         # would silently become infinities, so a call refuses them.
         self.converted = [t.name for t in kernel.tensors if t.role == "input" and t.shape and
                           any(b.name == t.name and b.dtype and b.dtype is not t.dtype
                               for b in kernel.buffers)]
-        if lowered.shared_memory > 48 * 1024:
-            self.function.set_attribute(
-                cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, lowered.shared_memory)
+        for source, function in zip(self.kernels, self.functions):
+            if source.shared_memory > 48 * 1024:
+                function.set_attribute(cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                       source.shared_memory)
 
     def sizes(self, arrays: dict) -> dict:
         """The runtime sizes, read off the tensors' shapes, checked for agreement."""
@@ -157,46 +161,79 @@ class LoadedKernel:
             _check_fp16_range(arrays[name], name)
         kind = _kind(next(arrays[t.name] for t in self.kernel.tensors if t.shape and
                           t.role == "input"))
-        arguments, outputs, copies, strides = [], {}, [], {}
-        for argument in self.lowered.arguments:
-            name, dtype = argument.name, argument.dtype
-            if argument.kind == "size":
-                arguments.append(np.int32(sizes[name]))
-            elif argument.kind == "scalar":
-                arguments.append(np.float32(arrays[name]))
-            elif argument.kind == "stride":
-                stride = strides[argument.of][argument.dim]
-                if argument.dtype == "int32" and not 0 <= stride < 2 ** 31:
-                    raise ArgumentError(f"{argument.of}: a stride of {stride} elements along "
-                                        f"dimension {argument.dim}; the kernel takes up to "
-                                        "2^31 - 1 there: pass .contiguous()")
-                arguments.append(np.int32(stride) if argument.dtype == "int32"
-                                 else np.int64(stride))
-            else:
-                tensor = self.kernel.tensor(name)
-                if argument.output:
-                    pointer, handle = _poisoned(kind, self._shape(tensor, sizes), dtype)
-                    outputs[name] = handle
-                    arguments.append(pointer)
-                    if kind == "numpy":
-                        copies.append((name, handle))
-                    strides[name] = contiguous_strides(handle.shape)
-                else:
-                    arguments.append(_pointer(kind, arrays[name], name, dtype))
-                    strides[name] = _element_strides(kind, arrays[name])
+        outputs, copies, strides, bound = {}, [], {}, {}
         env = {p.name: p.value for p in self.kernel.params} | sizes
-        grid = tuple(int(ir.evaluate(e, env)) for e in self.kernel.grid.extents)
-        self.launch_args = (arguments, grid + (1,) * (3 - len(grid)))
+        launches = []
+        for source in self.kernels:
+            arguments = [self._bind(argument, arrays, sizes, env, kind, outputs, copies,
+                                    strides, bound) for argument in source.arguments]
+            grid = tuple(int(ir.evaluate(e, env)) for e in source.extents)
+            _check_grid(grid)
+            launches.append((arguments, grid + (1,) * (3 - len(grid))))
+        self.launch_args = launches
         self.launch()
         for name, handle in copies:
             outputs[name] = handle.get()
         return outputs
 
+    def _bind(self, argument, arrays, sizes, env, kind, outputs, copies, strides, bound):
+        """One launch argument of a call; a tensor, output or workspace is made once a call
+        and shared by the kernels that take it."""
+        import numpy as np
+
+        from tlc import ir
+
+        name, dtype = argument.name, argument.dtype
+        if argument.kind in ("tensor", "workspace") and name in bound:
+            return bound[name]
+        if argument.kind == "size":
+            return np.int32(sizes[name])
+        if argument.kind == "scalar":
+            return np.float32(arrays[name])
+        if argument.kind == "stride":
+            stride = strides[argument.of][argument.dim]
+            if argument.dtype == "int32" and not 0 <= stride < 2 ** 31:
+                raise ArgumentError(f"{argument.of}: a stride of {stride} elements along "
+                                    f"dimension {argument.dim}; the kernel takes up to "
+                                    "2^31 - 1 there: pass .contiguous()")
+            return np.int32(stride) if argument.dtype == "int32" else np.int64(stride)
+        if argument.kind == "workspace":
+            shape = tuple(int(ir.evaluate(d, env)) for d in argument.shape)
+            pointer, handle = _poisoned(kind if kind == "torch" else "gpuarray", shape, "fp32")
+            _keep_alive.append(handle)
+            bound[name] = pointer
+            return pointer
+        tensor = self.kernel.tensor(name)
+        if argument.output:
+            pointer, handle = _poisoned(kind, self._shape(tensor, sizes), dtype)
+            outputs[name] = handle
+            if kind == "numpy":
+                copies.append((name, handle))
+            strides[name] = contiguous_strides(handle.shape)
+        else:
+            pointer = _pointer(kind, arrays[name], name, dtype)
+            strides[name] = _element_strides(kind, arrays[name])
+        bound[name] = pointer
+        return pointer
+
     def launch(self) -> None:
         """Launch again with the arguments of the last call (for timing)."""
-        arguments, grid = self.launch_args
-        self.function(*arguments, block=(self.lowered.threads, 1, 1), grid=grid,
-                      shared=self.lowered.shared_memory)
+        for source, function, (arguments, grid) in zip(self.kernels, self.functions,
+                                                       self.launch_args):
+            function(*arguments, block=(source.threads, 1, 1), grid=grid,
+                     shared=source.shared_memory)
+
+
+GRID_LIMITS = (2 ** 31 - 1, 65535, 65535)
+
+
+def _check_grid(grid: tuple[int, ...]) -> None:
+    """A grid the driver would refuse, as the ArgumentError of the sizes that made it."""
+    for axis, (extent, limit) in enumerate(zip(grid, GRID_LIMITS)):
+        if extent > limit:
+            raise ArgumentError(f"the grid's {'xyz'[axis]} extent is {extent}, past the "
+                                f"{limit} CUDA allows: smaller sizes, or a plan with larger "
+                                "tiles")
 
 
 FP16_MAX = 65504.0
@@ -414,7 +451,7 @@ def load(plan, arch: str | None = None, cache_dir=None, prebuilt=None,
                f"({device_name()})")
     else:
         how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
-    return LoadedKernel(result.kernel, lowered.main, load_module(built.path), present, how)
+    return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)
 
 
 def _lines(result) -> str:

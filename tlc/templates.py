@@ -12,6 +12,9 @@ from dataclasses import dataclass, replace
 TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2), (32, 32, 2),
          (64, 16, 4)]
 SMALL_TILES = [(32, 16, 2), (32, 8, 2)]  # a last resort: wide head dims on Turing
+# Decoding (a few query rows against a long cache): one warp's 16 rows, wide key tiles; the
+# grid is filled by splitting the keys instead.
+DECODE_TILES = [(16, 128, 1), (16, 64, 1), (32, 64, 2), (64, 64, 4)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
 CHUNKS = [256, 128, 64, 32]
 
@@ -36,12 +39,14 @@ class Options:
     mma: str = "m16n8k16"
     compute: str | None = None              # the GEMM operands' dtype (None: dtype)
     lse: bool = False                       # also write each row's log-sum-exp, L (B, H, Nq)
+    splits: int = 1                         # blocks that share one tile's key range
 
     @property
     def name(self) -> str:
         parts = [f"attention_{self.dtype}_d{self.d}"]
         parts += ["causal"] * self.causal + ["window"] * bool(self.window)
         parts += ["softcap"] * bool(self.softcap) + ["alibi"] * self.alibi + ["lse"] * self.lse
+        parts += [f"split{self.splits}"] * (self.splits > 1)
         return "_".join(parts)
 
 
@@ -71,6 +76,7 @@ def render(o: Options) -> str:
               ("STAGES", o.stages)]
     params += [("DC", o.chunk)] * bool(o.chunk)
     params += [("LEFT", o.window[0]), ("RIGHT", o.window[1])] if o.window else []
+    params += [("SPLITS", o.splits)] * (o.splits > 1)
     head = [f"kernel {o.name} for {o.arch}", "",
             f"input Q (B, H, Nq, D) {o.dtype}", f"input K (B, Hkv, Nk, D) {o.dtype}",
             f"input V (B, Hkv, Nk, D) {o.dtype}", "input scale fp32"]
@@ -111,22 +117,25 @@ def render(o: Options) -> str:
         store = [f"Copy O (BM, {width}) {where} from register to global"]
     lse = ["Compute Logsumexp S and get L",
            "Copy L (BM) in coordinate [B = b, H = h, Nq = m] from register to global"] * o.lse
-    loop = [f"for n = {start}: {stop}"] + ["  " + line for line in body] + ["end"] + lse + store
+    split = " with splits SPLITS" if o.splits > 1 else ""
+    loop = [f"for n = {start}: {stop}{split}"] + ["  " + line for line in body] + ["end"] + lse + store
     if o.chunk:  # the whole flash loop once per column chunk of O
         loop = ["for c = 0: cdiv(D, DC)"] + ["  " + line for line in loop] + ["end"]
     return "\n".join(head + loop) + "\n"
 
 
 def plan(dtype: str, d: int, causal: bool = False, group: int = 1, arch: str = "sm_80",
-         stages: int = 2, staged: bool = True, **variant) -> str:
+         stages: int = 2, staged: bool = True, tiles=None, **variant) -> str:
     """The first plan for the case that passes `tlc check` for arch: the largest tiles, O
     through a shared tile (coalesced) before straight to global memory, the whole head dim
     before column chunks of it. The target's data decides the rest: its backend's MMA shape,
     one stage where there is no cp.async, fp16 tiles for a dtype its tensor cores lack (bf16
-    on Turing). `variant` takes Options' window, softcap and alibi."""
+    on Turing). `tiles`: the (BM, BN, WARPS) to try instead of TILES (DECODE_TILES for a few
+    query rows). `variant` takes Options' window, softcap, alibi, lse and splits."""
     from tlc.api import check
 
-    for options in candidates(dtype, d, causal, group, arch, stages, staged, **variant):
+    for options in candidates(dtype, d, causal, group, arch, stages, staged, tiles,
+                              **variant):
         text = render(options)
         if check(text, arch=arch).ok:
             return text
@@ -134,7 +143,7 @@ def plan(dtype: str, d: int, causal: bool = False, group: int = 1, arch: str = "
 
 
 def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=True,
-               **variant):
+               tiles=None, **variant):
     """Options for the case in the order `plan` tries them."""
     from tlc.arch import ARCHS
     from tlc.backends import target_for
@@ -145,7 +154,7 @@ def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=T
                    stages=stages if target.has_cp_async else 1,
                    compute=dtype if any(t.value == dtype for t in target.mma_dtypes) else "fp16")
     stores = (staged, False) if staged else (False,)
-    for chunk, tiles in itertools.product([None] + [c for c in CHUNKS if c < d],
-                                          (TILES, SMALL_TILES)):
-        for store, (bm, bn, warps) in itertools.product(stores, tiles):
+    for chunk, shapes in itertools.product([None] + [c for c in CHUNKS if c < d],
+                                           (tiles or TILES, SMALL_TILES)):
+        for store, (bm, bn, warps) in itertools.product(stores, shapes):
             yield replace(base, bm=bm, bn=bn, warps=warps, staged=store, chunk=chunk)

@@ -59,6 +59,8 @@ class Case:
     alibi: bool = False
     arch: str = "sm_80"                     # the plan's target
     lse: bool = False                       # also the row log-sum-exp, (B, H, Nq) fp32
+    splits: int = 1                         # blocks per query tile, each on part of the keys
+    decode: bool = False                    # a few query rows: the decoding tiles
 
     def describe(self) -> str:
         parts = [self.dtype, f"D = {self.head_dim}"]
@@ -66,6 +68,7 @@ class Case:
         parts += ["causal"] * self.causal + [f"window {self.window}"] * bool(self.window)
         parts += [f"softcap {self.softcap:g}"] if self.softcap else []
         parts += ["ALiBi"] * self.alibi + ["with the log-sum-exp"] * self.lse
+        parts += [f"keys split {self.splits} ways"] * (self.splits > 1)
         return ", ".join(parts) + f" for {self.arch}"
 
 
@@ -89,15 +92,15 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
     """The plan text a call of this case runs: the template's, or its tuned winner for this
     GPU and driver where the tune cache has one that still passes `tlc check`."""
     from tlc.driver import check
-    from tlc.templates import plan
+    from tlc.templates import DECODE_TILES, plan
     from tlc.tune import tuned
 
     refuse_uncovered(case)
     variant = {"window": case.window, "softcap": case.softcap, "alibi": case.alibi,
-               "lse": case.lse}
+               "lse": case.lse, "splits": case.splits}
     try:
         text = plan(case.dtype, case.head_dim, case.causal, case.group, arch=case.arch,
-                    **variant)
+                    tiles=DECODE_TILES if case.decode else None, **variant)
     except ValueError:
         raise NotCovered(f"no tiling of tlc's template fits {case.describe()}; "
                          f"{_nearest(case)}") from None
@@ -145,7 +148,7 @@ def _nearest(case: Case) -> str:
 
 # The template's kernel arguments: its tensors, taken from the call's tensors in this order,
 # then the values a call's signature fixes.
-_POINTERS = ["Q", "K", "V", "O", "slopes", "L"]
+_POINTERS = ["Q", "K", "V", "O", "slopes", "L", "O_part", "O_part_lse"]
 _VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk", "L_stride0", "L_stride1"] + [
     f"{t}_stride{d}" for t in "QKVO" for d in range(3)]
 
@@ -172,19 +175,33 @@ class Built:
         check_fits(result, present)
         built = build_for(lowered, case.arch if from_ptx else present,
                           output="ptx" if from_ptx else "cubin")
-        main = lowered.main
-        tensors = [a.name for a in main.arguments if a.kind == "tensor"]
-        self.pointers = [_POINTERS.index(name) for name in tensors if name in _POINTERS]
-        self.tail = [a.name for a in main.arguments if a.kind != "tensor"]
-        missing = [name for name in tensors + self.tail if name not in _POINTERS + _VALUES]
-        if missing or [a.kind for a in main.arguments[:len(tensors)]] != ["tensor"] * len(tensors):
-            raise ArgumentError(f"the plan for {case.describe()} takes arguments tlc.torch "
-                                f"does not supply: {', '.join(missing) or 'in another order'}")
-        self.kernel = launch.Kernel(Path(built.path).read_bytes(), main.name, main.arguments,
-                                    main.threads, main.shared_memory, device)
-        self.grid = launch.grid_function(result.kernel)
+        image = Path(built.path).read_bytes()
+        # Each kernel in launch order: (loaded kernel, which pointers, which values, grid).
+        self.stages = [self._stage(source, image, device, result.kernel)
+                       for source in lowered.kernels]
+        self.kernel, self.grid = self.stages[0][0], self.stages[0][3]
+        # Scratch buffers the kernels pass along (a split's parts), fp32, by their shapes.
+        self.workspaces = [(_POINTERS.index(a.name), launch.shape_function(result.kernel,
+                                                                          a.shape))
+                           for a in lowered.main.arguments if a.kind == "workspace"]
         self.how = (f"PTX for compute_{case.arch[3:]}, JIT-compiled for {present}" if from_ptx
                     else f"built for {present}")
+
+    def _stage(self, source, image: bytes, device: int, kernel):
+        from tlc import launch
+
+        pointers = [a.name for a in source.arguments if a.kind in ("tensor", "workspace")]
+        tail = [a.name for a in source.arguments[len(pointers):]]
+        missing = [name for name in pointers + tail if name not in _POINTERS + _VALUES]
+        if missing or any(a.kind in ("tensor", "workspace") for a in
+                          source.arguments[len(pointers):]):
+            raise ArgumentError(f"the plan for {self.case.describe()} takes arguments "
+                                "tlc.torch does not supply: "
+                                f"{', '.join(missing) or 'in another order'}")
+        loaded = launch.Kernel(image, source.name, source.arguments, source.threads,
+                               source.shared_memory, device)
+        return (loaded, [_POINTERS.index(n) for n in pointers], tail,
+                launch.grid_function(kernel, source.extents))
 
 
 _built: dict[tuple, Built] = {}
@@ -340,8 +357,8 @@ class _Recipe:
     strides), and the output's shape; made once, so that a call only allocates its output,
     reads the data pointers and launches."""
 
-    __slots__ = ("kernel", "grid", "order", "tail", "out_shape", "lse_shape", "dtype",
-                 "device", "copy", "zeros")
+    __slots__ = ("launches", "workspaces", "out_shape", "lse_shape", "dtype", "device",
+                 "copy", "zeros")
 
 
 _recipes: dict[tuple, _Recipe] = {}
@@ -378,11 +395,17 @@ def _attention_cuda(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi
         out.fill_(float("nan"))
         if lse:
             rows.fill_(float("nan"))
-    pointers = (q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+    pointers = [q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                 0 if alibi_slopes is None else alibi_slopes.data_ptr(),
-                rows.data_ptr() if lse else 0)
-    recipe.kernel.launch(recipe.grid, [pointers[i] for i in recipe.order], recipe.tail,
-                         _current_stream(recipe.device.index))
+                rows.data_ptr() if lse else 0, 0, 0]
+    if recipe.workspaces:  # alive until the stream is done with them (the caching allocator)
+        parts = [torch.empty(shape, dtype=torch.float32, device=recipe.device)
+                 for _, shape in recipe.workspaces]
+        for (index, _), part in zip(recipe.workspaces, parts):
+            pointers[index] = part.data_ptr()
+    stream = _current_stream(recipe.device.index)
+    for kernel, order, tail, grid in recipe.launches:
+        kernel.launch(grid, [pointers[i] for i in order], tail, stream)
     return (out, rows) if lse else out
 
 
@@ -402,6 +425,9 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
         arch, from_ptx = _present_target(device)
     case = _case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes is not None, arch,
                     lse)
+    if nq <= DECODE_ROWS:  # decoding: one warp's rows, and the keys split to fill the GPU
+        case = _replace(case, decode=True,
+                        splits=choose_splits(b, h, nq, nk, _multiprocessors(device)))
     built = built_for(case, device, from_ptx)
     recipe = _Recipe()
     recipe.out_shape, recipe.dtype, recipe.device = tuple(q.shape), q.dtype, q.device
@@ -427,10 +453,10 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
               "L_stride0": h * nq, "L_stride1": nq}  # L: a fresh contiguous (B, H, Nq)
     for name, view in zip("QKVO", views):
         values.update({f"{name}_stride{dim}": view[dim] for dim in range(3)})
-    recipe.kernel = built.kernel
-    recipe.order = built.pointers
-    recipe.tail = tuple(values[name] for name in built.tail)
-    recipe.grid = built.grid({"B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk})
+    sizes = {"B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk}
+    recipe.launches = [(kernel, order, tuple(values[name] for name in tail), grid(sizes))
+                       for kernel, order, tail, grid in built.stages]
+    recipe.workspaces = [(index, shape(sizes)) for index, shape in built.workspaces]
     return recipe
 
 
@@ -442,6 +468,34 @@ def _check_slopes(slopes, heads: int, device: int) -> None:
         raise ArgumentError("alibi_slopes must be on q's device")
     if slopes.stride(0) != 1 or slopes.data_ptr() % 4:
         raise ArgumentError("alibi_slopes: pass a contiguous tensor (.contiguous())")
+
+
+DECODE_ROWS = 16          # query rows up to which a call takes the decoding plan
+DECODE_KEY_TILE = 64      # the narrowest key tile of the decoding plans (templates)
+MAX_SPLITS = 64
+
+
+def choose_splits(b: int, h: int, nq: int, nk: int, multiprocessors: int) -> int:
+    """How many blocks share one query tile's keys, a power of two: enough blocks for two
+    per multiprocessor, but no split of fewer than four key tiles (a split's fixed cost, its
+    part written and merged, must stay small against the keys it reads)."""
+    blocks = b * h * -(-nq // DECODE_ROWS)
+    splits = 1
+    while (blocks * splits < 2 * multiprocessors and splits < MAX_SPLITS and
+           nk >= 2 * splits * 4 * DECODE_KEY_TILE):
+        splits *= 2
+    return splits
+
+
+_multiprocessor_counts: dict[int, int] = {}
+
+
+def _multiprocessors(device: int) -> int:
+    found = _multiprocessor_counts.get(device)
+    if found is None:
+        found = _multiprocessor_counts[device] = \
+            torch.cuda.get_device_properties(device).multi_processor_count
+    return found
 
 
 _present: dict[int, tuple[str, bool]] = {}

@@ -6,7 +6,7 @@ copies are told apart by their level pair. A statement with no rule is a tlc bug
 from __future__ import annotations
 
 from tlc import ir
-from tlc.backends.emit import scores, tiles
+from tlc.backends.emit import scores, splits, tiles
 from tlc.backends.emit.writer import CodeWriter, c_expr, unroll_policy
 from tlc.backends.schedule import C_TYPES, Pipeline, Schedule, SharedTile
 from tlc.backends.target import (Argument, KernelSource, LoweringBug, Target, Unsupported,
@@ -48,8 +48,14 @@ class KernelEmitter(CodeWriter):
 
     # ---- the kernel ----
 
-    def emit(self) -> KernelSource:
+    def emit(self) -> tuple[KernelSource, ...]:
+        """The kernel, and the combine of its parts where a loop is split."""
+        split = self.schedule.split
         arguments = kernel_arguments(self.kernel)
+        if split:  # pointers first, as launchers pack them
+            tensors = sum(a.kind == "tensor" for a in arguments)
+            arguments = arguments[:tensors] + splits.workspace_arguments(self.kernel, split) \
+                + arguments[tensors:]
         self.lines = [f'#include "{self.target.header}"', "",
                       f"// {self.kernel.name}: lowered by tlc for {self.target.arch}",
                       # (threads, 1): one block per SM is enough, so ptxas may use all the
@@ -61,9 +67,13 @@ class KernelEmitter(CodeWriter):
         for op in self.kernel.body:
             self.emit_op(op)
         self.lines.append("}")
-        grid = tuple(c_expr(e) for e in self.kernel.grid.extents)
-        return KernelSource(self.kernel.name, "\n".join(unroll_policy(self.lines)) + "\n",
-                            arguments, grid, self.threads, self.schedule.shared_bytes)
+        extents = splits.grid_extents(self.kernel, split)
+        main = KernelSource(self.kernel.name, "\n".join(unroll_policy(self.lines)) + "\n",
+                            arguments, tuple(c_expr(e) for e in extents), self.threads,
+                            self.schedule.shared_bytes, extents)
+        if not split:
+            return (main,)
+        return main, splits.combine_kernel(self.kernel, self.target, split)
 
     def _parameter(self, argument: Argument) -> str:
         if argument.kind == "size":
@@ -72,6 +82,8 @@ class KernelEmitter(CodeWriter):
             return f"const float p_{argument.name}"
         if argument.kind == "stride":
             return f"const {STRIDE_TYPES[argument.dtype]} {argument.name}"
+        if argument.kind == "workspace":
+            return f"float* __restrict__ {argument.name}_g"
         const = "" if argument.output else "const "
         return f"{const}{C_TYPES[ir.DType(argument.dtype)]}* __restrict__ {argument.name}_g"
 
@@ -79,7 +91,10 @@ class KernelEmitter(CodeWriter):
         for param in self.kernel.params:
             self.line(f"constexpr int p_{param.name} = {param.value};")
         for axis, index in zip("xyz", self.kernel.grid.indices):
-            self.line(f"const int p_{index} = blockIdx.{axis};")
+            if axis == "x" and self.schedule.split:
+                splits.block_indices(self, self.schedule.split)
+            else:
+                self.line(f"const int p_{index} = blockIdx.{axis};")
         self.line("const int tlc_warp = threadIdx.x / 32, tlc_lane = threadIdx.x % 32;")
         self.line("const int tlc_group = tlc::fragment_group(tlc_lane), tlc_pair = "
                   "tlc::fragment_pair(tlc_lane);")
@@ -114,8 +129,11 @@ class KernelEmitter(CodeWriter):
         """Declare the iterations a loop runs (`p_n_start` up to `p_n_stop`) and return the C
         name of its variable: one place for every engine's loop."""
         var = f"p_{op.var}"
-        self.line(f"const int {var}_start = {self.expr(op.start)}, {var}_stop = "
-                  f"{self.expr(op.stop)};")
+        if op.splits is not None:
+            splits.loop_range(self, op, var)
+        else:
+            self.line(f"const int {var}_start = {self.expr(op.start)}, {var}_stop = "
+                      f"{self.expr(op.stop)};")
         return var
 
     # ---- statements ----
@@ -137,7 +155,13 @@ class KernelEmitter(CodeWriter):
 
     def emit_copy(self, op: ir.Copy) -> None:
         levels = (op.src, op.dst)
-        if levels == (ir.Level.GLOBAL, ir.Level.SHARED):
+        split = self.schedule.split
+        if split and op.name == split.output and op.src is ir.Level.REGISTER:
+            splits.store_part(self, op)
+        elif split and op.dst is ir.Level.GLOBAL and (
+                op.name == split.output or split.lse and op.name == split.lse.name):
+            self.line(f"// Copy {op.name} to global: the combine kernel writes it")
+        elif levels == (ir.Level.GLOBAL, ir.Level.SHARED):
             if self.loop_stack:
                 self.line(f"// Copy {op.name}: issued by the loop's pipeline")
             else:

@@ -26,8 +26,12 @@ class TileAddress:
         return test + (f" && {col} < {self.cols_left}" if self.cols_left else "")
 
 
-def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int) -> TileAddress:
-    """Where a rows × cols tile of `op` starts in global memory and where its tensor ends."""
+def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int,
+                 strides: dict | None = None) -> TileAddress:
+    """Where a rows × cols tile of `op` starts in global memory and where its tensor ends;
+    `strides` (dimension -> C) stands in for the tensor's stride arguments, for a buffer laid
+    out like it (a split's partial output)."""
+    strides = strides or {}
     tensor = em.kernel.tensor(op.name)
     shape = tensor.shape
     width = em.facts.value(shape[-1])
@@ -50,11 +54,13 @@ def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int) -> TileAdd
             if width % cols:
                 cols_left = f"({width} - {index})"
         if index != "0":
-            stride = stride_name(op.name, position) if position < len(shape) - 1 else "1LL"
+            stride = strides.get(position, stride_name(op.name, position)) \
+                if position < len(shape) - 1 else "1LL"
             terms.append(f"(long long)({index}) * {stride}")
     offset = " + ".join(terms) or "0"
     return TileAddress(offset, first_row, c_expr(shape[-2]),
-                       stride_name(op.name, len(shape) - 2), cols_left)
+                       strides.get(len(shape) - 2, stride_name(op.name, len(shape) - 2)),
+                       cols_left)
 
 
 def vector_address(em, op: ir.Copy) -> TileAddress:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Split-KV decoding's GPU evidence in one run: the split plans' correctness tests
+# (tests/gpu/test_splits_gpu.py, built in parallel first), then benchmarks/decode.py (tlc
+# against FA3 and SDPA, the copy roof, and with SWEEP=1 every split count). QUICK=1 runs a
+# smaller grid; STEP=tests or STEP=bench runs one half. Logs and JSON go to $OUT (default
+# ./out); the short tables are printed last.
+set -u
+OUT=${OUT:-out}
+GPU=${GPU:-h200}
+STEP=${STEP:-all}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ "$STEP" != bench ]; then
+    python3 -c "import runpy; runpy.run_path('tests/gpu/test_splits_gpu.py')['prebuild']()" \
+        > "$OUT/$GPU-splits-tests.log" 2>&1
+    python3 -m pytest -q -p no:cacheprovider tests/gpu/test_splits_gpu.py \
+        >> "$OUT/$GPU-splits-tests.log" 2>&1
+    tail -5 "$OUT/$GPU-splits-tests.log"
+fi
+if [ "$STEP" != tests ]; then
+    python3 benchmarks/decode.py ${QUICK:+--quick} ${SWEEP:+--sweep} \
+        --json "$OUT/$GPU-decode.json" > "$OUT/$GPU-decode.log" 2>&1
+    tail -90 "$OUT/$GPU-decode.log"
+fi
