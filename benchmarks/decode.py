@@ -283,6 +283,8 @@ def main(argv=None) -> int:
     rows = []
     for case in case_list(args.quick):
         rows += measure(case, flush, roof)
+        with open(args.json, "w") as out:  # as it goes: a run cut short keeps what it did
+            json.dump({"summary": None, "rows": rows, "sweep": []}, out, indent=1)
         tlc = next(r for r in rows[::-1] if r["backend"] == "tlc")
         print(f"B={case['batch']} L={case['cache_len']} {case['heads']}/{case['kv_heads']} "
               f"{case['dtype']}: tlc {tlc['ms']} ms {tlc['tbps']} TB/s "
