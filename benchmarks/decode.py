@@ -188,9 +188,10 @@ def measure(case, flush, roof) -> list[dict]:
             ms = time_call(call, flush)
             row.update(ms=round(ms, 5), tbps=round(moved_bytes(case) / ms / 1e9, 3))
             if name == "tlc":
-                recipe = next(r for key, r in tt._recipes.items()
-                              if key[0] == q.shape and key[1] == k.shape)
-                row["kernels"] = len(recipe.launches)
+                shaped, packed = tt.shaped_case(
+                    tt.Case(case["dtype"], HEAD_DIM), case["batch"], case["heads"], 1,
+                    case["kv_heads"], case["cache_len"], -1, False, tt._multiprocessors(0))
+                row.update(splits=shaped.splits, packed_heads=packed)
         except Exception as error:  # a backend's failure is a row, not the end of the run
             row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
         rows.append(row)
@@ -205,17 +206,21 @@ def sweep(flush, quick: bool) -> list[dict]:
     found = []
     try:
         for case in case_list(quick):
-            if case["batch"] != 1 or case["dtype"] != "bf16":
+            if not _swept(case):
                 continue
             q, k, v = make_inputs(case)
-            for splits in (1, 2, 4, 8, 16, 32, 64):
+            _, packed = tt.shaped_case(tt.Case("bf16", HEAD_DIM), case["batch"], case["heads"],
+                                       1, case["kv_heads"], case["cache_len"], -1, False, 1)
+            heads, rows = (case["kv_heads"], case["heads"] // case["kv_heads"]) if packed \
+                else (case["heads"], 1)
+            pick = chosen(case["batch"], heads, rows, case["cache_len"], tt._multiprocessors(0))
+            for splits in SWEEP_SPLITS:
                 tt.choose_splits = lambda *args, s=splits: s
                 tt._recipes.clear()
                 ms = time_call(lambda: tt.attention(q, k, v, layout="bshd"), flush)
                 found.append(dict(case, splits=splits, ms=round(ms, 5),
                                   tbps=round(moved_bytes(case) / ms / 1e9, 3),
-                                  chosen=chosen(1, case["heads"], 1, case["cache_len"],
-                                                tt._multiprocessors(0)) == splits))
+                                  chosen=pick == splits))
             del q, k, v
     finally:
         tt.choose_splits = chosen
@@ -223,17 +228,25 @@ def sweep(flush, quick: bool) -> list[dict]:
     return found
 
 
+SWEEP_SPLITS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _swept(case) -> bool:
+    return case["dtype"] == "bf16" and (case["batch"] == 1 or (
+        case["batch"] == 8 and case["cache_len"] in (16384, 131072)))
+
+
 def prebuild(quick: bool, do_sweep: bool) -> None:
     """Build every plan the run will load, in parallel (nvcc is a subprocess)."""
     arch, from_ptx = tt._present_target(0)
     cases = set()
     for case in case_list(quick):
-        group = case["heads"] // case["kv_heads"]
-        splits = tt.choose_splits(case["batch"], case["heads"], 1, case["cache_len"],
-                                  tt._multiprocessors(0))
-        choices = (1, 2, 4, 8, 16, 32, 64) if do_sweep and case["batch"] == 1 else (splits,)
-        for s in choices:
-            cases.add(tt.Case(case["dtype"], HEAD_DIM, group, arch=arch, splits=s, decode=True))
+        base = tt.Case(case["dtype"], HEAD_DIM, case["heads"] // case["kv_heads"], arch=arch)
+        shaped, _ = tt.shaped_case(base, case["batch"], case["heads"], 1, case["kv_heads"],
+                                   case["cache_len"], -1, False, tt._multiprocessors(0))
+        cases.add(shaped)
+        if do_sweep and _swept(case):
+            cases.update(tt._replace(shaped, splits=s) for s in SWEEP_SPLITS)
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
         list(pool.map(lambda c: tt.built_for(c, 0, from_ptx), cases))
 
@@ -305,7 +318,7 @@ def main(argv=None) -> int:
                  f"{case['dtype']}")
         print(f"{label:34} " + " ".join(cells))
     for row in swept:
-        print(f"sweep B=1 L={row['cache_len']} {row['heads']}/{row['kv_heads']} splits "
+        print(f"sweep B={row['batch']} L={row['cache_len']} {row['heads']}/{row['kv_heads']} splits "
               f"{row['splits']:>2}: {row['tbps']:.2f} TB/s{'  <- chosen' if row['chosen'] else ''}")
     print(json.dumps(summary, indent=1))
     return 0

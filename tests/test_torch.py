@@ -161,11 +161,19 @@ def test_a_tuned_winner_is_used_for_its_gpu_and_driver_only():
 
 
 def test_decoding_splits_fill_the_gpu_but_keep_four_key_tiles_a_split():
-    assert tt.choose_splits(1, 32, 1, 131072, 132) == 16    # 32 blocks -> 512 >= 264
-    assert tt.choose_splits(8, 32, 1, 131072, 132) == 2     # 256 blocks -> 512
-    assert tt.choose_splits(64, 32, 1, 131072, 132) == 1    # 2048 blocks fill it already
+    assert tt.choose_splits(1, 32, 1, 131072, 132) == 8     # 32 blocks -> 256 >= 198
+    assert tt.choose_splits(1, 8, 4, 131072, 132) == 32     # 8 packed K/V heads -> 256
+    assert tt.choose_splits(8, 32, 1, 131072, 132) == 1     # 256 blocks fill it already
     assert tt.choose_splits(1, 32, 1, 1024, 132) == 4       # 1024 keys: four splits of 256
     assert tt.choose_splits(1, 1, 1, 10 ** 7, 132) == 64    # at most 64
+
+
+def test_one_query_row_of_grouped_heads_packs_them_into_rows():
+    assert tt._packs_query_heads(1, 32, 8, -1, None)
+    assert not tt._packs_query_heads(2, 32, 8, -1, None)     # rows would be positions
+    assert not tt._packs_query_heads(1, 32, 32, -1, None)    # MHA: nothing to share
+    assert not tt._packs_query_heads(1, 32, 8, 100, None)    # a window sees positions
+    assert not tt._packs_query_heads(1, 32, 8, -1, object())  # ALiBi's slope is per head
 
 
 def test_a_decoding_case_plans_one_warp_tiles_and_the_split():

@@ -425,9 +425,9 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
         arch, from_ptx = _present_target(device)
     case = _case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes is not None, arch,
                     lse)
-    if nq <= DECODE_ROWS:  # decoding: one warp's rows, and the keys split to fill the GPU
-        case = _replace(case, decode=True,
-                        splits=choose_splits(b, h, nq, nk, _multiprocessors(device)))
+    case, packed = shaped_case(case, b, h, nq, hkv, nk, left, alibi_slopes is not None,
+                               _multiprocessors(device))
+    group = h // hkv if packed else 1
     built = built_for(case, device, from_ptx)
     recipe = _Recipe()
     recipe.out_shape, recipe.dtype, recipe.device = tuple(q.shape), q.dtype, q.device
@@ -449,11 +449,18 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
         views = [(s0, s2, s1) for s0, s1, s2 in views]
     if max(view[2] for view in views) > INT32_LIMIT:
         raise ArgumentError("a row stride past 2^31 elements: pass .contiguous() tensors")
-    values = {"scale": scale, "B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk,
-              "L_stride0": h * nq, "L_stride1": nq}  # L: a fresh contiguous (B, H, Nq)
+    sizes = {"B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk}
+    values = {"L_stride0": h * nq, "L_stride1": nq}  # L: a fresh contiguous (B, H, Nq)
+    if packed:
+        # One query row a head: Q and O (B, H, 1, D) seen as (B, Hkv, GROUP, D), the group's
+        # heads as rows (head stride apart), and L (B, H, 1) as (B, Hkv, GROUP).
+        for index in (0, 3):
+            views[index] = (views[index][0], group * views[index][1], views[index][1])
+        sizes.update(H=hkv, Nq=group)
+        values = {"L_stride0": h, "L_stride1": group}
+    values.update(sizes, scale=scale)
     for name, view in zip("QKVO", views):
         values.update({f"{name}_stride{dim}": view[dim] for dim in range(3)})
-    sizes = {"B": b, "H": h, "Nq": nq, "Hkv": hkv, "Nk": nk}
     recipe.launches = [(kernel, order, tuple(values[name] for name in tail), grid(sizes))
                        for kernel, order, tail, grid in built.stages]
     recipe.workspaces = [(index, shape(sizes)) for index, shape in built.workspaces]
@@ -476,15 +483,38 @@ MAX_SPLITS = 64
 
 
 def choose_splits(b: int, h: int, nq: int, nk: int, multiprocessors: int) -> int:
-    """How many blocks share one query tile's keys, a power of two: enough blocks for two
-    per multiprocessor, but no split of fewer than four key tiles (a split's fixed cost, its
-    part written and merged, must stay small against the keys it reads)."""
+    """How many blocks share one query tile's keys, a power of two: enough blocks for one
+    and a half per multiprocessor, but no split of fewer than four key tiles (a split's
+    fixed cost, its part written and merged, must stay small against the keys it reads).
+    h and nq are the heads and rows the kernel sees (K/V heads and the group's heads where
+    the query heads are packed). Measured on the H200 (benchmarks/decode.py --sweep): one
+    sequence, 32 heads, 16k-128k keys ran fastest at 8 splits (256 blocks), 5 % ahead of 16."""
     blocks = b * h * -(-nq // DECODE_ROWS)
     splits = 1
-    while (blocks * splits < 2 * multiprocessors and splits < MAX_SPLITS and
+    while (2 * blocks * splits < 3 * multiprocessors and splits < MAX_SPLITS and
            nk >= 2 * splits * 4 * DECODE_KEY_TILE):
         splits *= 2
     return splits
+
+
+def shaped_case(case: Case, b: int, h: int, nq: int, hkv: int, nk: int, left: int,
+                alibi: bool, multiprocessors: int) -> tuple[Case, bool]:
+    """(the case a call of these sizes runs, whether its query heads are packed as rows)."""
+    packed = _packs_query_heads(nq, h, hkv, left, alibi or None)
+    if packed:  # the group's query heads are the rows of one tile: K and V are read once
+        case = _replace(case, group=1, causal=False)
+    if nq <= DECODE_ROWS:  # decoding: one warp's rows, and the keys split to fill the GPU
+        rows = h // hkv * nq if packed else nq
+        case = _replace(case, decode=True, splits=choose_splits(
+            b, hkv if packed else h, rows, nk, multiprocessors))
+    return case, packed
+
+
+def _packs_query_heads(nq: int, h: int, hkv: int, left: int, slopes) -> bool:
+    """Whether a call runs its query heads as the rows of their K/V head's tile: one query
+    row (decoding, where a bottom-right causal mask hides nothing), grouped heads, and no
+    per-row rule that would see the rows as positions (a window) or per-head data (ALiBi)."""
+    return nq == 1 and hkv < h and left < 0 and slopes is None
 
 
 _multiprocessor_counts: dict[int, int] = {}
