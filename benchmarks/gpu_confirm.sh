@@ -3,7 +3,8 @@
 # correctness matrices of sm_80 plans (built natively for the GPU) and sm_75 plans (PTX for
 # compute_75, JIT-compiled by the driver), and the variant matrix of both. The generated CUDA
 # of every example is recorded by hash in the test log, so the evidence names the code it ran.
-# Logs go to $OUT (default ./out); a short table is printed last.
+# STEP=tests runs the test suite alone. Logs go to $OUT (default ./out); a short table is
+# printed last.
 set -u
 OUT=${OUT:-out}
 GPU=${GPU:-h200}
@@ -19,6 +20,10 @@ for path in sorted(Path("tests/golden").glob("sm_*/*.cu")):
 PY
     python3 -m pytest -q -m gpu tests 2>&1 | tail -15
 } > "$OUT/$GPU-gpu-tests.log"
+if [ "${STEP:-all}" = tests ]; then  # STEP=tests: the test suite only
+    tail -1 "$OUT/$GPU-gpu-tests.log"
+    exit 0
+fi
 for arch in sm_80 sm_75; do
     suffix=$([ $arch = sm_80 ] && echo "" || echo "-$arch")
     python3 benchmarks/correctness.py --arch $arch --json "$OUT/$GPU-correctness$suffix.json" \
