@@ -15,7 +15,8 @@ from tlc.backends.target import Target, Unsupported
 from tlc.passes.facts import Facts
 from tlc.passes.gemm_orientation import gemm_operands
 
-C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float"}
+C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float",
+           ir.DType.INT32: "int"}
 
 
 @dataclass(frozen=True)

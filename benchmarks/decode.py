@@ -58,6 +58,19 @@ def case_list(quick: bool):
                                page_size=None)
 
 
+PAGES = (16, 64, 256)
+
+
+def paged_cases(quick: bool):
+    """Paged caches (tlc only: the fa3-fwd wheel is built without paged KV, SDPA has none)."""
+    for heads, kv_heads in HEADS:
+        for batch in (1, 8) if not quick else (8,):
+            for length in (16384, 131072) if not quick else (65536,):
+                for page in PAGES:
+                    yield dict(batch=batch, cache_len=length, heads=heads, kv_heads=kv_heads,
+                               head_dim=HEAD_DIM, dtype="bf16", layout="paged", page_size=page)
+
+
 def cache_bytes(case) -> int:
     return 2 * case["batch"] * case["cache_len"] * case["kv_heads"] * case["head_dim"] * 2
 
@@ -136,6 +149,55 @@ def verdict_of(case, out_bshd, ref, low) -> dict:
     got = out_bshd[0, :, heads].transpose(0, 1).float().cpu().numpy().astype(np.float64)[None]
     return compare(got, ref, low, case["dtype"], q_len=1, k_len=case["cache_len"],
                    variant=Variant()).to_json()
+
+
+def make_paged(case, k, v, seed=1):
+    """The cache as a pool of pages in random order and its block table."""
+    b, n, page = case["batch"], case["cache_len"], case["page_size"]
+    per = n // page
+    generator = torch.Generator(device="cuda").manual_seed(seed)
+    order = torch.randperm(b * per, device="cuda", generator=generator)
+    pools = []
+    for cache in (k, v):
+        pool = torch.empty((b * per, page) + tuple(cache.shape[2:]), dtype=cache.dtype,
+                           device="cuda")
+        pool[order] = cache.reshape(b * per, page, *cache.shape[2:])
+        pools.append(pool)
+    table = order.view(b, per).to(torch.int32)
+    return pools[0], pools[1], table
+
+
+def measure_paged(case, flush, roof) -> list[dict]:
+    row = dict(case, backend="tlc", ms=None, tbps=None, roof_tbps=round(roof, 3), check=None)
+    q, k, v = make_inputs(case)
+    ref, low = reference_of(case, q, k, v)
+    k_pool, v_pool, table = make_paged(case, k, v)
+    del k, v
+    lengths = torch.full((case["batch"],), case["cache_len"], dtype=torch.int32, device="cuda")
+    try:
+        out = tt.attention_with_kvcache(q, k_pool, v_pool, lengths, table)  # checked once
+        torch.cuda.synchronize()
+        row["check"] = verdict_of(case, out, ref, low)
+        if row["check"]["ok"]:
+            # timed without the call's value check (one synchronisation), as the peers run
+            ms = time_call(lambda: tt.attention_with_kvcache(q, k_pool, v_pool, lengths, table,
+                                                             check=False), flush)
+            row.update(ms=round(ms, 5), tbps=round(moved_bytes(case) / ms / 1e9, 3))
+            checked = time_call(lambda: tt.attention_with_kvcache(q, k_pool, v_pool, lengths,
+                                                                  table), flush)
+            row["ms_with_check"] = round(checked, 5)
+        else:
+            row["error"] = "wrong result"
+    except Exception as error:  # a failure is a row, not the end of the run
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    rows = [row]
+    for peer, why in (("fa3", "the fa3-fwd wheel is built without paged KV"),
+                      ("sdpa-flash", "SDPA takes no block table")):
+        rows.append(dict(case, backend=peer, ms=None, tbps=None, roof_tbps=round(roof, 3),
+                         check=None, error=f"unsupported: {why}"))
+    del q, k_pool, v_pool
+    torch.cuda.empty_cache()
+    return rows
 
 
 def backends(case, q, k, v):
@@ -247,6 +309,12 @@ def prebuild(quick: bool, do_sweep: bool) -> None:
         cases.add(shaped)
         if do_sweep and _swept(case):
             cases.update(tt._replace(shaped, splits=s) for s in SWEEP_SPLITS)
+    from tlc.torch_kvcache import cache_case
+
+    for case in paged_cases(quick):
+        cases.add(cache_case(case["dtype"], case["batch"], 1, case["heads"], case["kv_heads"],
+                             HEAD_DIM, case["cache_len"], case["page_size"], False, None, False,
+                             0)[0])
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
         list(pool.map(lambda c: tt.built_for(c, 0, from_ptx), cases))
 
@@ -254,7 +322,7 @@ def prebuild(quick: bool, do_sweep: bool) -> None:
 def summarise(rows, roof) -> dict:
     summary = {"gpu": torch.cuda.get_device_name(0), "roof_tbps": round(roof, 3)}
     tlc = {_key(r): r for r in rows if r["backend"] == "tlc" and r["ms"]}
-    long = [r for r in tlc.values() if r["cache_len"] >= 16384]
+    long = [r for r in tlc.values() if r["cache_len"] >= 16384 and r["layout"] == "contiguous"]
     if long:
         fractions = [r["tbps"] / roof for r in long]
         summary["tlc_roof_fraction_geomean_16k_up"] = round(_geomean(fractions), 3)
@@ -268,11 +336,20 @@ def summarise(rows, roof) -> dict:
             summary[f"{peer}_points"] = len(ratios)
     checked = [r for r in rows if r["backend"] == "tlc" and r["check"] is not None]
     summary["tlc_correct"] = f"{sum(r['check']['ok'] for r in checked)}/{len(checked)}"
+    paged = [r["tbps"] / roof for r in tlc.values() if r["layout"] == "paged"]
+    if paged:
+        summary["tlc_paged_roof_fraction_geomean"] = round(_geomean(paged), 3)
+        summary["tlc_paged_roof_fraction_min"] = round(min(paged), 3)
+    for page in PAGES:
+        found = [r["tbps"] / roof for r in tlc.values() if r["page_size"] == page]
+        if found:
+            summary[f"tlc_paged{page}_roof_fraction_geomean"] = round(_geomean(found), 3)
     return summary
 
 
 def _key(row):
-    return (row["batch"], row["cache_len"], row["heads"], row["kv_heads"], row["dtype"])
+    return (row["batch"], row["cache_len"], row["heads"], row["kv_heads"], row["dtype"],
+            row["layout"], row["page_size"])
 
 
 def _geomean(values):
@@ -302,6 +379,13 @@ def main(argv=None) -> int:
         print(f"B={case['batch']} L={case['cache_len']} {case['heads']}/{case['kv_heads']} "
               f"{case['dtype']}: tlc {tlc['ms']} ms {tlc['tbps']} TB/s "
               f"{tlc.get('error', '')}", flush=True)
+    for case in paged_cases(args.quick):
+        rows += measure_paged(case, flush, roof)
+        tlc = rows[-3]
+        print(f"paged {case['page_size']} B={case['batch']} L={case['cache_len']} "
+              f"{case['heads']}/{case['kv_heads']}: tlc {tlc['ms']} ms {tlc['tbps']} TB/s "
+              f"(with the value check {tlc.get('ms_with_check')} ms) {tlc.get('error', '')}",
+              flush=True)
     swept = sweep(flush, args.quick) if args.sweep else []
     summary = summarise(rows, roof)
     with open(args.json, "w") as out:
@@ -317,6 +401,12 @@ def main(argv=None) -> int:
         label = (f"B={case['batch']} L={case['cache_len']} {case['heads']}/{case['kv_heads']} "
                  f"{case['dtype']}")
         print(f"{label:34} " + " ".join(cells))
+    for case in paged_cases(args.quick):
+        row = next(r for r in rows if r["backend"] == "tlc" and _key(r) == _key(case))
+        label = (f"paged {case['page_size']} B={case['batch']} L={case['cache_len']} "
+                 f"{case['heads']}/{case['kv_heads']} bf16")
+        print(f"{label:34} " + (f"{row['tbps']:>9.2f} TB/s" if row["ms"] else
+                                f"{(row.get('error') or '-')[:40]}"))
     for row in swept:
         print(f"sweep B={row['batch']} L={row['cache_len']} {row['heads']}/{row['kv_heads']} splits "
               f"{row['splits']:>2}: {row['tbps']:.2f} TB/s{'  <- chosen' if row['chosen'] else ''}")

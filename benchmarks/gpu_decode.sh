@@ -11,10 +11,11 @@ STEP=${STEP:-all}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ "$STEP" != bench ]; then
-    python3 -c "import runpy; runpy.run_path('tests/gpu/test_splits_gpu.py')['prebuild']()" \
-        > "$OUT/$GPU-splits-tests.log" 2>&1
+    for tests in tests/gpu/test_splits_gpu.py tests/gpu/test_kvcache_gpu.py; do
+        python3 -c "import runpy; runpy.run_path('$tests')['prebuild']()"
+    done > "$OUT/$GPU-splits-tests.log" 2>&1
     python3 -m pytest -q -p no:cacheprovider tests/gpu/test_splits_gpu.py \
-        >> "$OUT/$GPU-splits-tests.log" 2>&1
+        tests/gpu/test_kvcache_gpu.py >> "$OUT/$GPU-splits-tests.log" 2>&1
     tail -5 "$OUT/$GPU-splits-tests.log"
 fi
 if [ "$STEP" != tests ]; then

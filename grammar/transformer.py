@@ -45,6 +45,9 @@ class ToAst(Transformer):
     def call(self, meta, children):
         return ast.Call(self._ident(children[0]), tuple(children[1:]), self._span(meta))
 
+    def element(self, meta, children):
+        return ast.Element(self._ident(children[0]), tuple(children[1:]), self._span(meta))
+
     def binary(self, meta, children):
         left, op, right = children
         return ast.Binary(str(op), left, right, self._span(meta))
@@ -97,8 +100,10 @@ class ToAst(Transformer):
 
     def _tensor(self, role, meta, children):
         shape = children[1] if isinstance(children[1], ast.Shape) else None
-        return ast.TensorDecl(role, self._ident(children[0]), shape, self._ident(children[-1]),
-                              self._span(meta))
+        clauses = self._clauses(children)
+        tokens = [c for c in children if isinstance(c, Token)]
+        return ast.TensorDecl(role, self._ident(tokens[0]), shape, self._ident(tokens[-1]),
+                              self._span(meta), clauses)
 
     def input_decl(self, meta, children):
         return self._tensor("input", meta, children)

@@ -22,6 +22,7 @@ from tlc.passes.online_softmax import online_softmax
 from tlc.passes.resolve import resolve
 from tlc.passes.resources import resources
 from tlc.passes.semantics import semantics
+from tlc.passes.paging import paging
 from tlc.passes.splits import splits
 from tlc.passes.tiling import tiling
 
@@ -50,7 +51,7 @@ class PassContext:
 # except the resource budgets: figures of a plan that is wrong anyway (a missing Reshape keeps
 # fp32 scores alive) would only send the reader after the wrong change.
 ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax,
-            splits, mask_coverage, tiling, semantics, resources, features)
+            splits, paging, mask_coverage, tiling, semantics, resources, features)
 
 PIPELINES = {
     # A sketch states what happens; TL code must also state every parameter.

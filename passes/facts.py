@@ -216,6 +216,8 @@ def text(expr: ir.Expr) -> str:
         return f"-{text(expr.operand)}"
     if isinstance(expr, ir.Call):
         return f"{expr.func}({', '.join(text(a) for a in expr.args)})"
+    if isinstance(expr, ir.Element):
+        return f"{expr.tensor}[{', '.join(text(a) for a in expr.args)}]"
     inner = f"{text(expr.left)} {expr.op} {text(expr.right)}"
     return inner if isinstance(expr.left, (ir.Sym, ir.Const)) and isinstance(
         expr.right, (ir.Sym, ir.Const)) else f"({inner})"

@@ -7,6 +7,8 @@ language fixes (levels, dtypes, operations, clauses) are checked in both.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from tlc import ast, ir
 from tlc.arch import ARCH_NAMES, suggest_arch
 from tlc.diagnostics import Diagnostic, Severity, closest, did_you_mean
@@ -76,6 +78,9 @@ class _Resolver(Scope):
             for decl in decls:
                 if isinstance(decl, kind):
                     declare(decl)
+        for decl in decls:  # a page table may be declared after the tensor it pages
+            if isinstance(decl, ast.TensorDecl) and decl.clauses:
+                self._pages(decl)
         for decl in decls:
             if isinstance(decl, ast.GridDecl):
                 if grid is not None:
@@ -118,6 +123,40 @@ class _Resolver(Scope):
             return
         self.tensors[decl.name.text] = ir.Tensor(decl.name.text, decl.role, shape, dtype,
                                                  decl.span)
+
+    def _pages(self, decl: ast.TensorDecl) -> None:
+        """`input K (B, Hkv, Nk, D) fp16 with pages (table, PAGE)`."""
+        found = None
+        for clause in decl.clauses:  # the table is a tensor, not a symbol: read it here
+            if clause.key.text != "pages":
+                self._clauses((clause,), STATEMENT_CLAUSES["input"], decl.role)
+            elif found is not None:
+                self.report("bad-clause", "`pages` is given twice", clause.span,
+                            help="keep one of them")
+            elif not (isinstance(clause.value, ast.Shape) and len(clause.value.dims) == 2
+                      and isinstance(clause.value.dims[0], ast.Name)):
+                self.report("bad-clause", "`pages` takes the block table and the page size",
+                            clause.span, help=f"e.g. `with {CLAUSE_EXAMPLES['pages']}`")
+            else:
+                found = clause.value.dims
+        tensor = self.tensors.get(decl.name.text)
+        if found is None or tensor is None:
+            return
+        table, page = ir.Sym(found[0].id, ir.SymKind.OPEN, found[0].span), self._expr(found[1])
+        if decl.role != "input" or len(tensor.shape) < 3:
+            self.report("bad-pages", "pages hold the rows of an input of three or more "
+                        "dimensions (a K or V cache)", decl.span,
+                        help="remove `with pages`, or page a (B, Hkv, Nk, D) input")
+            return
+        if not isinstance(table, ir.Sym) or table.name not in self.tensors or \
+                self.tensors[table.name].dtype is not ir.DType.INT32 or \
+                len(self.tensors[table.name].shape) != 2:
+            self.report("bad-pages", "the first value of `pages` names the block table, an "
+                        "int32 input of two dimensions (sequence, page)", decl.span,
+                        help="declare `input table (B, PAGES) int32` and write "
+                             "`with pages (table, PAGE)`")
+            return
+        self.tensors[tensor.name] = dataclasses.replace(tensor, pages=(table.name, page))
 
     def _param(self, decl: ast.ParamDecl) -> None:
         value = self._constant(decl.value, f"param {decl.name.text}")
@@ -238,6 +277,13 @@ class _Resolver(Scope):
                                          "before this line")
 
     def _stmt_copy(self, stmt: ast.Copy):
+        table = self.tensors.get(stmt.name.text)
+        if table is not None and table.dtype is ir.DType.INT32:
+            self.report("bad-operands", f"`{table.name}` is an int32 table: a plan reads its "
+                        "elements in expressions, it does not copy it", stmt.span,
+                        help=f"use `{table.name}[...]` where its values are needed, e.g. in a "
+                             "loop bound")
+            return None
         src, dst = self._level(stmt.src), self._level(stmt.dst)
         clauses = self._clauses(stmt.clauses, STATEMENT_CLAUSES["Copy"], "Copy")
         tile = tuple(self._expr(d) for d in stmt.tile.dims) if stmt.tile else None
@@ -254,7 +300,7 @@ class _Resolver(Scope):
         if src is None or dst is None:
             return None
         return ir.Copy(stmt.name.text, src, dst, tile, coord, clauses.get("vector"),
-                       clauses.get("stages"), stmt.span)
+                       clauses.get("stages"), stmt.span, clauses.get("rows"))
 
     def _coord(self, name: str, coord: ast.Coord):
         tensor = self.tensors.get(name)

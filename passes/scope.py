@@ -163,6 +163,8 @@ class Scope:
         if isinstance(expr, ast.Binary):
             return ir.BinOp(expr.op, self._expr(expr.left, report_undefined),
                             self._expr(expr.right, report_undefined), expr.span)
+        if isinstance(expr, ast.Element):
+            return self._element(expr, report_undefined)
         args = tuple(self._expr(arg, report_undefined) for arg in expr.args)
         arity = ir.FUNCTIONS.get(expr.func.text)
         if arity is None:
@@ -177,6 +179,25 @@ class Scope:
                         f"{'s' if arity > 1 else ''}, not {len(args)}", expr.span,
                         help=f"call it as `{expr.func.text}({', '.join('xyz'[:arity])})`")
         return ir.Call(expr.func.text, args, expr.span)
+
+    def _element(self, expr: ast.Element, report_undefined: bool) -> ir.Expr:
+        """`lengths[b]`: an element of an int32 input, one index a dimension."""
+        args = tuple(self._expr(arg, report_undefined) for arg in expr.args)
+        name = expr.tensor.text
+        tensor = getattr(self, "tensors", {}).get(name)
+        if tensor is None:
+            if report_undefined and not self.sketch:
+                self._undefined(name, expr.tensor.span)
+        elif tensor.role != "input" or tensor.dtype is not ir.DType.INT32 or not tensor.shape:
+            self.report("bad-operands", f"`{name}[...]` reads an element of an int32 input, and "
+                        f"`{name}` is not one", expr.span,
+                        help=f"declare the table as `input {name} (dims) int32`")
+        elif len(tensor.shape) != len(args):
+            self.report("bad-operands", f"`{name}` has {len(tensor.shape)} dimension(s); "
+                        f"`{name}[...]` gives {len(args)} index(es)", expr.span,
+                        help=f"index each dimension: `{name}["
+                             + ", ".join("i" * (k + 1) for k in range(len(tensor.shape))) + "]`")
+        return ir.Element(name, args, expr.span)
 
     def _integer_expr(self, expr: ast.Expr, what: str, report_undefined: bool = True) -> ir.Expr:
         """An expression that counts blocks or tiles (a loop bound, a coordinate): a float in

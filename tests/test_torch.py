@@ -181,3 +181,20 @@ def test_a_decoding_case_plans_one_warp_tiles_and_the_split():
     assert "param BM = 16" in text and "param SPLITS = 16" in text
     assert "with splits SPLITS" in text
     assert "with splits" not in tt.plan_for(tt.Case("bf16", 128, 4))
+
+
+def test_the_kvcache_call_refuses_what_it_cannot_read_before_it_looks_at_a_gpu():
+    q = torch.zeros(2, 1, 8, 64, dtype=torch.float16)
+    cache = torch.zeros(2, 128, 2, 64, dtype=torch.float16)
+    lengths = torch.tensor([3, 4], dtype=torch.int32)
+    with pytest.raises(ArgumentError, match="q: a CUDA tensor"):
+        tt.attention_with_kvcache(q, cache, cache, lengths)
+    with pytest.raises(ArgumentError, match="q: a 4-dimensional tensor"):
+        tt.attention_with_kvcache(q[0], cache, cache, lengths)
+
+
+def test_a_cache_case_is_a_decoding_plan_with_lengths_and_pages():
+    case = tt.Case("bf16", 128, 1, lengths=True, page=64, decode=True, splits=8)
+    text = tt.plan_for(case)
+    assert "with pages (table, PAGE)" in text and "param PAGE = 64" in text
+    assert "rows lengths[b]" in text and "with splits SPLITS" in text

@@ -200,7 +200,7 @@ def simulate(text: str, shape: dict | str | None = None, arch: str | None = None
     against the float64 reference. A JSON-ready summary: ok (it ran), correct, the verdict,
     the sizes, or the diagnostics / the located out-of-bounds access."""
     from tlc.runtime import problem_sizes
-    from tlc.simulate import SimulationError, simulate as run
+    from tlc.simulate import NotSimulated, SimulationError, simulate as run
 
     result = check(text, arch=arch, path=path)
     if not result.ok or result.kernel is None or result.kernel.sketch:
@@ -212,4 +212,6 @@ def simulate(text: str, shape: dict | str | None = None, arch: str | None = None
     except SimulationError as error:
         return {"ok": False, "correct": False, "error": str(error),
                 "line": error.statement.span.line}
+    except NotSimulated as error:
+        return {"ok": False, "correct": False, "error": str(error)}
     return {"ok": True, "correct": verdict.ok, "verdict": verdict.to_json(), "shape": sizes}

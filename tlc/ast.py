@@ -48,6 +48,15 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Element:
+    """`lengths[b]`: one value of an int32 input, read at run time."""
+
+    tensor: "Ident"
+    args: tuple["Expr", ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Binary:
     op: str  # one of + - * / %
     left: "Expr"
@@ -137,6 +146,7 @@ class TensorDecl:
     shape: Shape | None
     dtype: Ident
     span: Span = _span()
+    clauses: tuple["Clause", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +255,6 @@ def walk_expr(expr):
         yield from walk_expr(expr.right)
     elif isinstance(expr, Neg):
         yield from walk_expr(expr.operand)
-    elif isinstance(expr, Call):
+    elif isinstance(expr, (Call, Element)):
         for arg in expr.args:
             yield from walk_expr(arg)

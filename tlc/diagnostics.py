@@ -68,6 +68,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "online-softmax": (Severity.ERROR, "a Softmax in a loop that is not an online softmax"),
     "score-order": (Severity.ERROR, "a score modifier after the Softmax, or a Softcap after a Mask"),
     "score-modifiers": (Severity.ERROR, "the scores unscaled, or a modifier applied twice"),
+    "bad-pages": (Severity.ERROR, "a paged tensor whose table, page size or tiles do not fit"),
     "bad-split": (Severity.ERROR, "a split key loop whose parts cannot be merged, or are empty"),
     "mask-coverage": (Severity.ERROR, "the key loop skips keys the masks leave visible"),
     "grid-coverage": (Severity.ERROR, "a grid that leaves the last, partial tile unlaunched"),

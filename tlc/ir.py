@@ -37,10 +37,11 @@ class DType(str, enum.Enum):
     TF32 = "tf32"
     FP8E4M3 = "fp8e4m3"
     FP8E5M2 = "fp8e5m2"
+    INT32 = "int32"  # index tables (a paged cache's block table, sequence lengths): inputs
 
     @property
     def bytes(self) -> int:
-        return {"fp16": 2, "bf16": 2, "fp32": 4, "tf32": 4}.get(self.value, 1)
+        return {"fp16": 2, "bf16": 2, "fp32": 4, "tf32": 4, "int32": 4}.get(self.value, 1)
 
 
 DTYPE_ALIASES = {"float16": "fp16", "half": "fp16", "f16": "fp16", "bfloat16": "bf16",
@@ -93,7 +94,17 @@ class Call:
     span: Span = _span()
 
 
-Expr = Union[Const, Sym, BinOp, Neg, Call]
+@dataclass(frozen=True)
+class Element:
+    """`lengths[b]`: one element of an int32 input, a value known only at run time (an
+    environment that holds the input's array evaluates it)."""
+
+    tensor: str
+    args: tuple["Expr", ...]
+    span: Span = _span()
+
+
+Expr = Union[Const, Sym, BinOp, Neg, Call, Element]
 
 # Functions an expression may call, with their arity. Integer ones take part in params and
 # indices; the float ones are for scales (`rsqrt(D)`).
@@ -125,6 +136,14 @@ def evaluate(expr: Expr, env: dict[str, int]) -> Union[int, float]:
     if isinstance(expr, Call):
         args = [evaluate(arg, env) for arg in expr.args]
         return call(expr.func, args)
+    if isinstance(expr, Element):
+        table = env.get(expr.tensor)
+        if table is None or isinstance(table, (int, float)):
+            raise NotConstant(Sym(expr.tensor, SymKind.OPEN, expr.span))
+        index = tuple(evaluate(arg, env) for arg in expr.args)
+        if any(not 0 <= i < n for i, n in zip(index, table.shape)):
+            raise ValueError(f"{expr.tensor}{list(index)} is outside its shape {table.shape}")
+        return int(table[index])
     left, right = evaluate(expr.left, env), evaluate(expr.right, env)
     if expr.op == "+":
         return left + right
@@ -148,7 +167,7 @@ def symbols(expr: Expr) -> list[Sym]:
         return symbols(expr.left) + symbols(expr.right)
     if isinstance(expr, Neg):
         return symbols(expr.operand)
-    if isinstance(expr, Call):
+    if isinstance(expr, (Call, Element)):
         return [s for a in expr.args for s in symbols(a)]
     return []
 
@@ -182,6 +201,9 @@ class Tensor:
     shape: tuple[Expr, ...]
     dtype: DType | None
     span: Span = _span()
+    # `with pages (table, PAGE)`: the rows (the second-to-last dimension) are stored in pages
+    # of PAGE rows, page table[i, r / PAGE] holding rows r of entry i of the first dimension.
+    pages: tuple[str, "Expr"] | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +260,7 @@ class Copy:
     vector: Expr | None = None
     stages: Expr | None = None
     span: Span = _span()
+    rows: Expr | None = None  # `with rows N`: the tensor's rows past N are not there (read 0)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ def ir_text(kernel: ir.Kernel) -> str:
              + ("  # sketch" if kernel.sketch else "")]
     for tensor in kernel.tensors:
         shape = f" {_shape(tensor.shape)}" if tensor.shape else ""
-        lines.append(f"{tensor.role} {tensor.name}{shape} {_dtype(tensor.dtype)}")
+        pages = (f" with pages ({tensor.pages[0]}, {text(tensor.pages[1])})" if tensor.pages
+                 else "")
+        lines.append(f"{tensor.role} {tensor.name}{shape} {_dtype(tensor.dtype)}{pages}")
     lines += [f"param {p.name} = {p.value}" for p in kernel.params]
     if kernel.grid:
         lines.append(f"grid {_shape(kernel.grid.extents)} as ({', '.join(kernel.grid.indices)})")
@@ -43,7 +45,8 @@ def _statement(op) -> str:
         coord = (" in coordinate [" + ", ".join(f"{d} = {text(e)}" for d, e in op.coord) + "]"
                  if op.coord else "")
         clauses = [f"{word} {text(value)}" for word, value in
-                   (("vector", op.vector), ("stages", op.stages)) if value is not None]
+                   (("vector", op.vector), ("stages", op.stages), ("rows", op.rows))
+                   if value is not None]
         return (f"Copy {op.name}{tile}{coord} from {op.src.value} to {op.dst.value}"
                 + (f" with {', '.join(clauses)}" if clauses else ""))
     if isinstance(op, ir.Gemm):

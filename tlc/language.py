@@ -12,7 +12,7 @@ from tlc.arch import MMA_SHAPES as MMA_SHAPE_TABLE
 FORMS = {
     "kernel": "kernel NAME [for ARCH]",
     "sketch": "sketch NAME [for ARCH]",
-    "input": "input NAME (dims) DTYPE",
+    "input": "input NAME (dims) DTYPE [with pages (table, PAGE)]",
     "output": "output NAME (dims) DTYPE",
     "param": "param NAME = integer expression",
     "grid": "grid (extents) as (indices)",
@@ -76,12 +76,13 @@ CLAUSE_EXAMPLES = {
     "warps": "warps (4, 1)", "mma": "mma m16n8k16", "causal": "causal",
     "window": "window (256, 0)", "cap": "cap 30.0", "dtype": "dtype fp32",
     "offset": "offset batch_offset", "vector": "vector 8", "stages": "stages 2",
-    "splits": "splits SPLITS",
+    "splits": "splits SPLITS", "rows": "rows lengths[b]", "pages": "pages (table, PAGE)",
 }
 
 STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
     "Allocate": {"dtype": "dtype", "offset": "expr"},
-    "Copy": {"vector": "expr", "stages": "expr"},
+    "Copy": {"vector": "expr", "stages": "expr", "rows": "expr"},
+    "input": {"pages": "pair"},
     "Reshape": {"dtype": "dtype"},
     "for": {"splits": "expr"},
 }

@@ -23,6 +23,8 @@ def format_expr(expr: ast.Expr, context: int = 0) -> str:
         return expr.id
     if isinstance(expr, ast.Call):
         return f"{expr.func.text}({', '.join(format_expr(a) for a in expr.args)})"
+    if isinstance(expr, ast.Element):
+        return f"{expr.tensor.text}[{', '.join(format_expr(a) for a in expr.args)}]"
     if isinstance(expr, ast.Neg):
         return "-" + format_expr(expr.operand, 3)
     level = _PRECEDENCE[expr.op]
@@ -57,7 +59,7 @@ def format_line(node) -> str:
         return f"{word} {node.name.text}" + (f" for {node.target.text}" if node.target else "")
     if isinstance(node, ast.TensorDecl):
         shape = f" {_shape(node.shape)}" if node.shape else ""
-        return f"{node.role} {node.name.text}{shape} {node.dtype.text}"
+        return f"{node.role} {node.name.text}{shape} {node.dtype.text}{_clauses(node.clauses)}"
     if isinstance(node, ast.ParamDecl):
         return f"param {node.name.text} = {format_expr(node.value)}"
     if isinstance(node, ast.GridDecl):

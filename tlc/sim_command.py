@@ -29,7 +29,7 @@ def run_sim(args) -> int:
     from tlc.diagnostics import render_text
     from tlc.driver import check_source, read_source
     from tlc.runtime import ArgumentError, problem_sizes
-    from tlc.simulate import SimulationError, simulate
+    from tlc.simulate import NotSimulated, SimulationError, simulate
 
     source, problems = read_source(args.file)
     result = check_source(source, arch=args.arch, prior=problems)
@@ -51,6 +51,9 @@ def run_sim(args) -> int:
     except SimulationError as error:
         print(render_text(_located(error), source))
         return EXIT_DIAGNOSTICS
+    except NotSimulated as error:
+        print(f"tlc sim: {error}", file=sys.stderr)
+        return EXIT_USAGE
     shown = ", ".join(f"{k}={v}" for k, v in used.items() if k in result.kernel.size_names)
     print(f"simulated on the CPU at {shown}")
     print(f"error: max {verdict.max_error:.3g} (bound {verdict.max_bound:.3g}), mean "

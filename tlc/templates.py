@@ -14,7 +14,7 @@ TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2), (32,
 SMALL_TILES = [(32, 16, 2), (32, 8, 2)]  # a last resort: wide head dims on Turing
 # Decoding (a few query rows against a long cache): one warp's 16 rows, wide key tiles; the
 # grid is filled by splitting the keys instead.
-DECODE_TILES = [(16, 128, 1), (16, 64, 1), (32, 64, 2), (64, 64, 4)]
+DECODE_TILES = [(16, 128, 1), (16, 64, 1), (32, 64, 2), (64, 64, 4), (16, 32, 1), (16, 16, 1)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
 CHUNKS = [256, 128, 64, 32]
 
@@ -40,6 +40,8 @@ class Options:
     compute: str | None = None              # the GEMM operands' dtype (None: dtype)
     lse: bool = False                       # also write each row's log-sum-exp, L (B, H, Nq)
     splits: int = 1                         # blocks that share one tile's key range
+    lengths: bool = False                   # each sequence's keys: lengths[b] of Nk
+    page: int | None = None                 # K and V in pages of PAGE rows via a block table
 
     @property
     def name(self) -> str:
@@ -47,6 +49,8 @@ class Options:
         parts += ["causal"] * self.causal + ["window"] * bool(self.window)
         parts += ["softcap"] * bool(self.softcap) + ["alibi"] * self.alibi + ["lse"] * self.lse
         parts += [f"split{self.splits}"] * (self.splits > 1)
+        parts += [f"paged{self.page}"] * bool(self.page) + ["ragged"] * (
+            self.lengths and not self.page)
         return "_".join(parts)
 
 
@@ -77,9 +81,14 @@ def render(o: Options) -> str:
     params += [("DC", o.chunk)] * bool(o.chunk)
     params += [("LEFT", o.window[0]), ("RIGHT", o.window[1])] if o.window else []
     params += [("SPLITS", o.splits)] * (o.splits > 1)
+    params += [("PAGE", o.page)] * bool(o.page)
+    ragged = o.lengths or bool(o.page)
     head = [f"kernel {o.name} for {o.arch}", "",
-            f"input Q (B, H, Nq, D) {o.dtype}", f"input K (B, Hkv, Nk, D) {o.dtype}",
-            f"input V (B, Hkv, Nk, D) {o.dtype}", "input scale fp32"]
+            f"input Q (B, H, Nq, D) {o.dtype}"]
+    paged = " with pages (table, PAGE)" if o.page else ""
+    head += [f"input K (B, Hkv, Nk, D) {o.dtype}{paged}", f"input V (B, Hkv, Nk, D) {o.dtype}{paged}"]
+    head += ["input table (B, PAGES) int32"] * bool(o.page) + ["input lengths (B) int32"] * ragged
+    head += ["input scale fp32"]
     head += ["input slopes (H) fp32"] * o.alibi
     head += [f"output O (B, H, Nq, D) {o.dtype}"] + ["output L (B, H, Nq) fp32"] * o.lse + [""]
     head += [f"param {name} = {value}" for name, value in params]
@@ -95,6 +104,9 @@ def render(o: Options) -> str:
     head += ["Copy Q from shared to register"] * o.held
     start, stop = _loop_bounds(o)
     copy = "from global to shared with vector 8, stages STAGES"
+    if ragged:  # each sequence's own key count, where masks and the loop end
+        start, stop = (bound.replace("Nk", "lengths[b]") for bound in (start, stop))
+        copy += ", rows lengths[b]"
     body = [f"Copy K (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] {copy}",
             f"Copy V (BN, {width}) in coordinate [B = b, Hkv = h / GROUP, Nk = n{column}] {copy}"]
     body += ["Copy Q from shared to register"] * (not o.held)

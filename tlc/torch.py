@@ -61,6 +61,8 @@ class Case:
     lse: bool = False                       # also the row log-sum-exp, (B, H, Nq) fp32
     splits: int = 1                         # blocks per query tile, each on part of the keys
     decode: bool = False                    # a few query rows: the decoding tiles
+    lengths: bool = False                   # each sequence's own key count (a K/V cache)
+    page: int | None = None                 # a paged K/V cache: rows per page
 
     def describe(self) -> str:
         parts = [self.dtype, f"D = {self.head_dim}"]
@@ -69,6 +71,8 @@ class Case:
         parts += [f"softcap {self.softcap:g}"] if self.softcap else []
         parts += ["ALiBi"] * self.alibi + ["with the log-sum-exp"] * self.lse
         parts += [f"keys split {self.splits} ways"] * (self.splits > 1)
+        parts += [f"pages of {self.page} rows"] * bool(self.page)
+        parts += ["per-sequence cache lengths"] * (self.lengths and not self.page)
         return ", ".join(parts) + f" for {self.arch}"
 
 
@@ -97,7 +101,8 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
 
     refuse_uncovered(case)
     variant = {"window": case.window, "softcap": case.softcap, "alibi": case.alibi,
-               "lse": case.lse, "splits": case.splits}
+               "lse": case.lse, "splits": case.splits, "lengths": case.lengths,
+               "page": case.page}
     try:
         text = plan(case.dtype, case.head_dim, case.causal, case.group, arch=case.arch,
                     tiles=DECODE_TILES if case.decode else None, **variant)
@@ -148,8 +153,9 @@ def _nearest(case: Case) -> str:
 
 # The template's kernel arguments: its tensors, taken from the call's tensors in this order,
 # then the values a call's signature fixes.
-_POINTERS = ["Q", "K", "V", "O", "slopes", "L", "O_part", "O_part_lse"]
-_VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk", "L_stride0", "L_stride1"] + [
+_POINTERS = ["Q", "K", "V", "O", "slopes", "L", "O_part", "O_part_lse", "table", "lengths"]
+_VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk", "PAGES", "L_stride0", "L_stride1",
+           "table_stride0"] + [
     f"{t}_stride{d}" for t in "QKVO" for d in range(3)]
 
 
@@ -578,3 +584,4 @@ for _schema, _cuda, _fake in ((SCHEMA, _attention_cuda, _attention_fake),
     torch.library.register_fake(f"tlc::{_name}")(_fake)
 _op = torch.ops.tlc.attention.default  # the overloads themselves: one lookup less a call
 _op_lse = torch.ops.tlc.attention_lse.default
+from tlc.torch_kvcache import attention_with_kvcache  # noqa: E402  (it reads this module)

@@ -57,10 +57,31 @@ def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int,
             stride = strides.get(position, stride_name(op.name, position)) \
                 if position < len(shape) - 1 else "1LL"
             terms.append(f"(long long)({index}) * {stride}")
+    row_stride = strides.get(len(shape) - 2, stride_name(op.name, len(shape) - 2))
+    if tensor.pages and not strides:
+        terms = _paged_terms(em, tensor, coord, rename, first_row, row_stride, terms)
     offset = " + ".join(terms) or "0"
-    return TileAddress(offset, first_row, c_expr(shape[-2]),
-                       strides.get(len(shape) - 2, stride_name(op.name, len(shape) - 2)),
-                       cols_left)
+    limit = c_expr(op.rows, rename) if op.rows is not None else c_expr(shape[-2])
+    return TileAddress(offset, first_row, limit, row_stride, cols_left)
+
+
+def _paged_terms(em, tensor: ir.Tensor, coord: dict, rename: dict, first_row: str,
+                 row_stride: str, terms: list) -> list:
+    """The address terms of a tile of a paged tensor: its rows lie in page
+    table[i, first_row / PAGE] (i the first dimension's index) at row first_row % PAGE, and
+    the page takes the first dimension's place. The checker makes the tile rows divide PAGE,
+    so a tile never straddles two pages."""
+    table, page = tensor.pages
+    page_rows = em.facts.value(page)
+    first = tensor.shape[0]
+    index = c_expr(coord[first.name], rename) if isinstance(first, ir.Sym) and \
+        first.name in coord else "0"
+    entry = ir.Element(table, (ir.Sym("tlc_i", ir.SymKind.OPEN), ir.Sym("tlc_j", ir.SymKind.OPEN)))
+    looked_up = c_expr(entry, {"tlc_i": index, "tlc_j": f"({first_row}) / {page_rows}"})
+    kept = [t for t in terms if not t.endswith(f" * {stride_name(tensor.name, 0)}")
+            and not t.endswith(f" * {row_stride}")]
+    return kept + [f"(long long)({looked_up}) * {stride_name(tensor.name, 0)}",
+                   f"(long long)(({first_row}) % {page_rows}) * {row_stride}"]
 
 
 def vector_address(em, op: ir.Copy) -> TileAddress:

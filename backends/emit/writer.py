@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from tlc import ir
+from tlc.backends.target import stride_name
 
 C_FUNCTIONS = {"cdiv": "tlc::cdiv", "min": "min", "max": "max", "sqrt": "sqrtf",
                "rsqrt": "rsqrtf", "log2": "log2f", "exp2": "exp2f"}
@@ -22,6 +23,10 @@ def c_expr(e: ir.Expr, rename: dict | None = None) -> str:
     if isinstance(e, ir.Call):
         args = ", ".join(c_expr(a, rename) for a in e.args)
         return C_FUNCTIONS[e.func] + f"({args})"
+    if isinstance(e, ir.Element):  # the kernel's strides of the table, its last dim contiguous
+        *outer, last = [c_expr(a, rename) for a in e.args]
+        terms = [f"(long long)({a}) * {stride_name(e.tensor, d)}" for d, a in enumerate(outer)]
+        return f"__ldg({e.tensor}_g + " + " + ".join(terms + [f"({last})"]) + ")"
     return f"({c_expr(e.left, rename)} {e.op} {c_expr(e.right, rename)})"
 
 
