@@ -1,0 +1,90 @@
+"""Which decoding tiles read the cache fastest: tlc.torch.attention on two decoding shapes
+with each (BM, BN, WARPS, STAGES) the templates could take, the splits as tlc.torch chooses
+them, timed as benchmarks/decode.py times (L2 flushed, CUDA events, the median).
+
+    python3 benchmarks/decode_tiles.py [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+
+import torch
+
+import tlc.torch as tt
+from tlc.templates import Options, render
+
+sys.path.insert(0, os.path.dirname(__file__))
+from decode import Flush, copy_roof, make_inputs, moved_bytes, time_call  # noqa: E402
+
+TILES = [(16, 64, 1, 2), (16, 64, 1, 3), (16, 64, 1, 4), (16, 32, 1, 4), (16, 128, 1, 2),
+         (32, 64, 2, 2), (32, 64, 2, 3), (64, 64, 4, 2), (64, 32, 4, 3)]
+CASES = [dict(batch=1, cache_len=16384, heads=32, kv_heads=8),
+         dict(batch=8, cache_len=131072, heads=32, kv_heads=32),
+         dict(batch=1, cache_len=131072, heads=32, kv_heads=8)]
+
+
+def plan_of(case: tt.Case, tile) -> str:
+    bm, bn, warps, stages = tile
+    return render(Options(case.dtype, case.head_dim, case.causal, case.group, case.arch,
+                          bm=bm, bn=bn, warps=warps, stages=stages, lse=case.lse,
+                          splits=case.splits))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", default=os.path.join(os.environ.get("OUT", "."),
+                                                       "decode-tiles.json"))
+    args = parser.parse_args(argv)
+    from tlc.driver import check
+
+    flush, template = Flush(), tt.plan_for
+    roof = copy_roof(flush)
+    chosen = {}
+    for spec in CASES:
+        case, _ = tt.shaped_case(tt.Case("bf16", 128, spec["heads"] // spec["kv_heads"],
+                                         arch=tt._present_target(0)[0]), spec["batch"],
+                                 spec["heads"], 1, spec["kv_heads"], spec["cache_len"], -1,
+                                 False, tt._multiprocessors(0))
+        chosen[id(spec)] = case
+    jobs = [(spec, tile) for spec in CASES for tile in TILES]
+    texts = {}
+    for spec, tile in jobs:
+        text = plan_of(chosen[id(spec)], tile)
+        if check(text, arch=chosen[id(spec)].arch).ok:
+            texts[(id(spec), tile)] = text
+    # build them all in parallel: a Case per tile would be the same key, so build the texts
+    from tlc.driver import build_for, lowered_of
+
+    present = "sm_{}{}".format(*torch.cuda.get_device_capability(0))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
+        list(pool.map(lambda t: build_for(lowered_of(check(t, arch="sm_90")), present),
+                      texts.values()))
+    rows = []
+    for spec, tile in jobs:
+        text = texts.get((id(spec), tile))
+        row = dict(spec, tile=tile, splits=chosen[id(spec)].splits)
+        if text is None:
+            rows.append(dict(row, error="refused by tlc check"))
+            continue
+        tt.plan_for = lambda *a, t=text: t
+        tt._built.clear()
+        tt._recipes.clear()
+        q, k, v = make_inputs(dict(spec, head_dim=128, dtype="bf16"))
+        ms = time_call(lambda: tt.attention(q, k, v, layout="bshd"), flush)
+        rows.append(dict(row, ms=round(ms, 5), tbps=round(
+            moved_bytes(dict(spec, head_dim=128)) / ms / 1e9, 3)))
+        print(f"B={spec['batch']} L={spec['cache_len']} {spec['heads']}/{spec['kv_heads']} "
+              f"tile {tile}: {rows[-1]['tbps']} TB/s", flush=True)
+        del q, k, v
+    tt.plan_for = template
+    with open(args.json, "w") as out:
+        json.dump({"roof_tbps": roof, "rows": rows}, out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
