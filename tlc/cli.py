@@ -114,7 +114,7 @@ def _tune_parser(commands) -> None:
 
     tune = commands.add_parser(
         "tune", help="find the fastest tile parameters of a plan on the GPU present",
-        description="Vary the plan's tunable params (BM, BN, WARPS, STAGES, DC), keep the "
+        description="Vary the plan's tunable params (BM, BN, WARPS, STAGES, DC, SPLITS), keep the "
                     "assignments `tlc check` accepts, rank them by the resource model, build "
                     "them in parallel, check each against the float64 reference, time them, "
                     "and keep the winner per (plan, GPU, driver) so the next run answers at "

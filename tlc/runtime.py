@@ -508,6 +508,11 @@ def random_inputs(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0):
     from tlc import ir
     from tlc.reference import alibi_slopes, to_dtype, to_storage
 
+    tables = [t.name for t in kernel.kernel.tensors if t.dtype is ir.DType.INT32]
+    if tables:  # random tables would be random pages and lengths, not a cache
+        raise ArgumentError(f"the plan reads int32 tables ({', '.join(tables)}): random inputs "
+                            "would not be a K/V cache; run it through "
+                            "tlc.torch.attention_with_kvcache with a cache of your own")
     rng = np.random.default_rng(seed)
     params = {p.name: p.value for p in kernel.kernel.params}
     _, slopes_name = variant_of(kernel.kernel)

@@ -1,7 +1,8 @@
 """`tlc tune`: the fastest assignment of a plan's tile parameters on the GPU present.
 
-1. The space: each tunable parameter the plan declares (BM, BN, WARPS, STAGES, DC) takes the
-   values of SPACE, or those the caller gives; the others keep the plan's values.
+1. The space: each tunable parameter the plan declares (BM, BN, WARPS, STAGES, DC, SPLITS)
+   takes the values of SPACE, or those the caller gives; the others keep the plan's values.
+   The ranking below knows nothing of SPLITS (how full the grid is): the timing decides.
 2. Candidates: every assignment that `tlc check` accepts for the target, so every candidate
    is one tlc promises to build, fit and compute correctly.
 3. Ranking by the resource model (backends/resources.py): predicted blocks per SM from the
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SPACE = {"BM": (32, 64, 128, 256), "BN": (16, 32, 64, 128), "WARPS": (2, 4, 8),
-         "STAGES": (1, 2, 3), "DC": (32, 64, 128, 256)}
+         "STAGES": (1, 2, 3), "DC": (32, 64, 128, 256), "SPLITS": (1, 2, 4, 8, 16, 32, 64)}
 VERIFY_SEQ = 1000  # sequence lengths of the correctness check: odd, so every tail is exercised
 PARAM_LINE = r"(?m)^(?P<head>[ \t]*param[ \t]+{name}[ \t]*=[ \t]*)(?P<value>[^#\n]*?)(?P<tail>[ \t]*(#.*)?)$"
 
