@@ -5,9 +5,11 @@ An int32 input is a table the plan reads element by element in its expressions
 `with pages (table, PAGE)` keeps its rows in pages of PAGE rows: the rows r of entry i of its
 first dimension lie in page table[i, r / PAGE] of the same tensor's storage. A tile must
 then stay inside one page (its rows divide PAGE), or its rows would come from two places.
-`with rows N` on a Copy from global memory says the tensor's rows past N are not there for
-that tile (a sequence's length in a cache longer than it): they read as zeros, and the score
-rules hide the keys past it.
+`with rows N` on a Copy to or from global memory says the tensor's rows past N are not there
+for that tile (a sequence's length in a cache longer than it): they read as zeros, are not
+written, and the score rules hide the keys past it. `with start S` says the rows the copy
+sees begin at row S (a sequence of a packed, variable-length batch); tile positions, and the
+masks, count from there.
 """
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ def paging(kernel: ir.Kernel, ctx) -> ir.Kernel:
     for op in ir.walk(kernel.body):
         if not isinstance(op, ir.Copy):
             continue
-        if op.rows is not None and op.src is not ir.Level.GLOBAL:
+        if (op.rows is not None or op.start is not None) and \
+                ir.Level.GLOBAL not in (op.src, op.dst):
             ctx.report(Diagnostic(
-                "bad-clause", "`rows` limits what a copy reads from global memory", op.span,
-                help="put `with rows N` on the Copy from global to shared"))
+                "bad-clause", "`rows` limits and `start` places a copy's rows in global memory",
+                op.span, help="put them on the Copy from or to global memory"))
     return kernel
 
 

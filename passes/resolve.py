@@ -108,7 +108,10 @@ class _Resolver(Scope):
                 self.report("bad-operands", "an output is a tensor and needs a shape",
                             decl.span, help=f"write `output {decl.name.text} (dims) "
                                             f"{decl.dtype.text}`")
-            if self._declare(decl.name, ir.SymKind.SCALAR):
+            # An int32 scalar is a count the call gives (the longest sequence of a varlen
+            # batch): a runtime size like a tensor's dimension; other scalars are floats.
+            kind = ir.SymKind.SIZE if dtype is ir.DType.INT32 else ir.SymKind.SCALAR
+            if self._declare(decl.name, kind):
                 self.tensors[decl.name.text] = ir.Tensor(decl.name.text, decl.role, (), dtype,
                                                          decl.span)
             return
@@ -300,7 +303,8 @@ class _Resolver(Scope):
         if src is None or dst is None:
             return None
         return ir.Copy(stmt.name.text, src, dst, tile, coord, clauses.get("vector"),
-                       clauses.get("stages"), stmt.span, clauses.get("rows"))
+                       clauses.get("stages"), stmt.span, clauses.get("rows"),
+                       clauses.get("start"))
 
     def _coord(self, name: str, coord: ast.Coord):
         tensor = self.tensors.get(name)

@@ -198,3 +198,17 @@ def test_a_cache_case_is_a_decoding_plan_with_lengths_and_pages():
     text = tt.plan_for(case)
     assert "with pages (table, PAGE)" in text and "param PAGE = 64" in text
     assert "rows lengths[b]" in text and "with splits SPLITS" in text
+
+
+def test_the_varlen_call_refuses_bad_arguments_before_it_looks_at_a_gpu():
+    q = torch.zeros(10, 2, 64, dtype=torch.float16)
+    cu = torch.tensor([0, 4, 10], dtype=torch.int32)
+    with pytest.raises(ArgumentError, match="q: a CUDA tensor"):
+        tt.attention_varlen(q, q, q, cu, cu, 6)
+    with pytest.raises(ArgumentError, match="q: a 3-dimensional tensor"):
+        tt.attention_varlen(q[None], q, q, cu, cu, 6)
+
+
+def test_a_varlen_case_plans_packed_sequences():
+    text = tt.plan_for(tt.Case("fp16", 64, 2, True, varlen=True))
+    assert "input Q (H, Tq, D) fp16" in text and "start q_start[b]" in text

@@ -261,6 +261,7 @@ class Copy:
     stages: Expr | None = None
     span: Span = _span()
     rows: Expr | None = None  # `with rows N`: the tensor's rows past N are not there (read 0)
+    start: Expr | None = None  # `with start S`: the rows the copy sees begin at row S
 
 
 @dataclass(frozen=True)
@@ -361,9 +362,12 @@ class Kernel:
 
     @property
     def size_names(self) -> tuple[str, ...]:
-        """The runtime sizes (dimensions of inputs and outputs), each once, in plan order."""
-        return tuple(dict.fromkeys(d.name for t in self.tensors for d in t.shape
-                                   if isinstance(d, Sym) and d.kind is SymKind.SIZE))
+        """The runtime sizes (dimensions of inputs and outputs, then int32 scalar inputs), each
+        once, in plan order."""
+        dims = [d.name for t in self.tensors for d in t.shape
+                if isinstance(d, Sym) and d.kind is SymKind.SIZE]
+        counts = [t.name for t in self.tensors if not t.shape and t.dtype is DType.INT32]
+        return tuple(dict.fromkeys(dims + counts))
 
     @property
     def buffers(self) -> tuple[Buffer, ...]:

@@ -45,7 +45,8 @@ def _statement(op) -> str:
         coord = (" in coordinate [" + ", ".join(f"{d} = {text(e)}" for d, e in op.coord) + "]"
                  if op.coord else "")
         clauses = [f"{word} {text(value)}" for word, value in
-                   (("vector", op.vector), ("stages", op.stages), ("rows", op.rows))
+                   (("vector", op.vector), ("stages", op.stages), ("rows", op.rows),
+                    ("start", op.start))
                    if value is not None]
         return (f"Copy {op.name}{tile}{coord} from {op.src.value} to {op.dst.value}"
                 + (f" with {', '.join(clauses)}" if clauses else ""))

@@ -76,12 +76,12 @@ CLAUSE_EXAMPLES = {
     "warps": "warps (4, 1)", "mma": "mma m16n8k16", "causal": "causal",
     "window": "window (256, 0)", "cap": "cap 30.0", "dtype": "dtype fp32",
     "offset": "offset batch_offset", "vector": "vector 8", "stages": "stages 2",
-    "splits": "splits SPLITS", "rows": "rows lengths[b]", "pages": "pages (table, PAGE)",
+    "splits": "splits SPLITS", "rows": "rows lengths[b]", "start": "start q_start[b]", "pages": "pages (table, PAGE)",
 }
 
 STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
     "Allocate": {"dtype": "dtype", "offset": "expr"},
-    "Copy": {"vector": "expr", "stages": "expr", "rows": "expr"},
+    "Copy": {"vector": "expr", "stages": "expr", "rows": "expr", "start": "expr"},
     "input": {"pages": "pair"},
     "Reshape": {"dtype": "dtype"},
     "for": {"splits": "expr"},

@@ -42,6 +42,7 @@ class Options:
     splits: int = 1                         # blocks that share one tile's key range
     lengths: bool = False                   # each sequence's keys: lengths[b] of Nk
     page: int | None = None                 # K and V in pages of PAGE rows via a block table
+    varlen: bool = False                    # packed sequences: Q (H, Tq, D), K/V (Hkv, Tk, D)
 
     @property
     def name(self) -> str:
@@ -50,7 +51,7 @@ class Options:
         parts += ["softcap"] * bool(self.softcap) + ["alibi"] * self.alibi + ["lse"] * self.lse
         parts += [f"split{self.splits}"] * (self.splits > 1)
         parts += [f"paged{self.page}"] * bool(self.page) + ["ragged"] * (
-            self.lengths and not self.page)
+            self.lengths and not self.page) + ["varlen"] * self.varlen
         return "_".join(parts)
 
 
@@ -133,7 +134,48 @@ def render(o: Options) -> str:
     loop = [f"for n = {start}: {stop}{split}"] + ["  " + line for line in body] + ["end"] + lse + store
     if o.chunk:  # the whole flash loop once per column chunk of O
         loop = ["for c = 0: cdiv(D, DC)"] + ["  " + line for line in loop] + ["end"]
-    return "\n".join(head + loop) + "\n"
+    text = "\n".join(head + loop) + "\n"
+    return _packed_sequences(text) if o.varlen else text
+
+
+# A variable-length batch as FlashAttention packs it: the sequences' rows one after another,
+# sequence b's queries at rows q_start[b] .. q_end[b] - 1 of Q (and O), its keys at
+# k_start[b] .. k_end[b] - 1 of K and V; MaxQ the longest query sequence, which the grid
+# covers. The tensors are (heads, rows, D): the kernel takes the packed (rows, heads, D)
+# tensors through their strides.
+_VARLEN = [
+    ("input Q (B, H, Nq, D)", "input Q (H, Tq, D)"),
+    ("input K (B, Hkv, Nk, D)", "input K (Hkv, Tk, D)"),
+    ("input V (B, Hkv, Nk, D)", "input V (Hkv, Tk, D)"),
+    ("output O (B, H, Nq, D)", "output O (H, Tq, D)"),
+    ("output L (B, H, Nq) fp32", "output L (H, Tq) fp32"),
+    ("grid (cdiv(Nq, BM), H, B)", "grid (cdiv(MaxQ, BM), H, B)"),
+    ("[B = b, H = h, Nq = m]", "[H = h, Tq = m]"),
+    ("[B = b, H = h, Nq = m, D = c]", "[H = h, Tq = m, D = c]"),
+    ("[B = b, Hkv = h / GROUP, Nk = n]", "[Hkv = h / GROUP, Tk = n]"),
+    ("[B = b, Hkv = h / GROUP, Nk = n, D = c]", "[Hkv = h / GROUP, Tk = n, D = c]"),
+]
+_QUERY_ROWS = "start q_start[b], rows q_end[b] - q_start[b]"
+_KEY_ROWS = "start k_start[b], rows k_end[b] - k_start[b]"
+
+
+def _packed_sequences(text: str) -> str:
+    for old, new in _VARLEN:
+        text = text.replace(old, new)
+    text = text.replace("input scale fp32", "input q_start (B) int32\ninput q_end (B) int32\n"
+                        "input k_start (B) int32\ninput k_end (B) int32\ninput MaxQ int32\n"
+                        "input scale fp32")
+    lines = []
+    for line in text.splitlines():
+        if line.lstrip().startswith(("Copy Q (", "Copy O (", "Copy L (")):
+            line += (", " if " with " in line else " with ") + _QUERY_ROWS
+        elif line.lstrip().startswith(("Copy K (", "Copy V (")):
+            line += ", " + _KEY_ROWS
+        elif line.lstrip().startswith("for n = "):
+            line = line.replace("Nk", "(k_end[b] - k_start[b])").replace(
+                "Nq", "(q_end[b] - q_start[b])")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def plan(dtype: str, d: int, causal: bool = False, group: int = 1, arch: str = "sm_80",

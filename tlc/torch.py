@@ -63,6 +63,7 @@ class Case:
     decode: bool = False                    # a few query rows: the decoding tiles
     lengths: bool = False                   # each sequence's own key count (a K/V cache)
     page: int | None = None                 # a paged K/V cache: rows per page
+    varlen: bool = False                    # packed sequences of their own lengths
 
     def describe(self) -> str:
         parts = [self.dtype, f"D = {self.head_dim}"]
@@ -73,6 +74,7 @@ class Case:
         parts += [f"keys split {self.splits} ways"] * (self.splits > 1)
         parts += [f"pages of {self.page} rows"] * bool(self.page)
         parts += ["per-sequence cache lengths"] * (self.lengths and not self.page)
+        parts += ["packed sequences of their own lengths"] * self.varlen
         return ", ".join(parts) + f" for {self.arch}"
 
 
@@ -102,7 +104,7 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
     refuse_uncovered(case)
     variant = {"window": case.window, "softcap": case.softcap, "alibi": case.alibi,
                "lse": case.lse, "splits": case.splits, "lengths": case.lengths,
-               "page": case.page}
+               "page": case.page, "varlen": case.varlen}
     try:
         text = plan(case.dtype, case.head_dim, case.causal, case.group, arch=case.arch,
                     tiles=DECODE_TILES if case.decode else None, **variant)
@@ -153,9 +155,10 @@ def _nearest(case: Case) -> str:
 
 # The template's kernel arguments: its tensors, taken from the call's tensors in this order,
 # then the values a call's signature fixes.
-_POINTERS = ["Q", "K", "V", "O", "slopes", "L", "O_part", "O_part_lse", "table", "lengths"]
-_VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk", "PAGES", "L_stride0", "L_stride1",
-           "table_stride0"] + [
+_POINTERS = ["Q", "K", "V", "O", "slopes", "L", "O_part", "O_part_lse", "table", "lengths",
+             "q_start", "q_end", "k_start", "k_end"]
+_VALUES = ["scale", "B", "H", "Nq", "Hkv", "Nk", "PAGES", "Tq", "Tk", "MaxQ", "L_stride0",
+           "L_stride1", "table_stride0"] + [
     f"{t}_stride{d}" for t in "QKVO" for d in range(3)]
 
 
@@ -584,4 +587,5 @@ for _schema, _cuda, _fake in ((SCHEMA, _attention_cuda, _attention_fake),
     torch.library.register_fake(f"tlc::{_name}")(_fake)
 _op = torch.ops.tlc.attention.default  # the overloads themselves: one lookup less a call
 _op_lse = torch.ops.tlc.attention_lse.default
-from tlc.torch_kvcache import attention_with_kvcache  # noqa: E402  (it reads this module)
+from tlc.torch_kvcache import attention_with_kvcache  # noqa: E402  (they read this module)
+from tlc.torch_varlen import attention_varlen  # noqa: E402

@@ -190,7 +190,8 @@ def kernel_arguments(kernel: ir.Kernel) -> tuple[Argument, ...]:
     (PyTorch's (B, N, H, D) layout, a slice of a fused QKV) run without a copy."""
     tensors = [Argument(t.name, "tensor", t.dtype.value, t.role == "output")
                for t in kernel.tensors if t.shape]
-    scalars = [Argument(t.name, "scalar", t.dtype.value) for t in kernel.tensors if not t.shape]
+    scalars = [Argument(t.name, "scalar", t.dtype.value) for t in kernel.tensors
+               if not t.shape and t.dtype is not ir.DType.INT32]  # int32 ones are sizes
     sizes = [Argument(name, "size") for name in kernel.size_names]
     # A row's stride is a 32-bit int, which costs fewer registers in the copy loops (a row of
     # 2^31 elements is past any tensor); the outer ones are 64-bit (B · H · N · D can pass 2^31).

@@ -46,7 +46,10 @@ def tile_address(em, op: ir.Copy, rename: dict, rows: int, cols: int,
         index = c_expr(coord[name], rename) if name in coord else "0"
         if position == len(shape) - 2:
             first_row = f"({index}) * {rows}"
-            index = first_row
+            # `start`: the rows this copy sees begin there (a sequence of a packed batch);
+            # first_row stays relative to it, as the score rules count positions.
+            index = first_row if op.start is None else \
+                f"{c_expr(op.start, rename)} + {first_row}"
         elif position == len(shape) - 1 and cols < width:
             # A tile holding part of each row (D split into column chunks): its columns
             # past the end of the row read as zeros and are not written.
@@ -99,10 +102,13 @@ def vector_address(em, op: ir.Copy) -> TileAddress:
         last = position == len(shape) - 1
         if last:
             first_row = index = f"({index}) * {rows}"
+            if op.start is not None:
+                index = f"{c_expr(op.start)} + {first_row}"
         if index != "0":
             terms.append(f"(long long)({index}) * "
                          f"{'1LL' if last else stride_name(op.name, position)}")
-    return TileAddress(" + ".join(terms) or "0", first_row, c_expr(shape[-1]), "1", None)
+    limit = c_expr(op.rows) if op.rows is not None else c_expr(shape[-1])
+    return TileAddress(" + ".join(terms) or "0", first_row, limit, "1", None)
 
 
 def shared_tile_address(em, op: ir.Copy, rename: dict) -> TileAddress:

@@ -73,6 +73,14 @@ def test_rows_limits_a_copy_from_global_memory_only():
     assert any(c == "bad-clause" and "`rows` limits" in m for c, m in codes(text))
 
 
+def test_an_int32_scalar_is_a_runtime_size():
+    text = paged_plan(64).replace("input scale fp32", "input scale fp32\ninput MaxQ int32")
+    result = check(text)
+    assert result.ok and "MaxQ" in result.kernel.size_names
+    arguments = lowered_of(result).main.arguments
+    assert [a.kind for a in arguments if a.name == "MaxQ"] == ["size"]
+
+
 def test_the_lowering_looks_the_page_up_and_stops_at_the_length():
     source = lowered_of(check(paged_plan(64))).main.source
     assert "__ldg(table_g + (long long)(p_b) * table_stride0 + " in source
@@ -97,3 +105,14 @@ def test_paged_plans_build_with_no_spills(arch, page, causal, tmp_path):
     for kernel in lowered.kernels:
         report = built.function(kernel.name)
         assert report.spill_stores == 0 and report.spill_loads == 0, (kernel.name, report)
+
+
+def test_a_packed_batch_plan_checks_places_its_rows_and_builds():
+    text = plan("bf16", 128, True, group=4, varlen=True, lse=True)
+    assert "input MaxQ int32" in text and "grid (cdiv(MaxQ, BM), H, B)" in text
+    assert "start q_start[b], rows q_end[b] - q_start[b]" in text
+    result = check(text)
+    assert result.ok, codes(text)
+    source = lowered_of(result).main.source
+    assert "Q_g + (long long)(__ldg(q_start_g + (p_b)) + (p_m) * " in source
+    assert "tlc_rows_left = (__ldg(q_end_g + (p_b)) - __ldg(q_start_g + (p_b)))" in source
