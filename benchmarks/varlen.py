@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 
 import numpy as np
@@ -23,6 +22,9 @@ import torch.nn.functional as F
 import tlc.torch as tt
 from tlc.reference import Variant, attention, attention_low, compare, visible_pairs
 
+sys.path.insert(0, os.path.dirname(__file__))
+from decode import time_call  # noqa: E402
+
 ITERS = 20
 CASES = [dict(sequences=16, low=256, high=4096, heads=32, kv_heads=8, head_dim=128),
          dict(sequences=64, low=64, high=1024, heads=32, kv_heads=8, head_dim=128),
@@ -30,18 +32,7 @@ CASES = [dict(sequences=16, low=256, high=4096, heads=32, kv_heads=8, head_dim=1
 
 
 def timed(call) -> float:
-    for _ in range(3):
-        call()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(ITERS):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return time_call(call, lambda: None, ITERS)  # decode.py's timing; no L2 flush for compute
 
 
 def run_case(spec, seed=0) -> list[dict]:

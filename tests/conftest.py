@@ -73,3 +73,16 @@ def gpu():
         return driver(), device_arch()
     except GpuUnavailable as why:
         pytest.skip(f"no GPU: {why}")
+
+
+@pytest.fixture
+def torch_poisoned(monkeypatch):
+    """tlc.torch with its outputs filled with NaN before each launch (an element a kernel
+    does not write shows), and autograd off, for the tests of its calls."""
+    import torch
+
+    import tlc.torch as tt
+
+    monkeypatch.setattr(tt, "poison_outputs", True)
+    with torch.no_grad():
+        yield

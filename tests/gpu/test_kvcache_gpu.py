@@ -20,11 +20,7 @@ from tlc.runtime import ArgumentError  # noqa: E402
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-@pytest.fixture(autouse=True)
-def poisoned(monkeypatch):
-    monkeypatch.setattr(tt, "poison_outputs", True)
-    with torch.no_grad():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_poisoned")  # tests/conftest.py
 
 
 def make_cache(b, capacity, hkv, d, dtype, page, generator):

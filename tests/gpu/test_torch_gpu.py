@@ -14,11 +14,7 @@ from tlc.reference import Variant, attention, attention_low, compare  # noqa: E4
 from tlc.runtime import ArgumentError  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def poisoned(monkeypatch):
-    monkeypatch.setattr(tt, "poison_outputs", True)
-    with torch.no_grad():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_poisoned")  # tests/conftest.py
 
 
 def verdict(out, q, k, v, dtype, variant, layout):

@@ -20,11 +20,7 @@ Q_LENGTHS = [1, 0, 300, 77, 128, 5]
 K_LENGTHS = [1, 40, 300, 200, 0, 513]
 
 
-@pytest.fixture(autouse=True)
-def poisoned(monkeypatch):
-    monkeypatch.setattr(tt, "poison_outputs", True)
-    with torch.no_grad():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_poisoned")  # tests/conftest.py
 
 
 def offsets(lengths):
