@@ -62,12 +62,14 @@ class Simulator:
     def __call__(self, **arrays):
         kernel = self.kernel
         sizes = _sizes(kernel, arrays)
-        self.inputs = {t.name: (from_storage(arrays[t.name], t.dtype.value) if t.shape
-                                else float(arrays[t.name]))
-                       for t in kernel.tensors if t.role == "input"}
+        self.inputs = {t.name: _input(arrays[t.name], t) for t in kernel.tensors
+                       if t.role == "input"}
         self.outputs = {t.name: np.full(self._shape(t, sizes), np.nan)
                         for t in kernel.tensors if t.role == "output"}
-        env0 = dict(self.facts.env) | sizes
+        # int32 tables in the environment: `lengths[b]` evaluates against them
+        tables = {t.name: self.inputs[t.name] for t in kernel.tensors
+                  if t.dtype is ir.DType.INT32 and t.shape}
+        env0 = dict(self.facts.env) | sizes | tables
         extents = [int(ir.evaluate(e, env0)) for e in kernel.grid.extents]
         for block in itertools.product(*(range(max(0, e)) for e in extents)):
             env = env0 | dict(zip(kernel.grid.indices, block))
@@ -178,7 +180,7 @@ class Simulator:
     def _softmax(self, op: ir.Softmax, block: _Block) -> None:
         scores = block.regs[op.target]
         _, keys, _ = self._positions(op.target, block)
-        scores = np.where(keys >= self._limit(op.target, 1), -np.inf, scores)  # past the end
+        scores = np.where(keys >= self._limit(op.target, 1, block), -np.inf, scores)  # past end
         top, total = block.state.get(op.target, (np.full(scores.shape[0], -np.inf),
                                                  np.zeros(scores.shape[0])))
         new = np.maximum(top, scores.max(axis=1))
@@ -193,6 +195,9 @@ class Simulator:
         block.regs[op.target] = probabilities.astype(np.float32)
 
     def _logsumexp(self, op: ir.Logsumexp, block: _Block) -> None:
+        if op.target not in block.state:  # the key loop ran no iteration: no key was seen
+            block.regs[op.out] = np.full(block.regs[op.out].shape, -np.inf)
+            return
         top, total = block.state[op.target]
         with np.errstate(divide="ignore"):
             block.regs[op.out] = np.where(total > 0, top + np.log(np.where(total > 0, total, 1)),
@@ -205,12 +210,28 @@ class Simulator:
     # ---- where tiles are ----
 
     def _region(self, op: ir.Copy, block: _Block, rows: int, cols: int):
-        """(index per leading dim, first row, first column, width) of a tile, as the backends
-        place it; SimulationError for a coordinate outside its tensor."""
+        """(the array, index per leading dim, first row in it, first column, the tile's rows
+        that are there) of a tile, as the backends place it: rows counted from the copy's
+        `start`, limited by its `rows`, a paged tensor's first index and row looked up in its
+        table; SimulationError for a coordinate outside its tensor."""
         tensor = self.kernel.tensor(op.name)
         data = self.inputs.get(op.name) if tensor.role == "input" else self.outputs[op.name]
         coord = dict(op.coord)
         *leading, first, first_col = tile_origin(tensor, coord, (rows, cols), block.env)
+        start = int(ir.evaluate(op.start, block.env)) if op.start is not None else 0
+        rows_there = data.shape[-2] if not tensor.pages else \
+            block.env[tensor.pages[0]].shape[1] * ir.evaluate(tensor.pages[1], block.env)
+        limit = (int(ir.evaluate(op.rows, block.env)) if op.rows is not None
+                 else rows_there - start)
+        there = max(0, min(rows, limit - first))
+        row = start + first
+        if tensor.pages:
+            table, page = tensor.pages
+            size = ir.evaluate(page, block.env)
+            leading[0] = int(ir.evaluate(ir.Element(table, (ir.Const(leading[0]),
+                                                             ir.Const(first // size))),
+                                         block.env)) if there else 0
+            row = first % size
         for position, (dim, value) in enumerate(zip(tensor.shape, leading)):
             if not 0 <= value < data.shape[position]:
                 raise SimulationError(op, f"Copy {op.name} at [{_where(coord, block.env)}] "
@@ -223,30 +244,35 @@ class Simulator:
         if first_col >= data.shape[-1]:  # rows past the end are masked; columns are not
             raise SimulationError(op, f"Copy {op.name} starts at column {first_col}, past the "
                                   f"end of {op.name}'s rows ({data.shape[-1]} columns)")
-        return data, tuple(leading), first, first_col
+        return data, tuple(leading), row, first_col, there
 
     def _load(self, op: ir.Copy, block: _Block, shape) -> np.ndarray:
         rows, cols = shape
-        data, leading, first, first_col = self._region(op, block, rows, cols)
+        data, leading, row, first_col, there = self._region(op, block, rows, cols)
         tile = np.zeros((rows, cols))
-        part = data[leading][first:first + rows, first_col:first_col + cols]
+        part = data[leading][row:row + there, first_col:first_col + cols]
         tile[:part.shape[0], :part.shape[1]] = part
         return tile
 
     def _store(self, op: ir.Copy, block: _Block, values: np.ndarray) -> None:
         rows, cols = values.shape
-        data, leading, first, first_col = self._region(op, block, rows, cols)
+        data, leading, row, first_col, there = self._region(op, block, rows, cols)
         target = data[leading]
-        part = target[first:first + rows, first_col:first_col + cols]
+        part = target[row:row + there, first_col:first_col + cols]
         part[...] = to_dtype(values[:part.shape[0], :part.shape[1]],
                              self.kernel.tensor(op.name).dtype.value)
 
     def _store_rows(self, op: ir.Copy, block: _Block, values: np.ndarray) -> None:
-        """A per-row vector (a row log-sum-exp) into its tensor's last dimension."""
+        """A per-row vector (a row log-sum-exp) into its tensor's last dimension, from the
+        copy's `start` and no further than its `rows`."""
         tensor = self.kernel.tensor(op.name)
         *leading, first = tile_origin(tensor, dict(op.coord), values.shape, block.env)
         target = self.outputs[op.name][tuple(leading)]
-        part = target[first:first + values.shape[0]]
+        start = int(ir.evaluate(op.start, block.env)) if op.start is not None else 0
+        limit = (int(ir.evaluate(op.rows, block.env)) if op.rows is not None
+                 else target.shape[0] - start)
+        there = max(0, min(values.shape[0], limit - first))
+        part = target[start + first:start + first + there]
         part[...] = to_dtype(values[:part.shape[0]], tensor.dtype.value)
 
     def _normalised(self, name: str, block: _Block) -> np.ndarray:
@@ -270,28 +296,55 @@ class Simulator:
             copy = self.global_load(operand)
             buffer = self.facts.buffers[(operand, ir.Level.SHARED)]
             rows, cols = self.facts.shape(buffer)
-            first.append(self._region(copy, block, rows, cols)[2])
+            tensor = self.kernel.tensor(operand)
+            first.append(tile_origin(tensor, dict(copy.coord), (rows, cols), block.env)[-2])
         tile = block.regs[scores]
         rows = first[0] + np.arange(tile.shape[0])[:, None]
         keys = first[1] + np.arange(tile.shape[1])[None, :]
-        diagonal = rows + self._limit(scores, 1) - self._limit(scores, 0)
+        diagonal = rows + self._limit(scores, 1, block) - self._limit(scores, 0, block)
         return rows, keys, np.broadcast_to(diagonal, tile.shape)
 
-    def _limit(self, scores: str, operand: int) -> int:
-        """The sequence length of the scores' queries (0) or keys (1)."""
+    def _limit(self, scores: str, operand: int, block: _Block) -> int:
+        """The sequence length of the scores' queries (0) or keys (1): the copy's `rows`,
+        else its tensor's rows (past its `start`)."""
         gemm = self.accumulators[scores]
-        name = (gemm.a.name, gemm.b.name)[operand]
-        return self.inputs[name].shape[-2]
+        copy = self.global_load((gemm.a.name, gemm.b.name)[operand])
+        if copy.rows is not None:
+            return int(ir.evaluate(copy.rows, block.env))
+        start = int(ir.evaluate(copy.start, block.env)) if copy.start is not None else 0
+        return self.inputs[copy.name].shape[-2] - start
 
 
 def _sizes(kernel: ir.Kernel, arrays: dict) -> dict[str, int]:
+    """The runtime sizes from the inputs' shapes; an int32 scalar is one itself; a paged
+    tensor (its pool's shape is not the plan's) gives its rows as the table's pages times
+    the page, its first dimension as the table's rows."""
     sizes = {}
+    params = {p.name: p.value for p in kernel.params}
     for tensor in kernel.tensors:
-        if tensor.role == "input" and tensor.shape:
-            for dim, extent in zip(tensor.shape, np.shape(arrays[tensor.name])):
-                if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE:
-                    sizes[dim.name] = int(extent)
+        if tensor.role != "input":
+            continue
+        if not tensor.shape:
+            if tensor.dtype is ir.DType.INT32:
+                sizes[tensor.name] = int(arrays[tensor.name])
+            continue
+        shape = list(np.shape(arrays[tensor.name]))
+        if tensor.pages:
+            table, page = tensor.pages
+            entries, pages = np.shape(arrays[table])
+            shape[0], shape[-2] = entries, pages * ir.evaluate(page, params)
+        for dim, extent in zip(tensor.shape, shape):
+            if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE:
+                sizes[dim.name] = int(extent)
     return sizes
+
+
+def _input(array, tensor: ir.Tensor):
+    """An input as the simulator computes with it: float64 values, int64 tables, a float
+    scalar (an int32 scalar is a size, kept as an int)."""
+    if tensor.dtype is ir.DType.INT32:
+        return np.asarray(array, dtype=np.int64) if tensor.shape else int(array)
+    return from_storage(array, tensor.dtype.value) if tensor.shape else float(array)
 
 
 def _where(coord: dict, env: dict) -> str:
@@ -327,6 +380,7 @@ def simulate(kernel: ir.Kernel, sizes: dict[str, int], seed: int = 0):
     if tables:  # random inputs for them would be random pages and lengths, not a cache
         raise NotSimulated(f"tlc sim does not run plans that read int32 tables "
                               f"({', '.join(t.name for t in tables)}: a K/V cache's lengths or "
-                              "pages) yet; the GPU tests check them against the reference")
+                              "pages): random ones would not be a cache; run tlc.simulate.Simulator on tables "
+                           "you build (tests/test_simulate_tables.py does)")
     sizes = default_sizes(kernel, sizes)
     return check_random(Simulator(kernel), sizes, seed=seed, whole=True), sizes
