@@ -379,8 +379,9 @@ def simulate(kernel: ir.Kernel, sizes: dict[str, int], seed: int = 0):
     tables = [t for t in kernel.tensors if t.dtype is ir.DType.INT32]
     if tables:  # random inputs for them would be random pages and lengths, not a cache
         raise NotSimulated(f"tlc sim does not run plans that read int32 tables "
-                              f"({', '.join(t.name for t in tables)}: a K/V cache's lengths or "
-                              "pages): random ones would not be a cache; run tlc.simulate.Simulator on tables "
-                           "you build (tests/test_simulate_tables.py does)")
+                           f"({', '.join(t.name for t in tables)}: a K/V cache's lengths or "
+                           "pages): random ones would not be a cache; run "
+                           "tlc.simulate.Simulator on tables you build "
+                           "(tests/test_simulate_tables.py does)")
     sizes = default_sizes(kernel, sizes)
     return check_random(Simulator(kernel), sizes, seed=seed, whole=True), sizes
