@@ -53,6 +53,8 @@ def splits(kernel: ir.Kernel, ctx) -> ir.Kernel:
                  "that accumulates O"))
         return kernel
     _after_the_loop(kernel, loop, online[0], ctx)
+    ctx.facts["splits"] = ({"loop_var": loop.var, "splits": count,
+                            "output": online[0].output},)
     iterations = facts.value(ir.BinOp("-", loop.stop, loop.start))
     if isinstance(iterations, int) and iterations < count:
         ctx.report(Diagnostic(

@@ -91,3 +91,25 @@ def test_a_packed_batch_simulates_to_the_reference(causal):
         vs = np.repeat(v[None, :, keys], h // hkv, axis=1)
         check_sequence(o[None, :, rows], lse[None, :, rows], q[None, :, rows], ks, vs, dtype,
                        causal)
+
+
+def test_a_call_whose_tables_leave_the_tensors_is_refused_before_any_launch():
+    """runtime.table_problem, which tlc.load's calls run first: every start and row count
+    of every block inside its tensor, and every page they reach inside the pool."""
+    from tlc.runtime import table_problem
+
+    kernel = check(plan("fp16", D, group=2, splits=2, tiles=DECODE_TILES, page=16)).kernel
+    sizes = {"B": 2, "H": 4, "Hkv": 2, "Nq": 1, "Nk": 64, "PAGES": 4}
+    table = np.array([[0, 1, 2, 3], [4, 5, -1, -1]], dtype=np.int32)
+    ok = {"table": table, "lengths": np.array([64, 20], dtype=np.int32)}
+    assert table_problem(kernel, ok, sizes, {"K": 6, "V": 6}) is None
+    long = dict(ok, lengths=np.array([65, 20], dtype=np.int32))
+    assert "leave its 64 rows" in table_problem(kernel, long, sizes, {"K": 6, "V": 6})
+    negative = dict(ok, lengths=np.array([64, -1], dtype=np.int32))
+    assert "leave its 64 rows" in table_problem(kernel, negative, sizes, {"K": 6, "V": 6})
+    reached = dict(ok, lengths=np.array([64, 40], dtype=np.int32))  # reaches table[1, 2]
+    assert "entry -1 of row 1 is reached" in table_problem(kernel, reached, sizes,
+                                                           {"K": 6, "V": 6})
+    assert "outside its pool of 5 pages" in table_problem(kernel, ok, sizes, {"K": 5, "V": 5})
+    short = dict(ok, lengths=np.array([64], dtype=np.int32))  # B = 2 blocks, 1 length
+    assert "outside its shape" in table_problem(kernel, short, sizes, {"K": 6, "V": 6})

@@ -352,10 +352,13 @@ def run_compile(args) -> int:
         return EXIT_DIAGNOSTICS
     for path in compiled.files:
         print(f"wrote {path}")
-    ptxas = compiled.manifest.get("ptxas")
-    if ptxas:
-        print(f"ptxas: {ptxas['registers']} registers, {ptxas['spill_stores']} bytes spill "
-              f"stores, {ptxas['spill_loads']} bytes spill loads")
+    kernels = compiled.manifest.get("kernels", [])
+    for kernel in kernels:
+        ptxas = kernel.get("ptxas")
+        if ptxas:
+            name = f" {kernel['kernel']}" if len(kernels) > 1 else ""
+            print(f"ptxas{name}: {ptxas['registers']} registers, {ptxas['spill_stores']} bytes "
+                  f"spill stores, {ptxas['spill_loads']} bytes spill loads")
     if compiled.skipped:
         print(f"tlc compile: {compiled.skipped}", file=sys.stderr)
     return EXIT_OK

@@ -72,11 +72,15 @@ def compile_plan(source: Source, arch: str | None, out_dir: str | Path, emit: st
                 compiled.files.append(_write(out / f"{name}.{kind}", built.path.read_bytes()))
                 manifest[f"{kind}_cached"] = built.cached
                 if kind == "cubin":
-                    function = built.function(lowered.main.name)
-                    manifest["ptxas"] = {"registers": function.registers,
-                                         "spill_stores": function.spill_stores,
-                                         "spill_loads": function.spill_loads,
-                                         "stack_frame": function.stack_frame}
+                    for index, kernel in enumerate(lowered.kernels):
+                        function = built.function(kernel.name)
+                        report = {"registers": function.registers,
+                                  "spill_stores": function.spill_stores,
+                                  "spill_loads": function.spill_loads,
+                                  "stack_frame": function.stack_frame}
+                        manifest["kernels"][index]["ptxas"] = report
+                        if index == 0:  # the plan's kernel, as before a plan had several
+                            manifest["ptxas"] = report
     compiled.manifest = manifest
     compiled.files.append(_write(out / f"{name}.manifest.json",
                                  json.dumps(manifest, indent=2) + "\n"))

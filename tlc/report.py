@@ -13,7 +13,8 @@ def resources_json(result) -> dict:
             "shared_memory": None, "registers": None,
             "online_softmax": [vars(f) for f in facts.get("online_softmax", ())],
             "partial_tiles": list(facts.get("remainders", ())),
-            "column_chunks": [vars(c) for c in facts.get("column_chunks", ())]}
+            "column_chunks": [vars(c) for c in facts.get("column_chunks", ())],
+            "splits": list(facts.get("splits", ()))}
     if smem is not None:
         data["shared_memory"] = {
             "bytes": smem.total, "limit": arch.smem_per_block if arch else None,
@@ -83,6 +84,11 @@ def resources_text(result) -> str:
         lines.append(f"  head dim split  D = {split['dim']} in {times} column chunks of "
                      f"{split['width']} (the loop on {split['loop_var']}): what is inside runs "
                      f"{times} times, Q·K^T and the softmax included")
+    for split in data["splits"]:
+        lines.append(f"  key split       the loop on {split['loop_var']} runs in "
+                     f"{split['splits']} parts, a block each; a second kernel merges their "
+                     f"{split['output']} by log-sum-exp (fp32 workspaces of {split['splits']} "
+                     f"times {split['output']} and its rows)")
     for remainder in data["partial_tiles"]:
         lines.append(f"  partial tiles   {remainder}")
     return "\n".join(lines)

@@ -115,16 +115,28 @@ class LoadedKernel:
         sizes: dict[str, int] = {}
         params = {p.name: p.value for p in self.kernel.params}
         for tensor in self.kernel.tensors:
-            if not tensor.shape or tensor.role == "output":
+            if tensor.role == "output":
                 continue  # outputs are allocated here, from the sizes of the inputs
             if tensor.name not in arrays:
                 raise ArgumentError(f"{tensor.name}: missing (the plan's inputs are "
                                     f"{', '.join(t.name for t in self.kernel.tensors if t.role == 'input')})")
+            if not tensor.shape:
+                if tensor.dtype is ir.DType.INT32:  # a count the call gives: a size
+                    sizes[tensor.name] = int(arrays[tensor.name])
+                continue
             array = arrays[tensor.name]
             if array.ndim != len(tensor.shape):
                 raise ArgumentError(f"{tensor.name}: {array.ndim} dimensions, the plan has "
                                     f"{len(tensor.shape)}")
-            for dim, extent in zip(tensor.shape, array.shape):
+            shape = list(array.shape)
+            if tensor.pages:  # a pool (pages, ..., PAGE, D): its B and rows are the table's
+                table, page = tensor.pages
+                if shape[-2] != ir.evaluate(page, params):
+                    raise ArgumentError(f"{tensor.name}: pages of {shape[-2]} rows, the plan "
+                                        f"has {ir.evaluate(page, params)}")
+                entries, pages = arrays[table].shape
+                shape[0], shape[-2] = entries, pages * shape[-2]
+            for dim, extent in zip(tensor.shape, shape):
                 if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE:
                     if sizes.setdefault(dim.name, extent) != extent:
                         raise ArgumentError(f"{tensor.name}: {dim.name} = {extent}, but another "
@@ -134,7 +146,10 @@ class LoadedKernel:
                     if expected != extent:
                         raise ArgumentError(f"{tensor.name}: dimension of {extent} where the plan "
                                             f"has {expected}")
-        problem = index_problem(self.kernel, sizes)
+        problem = index_problem(self.kernel, sizes) or table_problem(
+            self.kernel, {t.name: _host(arrays[t.name]) for t in self.kernel.tensors
+                          if t.dtype is ir.DType.INT32 and t.shape}, sizes,
+            {t.name: arrays[t.name].shape[0] for t in self.kernel.tensors if t.pages})
         if problem:
             raise ArgumentError(problem)
         return sizes
@@ -289,6 +304,72 @@ def index_problem(kernel, sizes: dict[str, int]) -> str | None:
                 return (f"{tensor.name}: {name} = {size}, but the plan reads {where} = {top} "
                         f"for the last block of the grid")
     return None
+
+
+def table_problem(kernel, tables: dict, sizes: dict[str, int], pools: dict[str, int]):
+    """What is wrong with a call's int32 tables (host arrays) for the rows they place, or
+    None. Every Copy's `start` and `rows` are evaluated for every block of the grid: each
+    must read its tables within their shapes and keep the rows inside the tensor (0 <= start,
+    0 <= rows, start + rows <= its rows); a paged tensor's table entries that those rows
+    reach must name pages of its pool (`pools`: pages in each paged tensor's storage). The
+    kernel reads where they point, so this is what keeps it inside its arguments."""
+    import itertools
+
+    import numpy as np
+
+    from tlc import ir
+    from tlc.passes.facts import text
+
+    if not tables or kernel.grid is None:
+        return None
+    env = {p.name: p.value for p in kernel.params} | sizes | tables
+    extents = {i: int(ir.evaluate(e, env)) for e, i in zip(kernel.grid.extents,
+                                                            kernel.grid.indices)}
+    for op in ir.walk(kernel.body):
+        if not isinstance(op, ir.Copy) or (op.rows is None and op.start is None):
+            continue
+        tensor = kernel.tensor(op.name)
+        used = sorted({s.name for e in (op.rows, op.start) if e is not None
+                       for s in ir.symbols(e)} & set(extents))
+        capacity = int(ir.evaluate(tensor.shape[-2], env))
+        for values in itertools.product(*(range(extents[i]) for i in used)):
+            where = env | dict(zip(used, values))
+            shown = ", ".join(f"{i} = {v}" for i, v in zip(used, values))
+            try:
+                start = int(ir.evaluate(op.start, where)) if op.start is not None else 0
+                rows = int(ir.evaluate(op.rows, where)) if op.rows is not None else \
+                    capacity - start
+            except ValueError as error:
+                return f"{op.name}: at {shown}: {error}"
+            if start < 0 or rows < 0 or start + rows > capacity:
+                return (f"{op.name}: at {shown}, rows {start} .. {start + rows - 1} "
+                        f"({text(op.start) if op.start is not None else '0'} and "
+                        f"{text(op.rows) if op.rows is not None else 'the rest'}) leave its "
+                        f"{capacity} rows")
+            if tensor.pages and rows:
+                table, page = tensor.pages
+                first = dict(op.coord).get(tensor.shape[0].name) if isinstance(
+                    tensor.shape[0], ir.Sym) else None
+                entry = int(ir.evaluate(first, where)) if first is not None else 0
+                size = int(ir.evaluate(page, env))
+                reached = np.asarray(tables[table])[entry, :-(-(start + rows) // size)]
+                bad = reached[(reached < 0) | (reached >= pools[tensor.name])]
+                if bad.size:
+                    return (f"{table}: entry {int(bad[0])} of row {entry} is reached by "
+                            f"{op.name}'s rows and is outside its pool of "
+                            f"{pools[tensor.name]} pages")
+    return None
+
+
+def _host(array):
+    """An int32 table's values on the host (NumPy as it is; a GPUArray or tensor copied)."""
+    import numpy as np
+
+    if hasattr(array, "get"):
+        return array.get()
+    if hasattr(array, "cpu"):
+        return array.cpu().numpy()
+    return np.asarray(array)
 
 
 def _names(expr) -> set[str]:

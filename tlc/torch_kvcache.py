@@ -165,7 +165,9 @@ def _int32(t, name: str, shape, device) -> None:
 
 def _check_values(lengths, table, capacity: int, page: int | None, pool: int) -> None:
     """One device round trip: every length within the cache, and every page the lengths
-    reach within the pool."""
+    reach within the pool. (runtime.table_problem checks any plan's tables the same way on
+    the host, block by block; this is that check for this call's plan, on the device, so a
+    decoding step does not copy its table to the host.)"""
     bad_length = ((lengths < 0) | (lengths > capacity)).any()
     if table is None:
         if bad_length.item():

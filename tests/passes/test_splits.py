@@ -127,3 +127,10 @@ def test_one_warp_with_wide_key_tiles_is_refused_before_it_spills():
     text = render(Options("bf16", 128, group=4, bm=16, bn=128, warps=1, splits=8, lse=True))
     found = errors(text)
     assert [c for c, _ in found] == ["register-budget"], found
+
+
+def test_the_report_states_the_split():
+    from tlc.report import resources_text
+
+    text = resources_text(check(split_plan(splits=16)))
+    assert "key split       the loop on n runs in 16 parts, a block each" in text
