@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
@@ -148,8 +149,16 @@ def _size_family(facts: Facts, tensor: ir.Tensor, stores) -> list[dict[str, int]
             if isinstance(dim, ir.Sym) and dim.kind is ir.SymKind.SIZE and isinstance(extent, int):
                 choices.setdefault(dim.name, set()).update(
                     v for v in (1, extent - 1, extent + 1, 2 * extent + 3) if v > 0)
+    # Only the sizes the coverage can depend on vary: those in the tensor's shape, the grid,
+    # the stores' coordinates and the bounds of their loops; any other is held at 1, so
+    # every combination of the ones that matter is tried within the budget.
+    exprs = list(tensor.shape) + list(facts.kernel.grid.extents)
+    for op, loops in stores:
+        exprs += [e for _, e in op.coord] + [e for loop in loops for e in (loop.start,
+                                                                            loop.stop)]
+    relevant = {s.name for e in exprs for s in ir.symbols(e)}
     for name in facts.kernel.size_names:
-        choices.setdefault(name, {1, 2})
+        choices.setdefault(name, {1, 2} if name in relevant else {1})
     keys = sorted(choices)
     return [dict(zip(keys, values)) for values in
             itertools.product(*(sorted(choices[k]) for k in keys))][:48]
@@ -165,14 +174,13 @@ def _tile(facts: Facts, op: ir.Copy) -> tuple | None:
 
 
 def _coverage_problem(facts: Facts, tensor: ir.Tensor, stores):
-    import numpy as np
-
     for sizes in _size_family(facts, tensor, stores):
         env = dict(facts.env) | sizes
         shape = [ir.evaluate(d, env) for d in tensor.shape]
-        if not all(isinstance(s, int) and 0 < s <= 4096 for s in shape) or np.prod(shape) > 1 << 22:
+        if not all(isinstance(s, int) and 0 < s <= 4096 for s in shape) or \
+                math.prod(shape) > 1 << 22:
             continue
-        counts = np.zeros(shape, dtype=np.int32)
+        counts = _Counts(shape)
         for op, loops in stores:
             tile = _tile(facts, op)
             if tile is None or len(tile) > len(shape):
@@ -185,16 +193,55 @@ def _coverage_problem(facts: Facts, tensor: ir.Tensor, stores):
                     return (op, f"with {_shown(sizes)}, the store of `{tensor.name}` at "
                             f"{_shown(where)} writes outside the tensor",
                             "keep each coordinate of the store within its dimension")
-                counts[region] += 1
+                counts.add(region)
         for value, what in ((0, "never written"), (2, "written more than once")):
-            hits = np.argwhere(counts == value) if value == 0 else np.argwhere(counts >= value)
-            if len(hits):
-                element = ", ".join(f"{text(d)} = {i}" for d, i in zip(tensor.shape, hits[0]))
+            first, total = counts.never() if value == 0 else counts.twice()
+            if total:
+                element = ", ".join(f"{text(d)} = {i}" for d, i in zip(tensor.shape, first))
                 op = stores[0][0]
                 return (op, f"with {_shown(sizes)}, the element [{element}] of `{tensor.name}` "
-                        f"is {what} ({len(hits)} elements so)",
+                        f"is {what} ({total} elements so)",
                         _coverage_help(facts, tensor, stores, value))
     return None
+
+
+class _Counts:
+    """Which elements of a tensor the stores write once and more than once: a pair of bit
+    sets over the last dimension for each index of the others (no NumPy, so that checking
+    a plan does not pay for importing it)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.once: dict[tuple, int] = {}
+        self.more: dict[tuple, int] = {}
+
+    def add(self, region) -> None:
+        *leading, columns = region
+        mask = ((1 << (columns.stop - columns.start)) - 1) << columns.start
+        for row in itertools.product(*(range(s.start, s.stop) for s in leading)):
+            once = self.once.get(row, 0)
+            if once & mask:
+                self.more[row] = self.more.get(row, 0) | (once & mask)
+            self.once[row] = once | mask
+
+    def never(self) -> tuple[tuple, int]:
+        """(the first element never written, in row-major order, or (), how many are)."""
+        full, first, total = (1 << self.shape[-1]) - 1, (), 0
+        for row in itertools.product(*(range(n) for n in self.shape[:-1])):
+            missing = full & ~self.once.get(row, 0)
+            if missing:
+                total += bin(missing).count("1")
+                first = first or row + ((missing & -missing).bit_length() - 1,)
+        return first, total
+
+    def twice(self) -> tuple[tuple, int]:
+        """(the first element written more than once, or (), how many are)."""
+        first, total = (), 0
+        for row in sorted(self.more):
+            bits = self.more[row]
+            total += bin(bits).count("1")
+            first = first or row + ((bits & -bits).bit_length() - 1,)
+        return first, total
 
 
 def _loaded_chunks_within_rows(facts: Facts, ctx) -> None:
