@@ -589,3 +589,4 @@ _op = torch.ops.tlc.attention.default  # the overloads themselves: one lookup le
 _op_lse = torch.ops.tlc.attention_lse.default
 from tlc.torch_kvcache import attention_with_kvcache  # noqa: E402  (they read this module)
 from tlc.torch_varlen import attention_varlen  # noqa: E402
+from tlc.torch_ring import ring_attention  # noqa: E402
