@@ -86,3 +86,22 @@ def torch_poisoned(monkeypatch):
     monkeypatch.setattr(tt, "poison_outputs", True)
     with torch.no_grad():
         yield
+
+
+def run_ranks(context, world: int, target, args_of, timeout: float = 120) -> dict:
+    """Run `target(*args_of(rank, results))` in `world` processes of a multiprocessing
+    context; each puts (rank, value...) on `results`. {rank: (value...)}, after every
+    process exited cleanly."""
+    results = context.Queue()
+    workers = [context.Process(target=target, args=args_of(rank, results))
+               for rank in range(world)]
+    for worker in workers:
+        worker.start()
+    found = {}
+    for _ in workers:
+        rank, *values = results.get(timeout=timeout)
+        found[rank] = tuple(values)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    return found

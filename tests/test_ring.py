@@ -11,6 +11,8 @@ import pytest
 from tlc.reference import Variant, attention, logsumexp, visible
 from tlc.ring import Chunk, merge, pair_mode, ring_attention, shard
 
+from conftest import run_ranks
+
 
 @pytest.mark.parametrize("length, world", [(37, 2), (101, 3), (8, 4), (3, 4)])
 @pytest.mark.parametrize("causal", [False, True])
@@ -90,15 +92,8 @@ def test_the_ring_over_processes_is_attention_of_the_whole_sequence(world, lengt
     k, v = (rng.standard_normal((1, hkv, length, 16)) for _ in range(2))
     context = multiprocessing.get_context("fork")
     inboxes = [context.Queue() for _ in range(world)]
-    results = context.Queue()
-    workers = [context.Process(target=_rank, args=(r, world, q, k, v, causal, inboxes, results))
-               for r in range(world)]
-    for worker in workers:
-        worker.start()
-    found = dict((r, (o, l)) for r, o, l in (results.get(timeout=60) for _ in workers))
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
+    found = run_ranks(context, world, _rank,
+                      lambda r, results: (r, world, q, k, v, causal, inboxes, results))
     whole = attention(q, k, v, Variant(causal=causal))
     whole_lse = logsumexp(q, k, Variant(causal=causal))
     for rank, chunks in enumerate(shard(length, world, causal)):

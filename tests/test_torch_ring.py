@@ -16,6 +16,8 @@ if not dist.is_available():
 from tlc.reference import Variant, attention, logsumexp  # noqa: E402
 from tlc.ring import shard  # noqa: E402
 
+from conftest import run_ranks  # noqa: E402
+
 
 def reference_pair(q, k, v, causal):
     """(O, L) of (B, rows, H, D) chunks in float64, as tlc.torch.attention returns them."""
@@ -56,17 +58,9 @@ def test_ring_attention_over_gloo_is_attention_of_the_whole_sequence(tmp_path, w
     q = torch.randn(1, length, h, 16, generator=generator, dtype=torch.float64)
     k = torch.randn(1, length, hkv, 16, generator=generator, dtype=torch.float64)
     v = torch.randn(1, length, hkv, 16, generator=generator, dtype=torch.float64)
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
     path = os.path.join(tmp_path, "rendezvous")
-    workers = [context.Process(target=_rank, args=(r, world, path, q, k, v, length, causal,
-                                                   results)) for r in range(world)]
-    for worker in workers:
-        worker.start()
-    found = dict((r, (o, l)) for r, o, l in (results.get(timeout=120) for _ in workers))
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
+    found = run_ranks(multiprocessing.get_context("spawn"), world, _rank,
+                      lambda r, results: (r, world, path, q, k, v, length, causal, results))
     whole = attention(q.transpose(1, 2).numpy(), k.transpose(1, 2).numpy(),
                       v.transpose(1, 2).numpy(), Variant(causal=causal))
     whole_lse = logsumexp(q.transpose(1, 2).numpy(), k.transpose(1, 2).numpy(),
