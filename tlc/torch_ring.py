@@ -14,14 +14,17 @@ from tlc.runtime import ArgumentError
 
 
 def ring_attention(q, k, v, seq_len: int, *, group=None, causal: bool = False,
-                   scale: float | None = None, return_lse: bool = False, local=None):
+                   softcap: float | None = None, scale: float | None = None,
+                   return_lse: bool = False, local=None):
     """This rank's rows of softmax attention over the whole sequence.
 
     q: (B, n, H, D) and k, v: (B, n, Hkv, D), this rank's n rows of a sequence of seq_len,
     as `tlc.ring.shard(seq_len, world, causal)` deals them: one contiguous chunk, or for
     causal the two zig-zag chunks one after the other. Every rank of `group` (default: the
     world) calls it with its shard. Returns O (B, n, H, D) in q's dtype, or (O, L) with L
-    (B, H, n) fp32. `local(q, k, v, causal) -> (O, L)` computes one pair of chunks in
+    (B, H, n) fp32. softcap applies to every score, so to every pair. A sliding window or
+    ALiBi would need each pair's distance from the diagonal, which tlc's kernels do not take
+    yet: they are refused. `local(q, k, v, causal) -> (O, L)` computes one pair of chunks in
     (B, rows, H, D) layout; by default tlc.torch.attention(..., return_lse=True) on the GPU.
     """
     if not dist.is_available() or not dist.is_initialized():
@@ -35,7 +38,7 @@ def ring_attention(q, k, v, seq_len: int, *, group=None, causal: bool = False,
             raise ArgumentError(f"{name}: (B, {mine}, heads, D) on rank {rank} of {world} for a "
                                 f"sequence of {seq_len} ({'zig-zag' if causal else 'contiguous'}"
                                 f" shards: tlc.ring.shard), not {tuple(t.shape)}")
-    local = local or _tlc_pair(scale)
+    local = local or _tlc_pair(scale, softcap)
     offsets = [0]
     for chunk in chunks[rank]:
         offsets.append(offsets[-1] + chunk.rows)
@@ -100,10 +103,10 @@ def _empty(q, v):
             torch.full((b, h, rows), float("-inf"), dtype=torch.float32, device=q.device))
 
 
-def _tlc_pair(scale):
+def _tlc_pair(scale, softcap):
     from tlc import torch as tt
 
     def pair(q, k, v, causal):
-        return tt.attention(q, k, v, causal=causal, scale=scale, layout="bshd",
-                            return_lse=True)
+        return tt.attention(q, k, v, causal=causal, softcap=softcap, scale=scale,
+                            layout="bshd", return_lse=True)
     return pair
