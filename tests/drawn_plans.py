@@ -242,6 +242,17 @@ def add_lse(text, rng):
                   count=1, flags=re.M)
 
 
+def add_splits(text, rng):
+    """Split the top-level key loop across blocks (`with splits N`)."""
+    lines = _lines(text)
+    loops = [i for i, line in enumerate(lines) if line.startswith("for n = ")
+             and " with " not in line]
+    if not loops:
+        return None
+    lines[loops[0]] += f" with splits {rng.choice((2, 3, 16, 64))}"
+    return "\n".join(lines)
+
+
 def gqa_coordinate(text, rng):
     return text.replace("Hkv = h / GROUP", "Hkv = h") if "Hkv = h / GROUP" in text else None
 
@@ -287,7 +298,8 @@ EDITS = tuple((f"set_{name}", _set_param(name)) for name in PARAM_VALUES) + (
     ("move_down", _move(+1)), ("drop_stages_one", drop_stages_one),
     ("q_load_in_loop", q_load_in_loop), ("mask_clause", mask_clause),
     ("causal_bound", causal_bound), ("softcap_clause", softcap_clause),
-    ("add_alibi", add_alibi), ("add_lse", add_lse), ("gqa_coordinate", gqa_coordinate),
+    ("add_alibi", add_alibi), ("add_lse", add_lse), ("add_splits", add_splits),
+    ("gqa_coordinate", gqa_coordinate),
     ("chunk_bound", chunk_bound),
     ("vector_width", vector_width), ("switch_dtype", switch_dtype), ("port_arch", port_arch),
 )
