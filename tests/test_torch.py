@@ -187,10 +187,35 @@ def test_the_kvcache_call_refuses_what_it_cannot_read_before_it_looks_at_a_gpu()
     q = torch.zeros(2, 1, 8, 64, dtype=torch.float16)
     cache = torch.zeros(2, 128, 2, 64, dtype=torch.float16)
     lengths = torch.tensor([3, 4], dtype=torch.int32)
-    with pytest.raises(ArgumentError, match="q: a CUDA tensor"):
+    with pytest.raises(ArgumentError, match="CPU tensors"):
         tt.attention_with_kvcache(q, cache, cache, lengths)
+    meta = [t.to("meta") for t in (q, cache, lengths)]
     with pytest.raises(ArgumentError, match="q: a 4-dimensional tensor"):
-        tt.attention_with_kvcache(q[0], cache, cache, lengths)
+        tt.attention_with_kvcache(meta[0][0], meta[1], meta[1], meta[2])
+    with pytest.raises(ArgumentError, match="cache_seqlens: a torch.int32 tensor"):
+        tt.attention_with_kvcache(meta[0], meta[1], meta[1], meta[2].long())
+
+
+def test_torch_compile_traces_a_decoding_step_and_a_packed_batch_without_breaks():
+    q = torch.empty(2, 1, 8, 64, dtype=torch.bfloat16, device="meta")
+    pool = torch.empty(6, 64, 2, 64, dtype=torch.bfloat16, device="meta")
+    table = torch.empty(2, 3, dtype=torch.int32, device="meta")
+    lengths = torch.empty(2, dtype=torch.int32, device="meta")
+    packed = torch.empty(300, 8, 64, dtype=torch.bfloat16, device="meta")
+    cu = torch.empty(4, dtype=torch.int32, device="meta")
+
+    def step(q, pool, lengths, table, packed, cu):
+        o, lse = tt.attention_with_kvcache(q, pool, pool, lengths, table, return_lse=True)
+        p, plse = tt.attention_varlen(packed, packed, packed, cu, cu, 128, causal=True,
+                                      return_lse=True)
+        return o.sum() + lse.sum() + p.sum() + plse.sum(), o.shape, lse.shape, plse.shape
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(q, pool, lengths, table, packed, cu)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    _, o_shape, lse_shape, plse_shape = step(q, pool, lengths, table, packed, cu)
+    assert (o_shape, lse_shape, plse_shape) == ((2, 1, 8, 64), (2, 8, 1), (8, 300))
+    torch._dynamo.reset()
 
 
 def test_a_cache_case_is_a_decoding_plan_with_lengths_and_pages():
@@ -203,10 +228,11 @@ def test_a_cache_case_is_a_decoding_plan_with_lengths_and_pages():
 def test_the_varlen_call_refuses_bad_arguments_before_it_looks_at_a_gpu():
     q = torch.zeros(10, 2, 64, dtype=torch.float16)
     cu = torch.tensor([0, 4, 10], dtype=torch.int32)
-    with pytest.raises(ArgumentError, match="q: a CUDA tensor"):
+    with pytest.raises(ArgumentError, match="CPU tensors"):
         tt.attention_varlen(q, q, q, cu, cu, 6)
+    meta_q, meta_cu = q.to("meta"), cu.to("meta")
     with pytest.raises(ArgumentError, match="q: a 3-dimensional tensor"):
-        tt.attention_varlen(q[None], q, q, cu, cu, 6)
+        tt.attention_varlen(meta_q[None], meta_q, meta_q, meta_cu, meta_cu, 6)
 
 
 def test_a_varlen_case_plans_packed_sequences():

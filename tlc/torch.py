@@ -578,15 +578,21 @@ SCHEMA = "attention" + ARGUMENTS + " -> Tensor"
 SCHEMA_LSE = "attention_lse" + ARGUMENTS + " -> (Tensor, Tensor)"  # (O, L)
 
 _library = torch.library.Library("tlc", "DEF")
-for _schema, _cuda, _fake in ((SCHEMA, _attention_cuda, _attention_fake),
-                              (SCHEMA_LSE, _attention_lse_cuda, _attention_lse_fake)):
-    _name = _schema.split("(")[0]
-    _library.define(_schema)
-    _library.impl(_name, _cuda, "CUDA")
-    _library.impl(_name, _attention_cpu, "CPU")
-    torch.library.register_fake(f"tlc::{_name}")(_fake)
-_op = torch.ops.tlc.attention.default  # the overloads themselves: one lookup less a call
-_op_lse = torch.ops.tlc.attention_lse.default
+
+
+def register(schema: str, cuda, fake):
+    """Define `torch.ops.tlc.<name>` from its schema: the CUDA kernel, a CPU refusal and the
+    fake torch.compile traces; returns the default overload (one lookup less a call)."""
+    name = schema.split("(")[0]
+    _library.define(schema)
+    _library.impl(name, cuda, "CUDA")
+    _library.impl(name, _attention_cpu, "CPU")
+    torch.library.register_fake(f"tlc::{name}")(fake)
+    return getattr(torch.ops.tlc, name).default
+
+
+_op = register(SCHEMA, _attention_cuda, _attention_fake)
+_op_lse = register(SCHEMA_LSE, _attention_lse_cuda, _attention_lse_fake)
 from tlc.torch_kvcache import attention_with_kvcache  # noqa: E402  (they read this module)
 from tlc.torch_varlen import attention_varlen  # noqa: E402
 from tlc.torch_ring import ring_attention  # noqa: E402

@@ -35,19 +35,32 @@ def attention_with_kvcache(q, k_cache, v_cache, cache_seqlens, page_table=None, 
     check (default True) reads the lengths and the table entries the lengths reach once on
     the device and raises ArgumentError for a length past the cache or a page outside the
     pool: the kernel reads where they point. It costs one synchronisation; check=False
-    leaves that to the caller, who must then vouch for both.
+    leaves that to the caller, who must then vouch for both. Outside plain eager calls it
+    goes through `torch.ops.tlc.attention_with_kvcache` (and `..._lse`), which
+    torch.compile traces by shape.
     """
-    b, nq, h, d, hkv, capacity, page = _shapes(q, k_cache, v_cache, cache_seqlens, page_table)
-    if check:
-        _check_values(cache_seqlens, page_table, capacity, page, k_cache.shape[0])
     if torch.is_grad_enabled() and (q.requires_grad or k_cache.requires_grad or
                                     v_cache.requires_grad):
         raise ArgumentError("attention_with_kvcache has no backward: call it under "
                             "torch.no_grad()")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    arguments = (q, k_cache, v_cache, cache_seqlens, page_table, bool(causal),
+                 float(softcap or 0.0), scale, bool(check))
+    if tt._plain_eager(q):
+        return _kvcache_cuda(*arguments, lse=return_lse)
+    return (_op_lse if return_lse else _op)(*arguments)
+
+
+def _kvcache_cuda(q, k_cache, v_cache, cache_seqlens, page_table=None, causal=False,
+                  softcap=0.0, scale=1.0, check=True, lse=False):
+    """O, or (O, L) with lse: the implementation behind the ops and the eager call."""
+    return_lse = lse
+    b, nq, h, d, hkv, capacity, page = _shapes(q, k_cache, v_cache, cache_seqlens, page_table)
+    if check:
+        _check_values(cache_seqlens, page_table, capacity, page, k_cache.shape[0])
     dtype = tt.DTYPES.get(q.dtype)
     if dtype is None:
         raise tt.NotCovered(f"dtype {q.dtype}: tlc's plans take torch.float16 or torch.bfloat16")
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     device = q.get_device()
     group = h // hkv
     case, packed = cache_case(dtype, b, nq, h, hkv, d, capacity, page, causal, softcap,
@@ -113,13 +126,14 @@ def _bshd_view(strides):
     return (strides[0], strides[2], strides[1])
 
 
-def _shapes(q, k_cache, v_cache, lengths, table):
-    """(B, Nq, H, D, Hkv, key capacity a sequence, page size or None), checked."""
+def _shapes(q, k_cache, v_cache, lengths, table, placed: bool = True):
+    """(B, Nq, H, D, Hkv, key capacity a sequence, page size or None), checked; `placed`:
+    also where the tensors lie (not for the fake tensors torch.compile traces with)."""
     for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
             raise ArgumentError(f"{name}: a 4-dimensional tensor, "
                                 f"{'(B, Nq, H, D)' if name == 'q' else 'the cache'}")
-        if not t.is_cuda or t.stride(-1) != 1:
+        if placed and (not t.is_cuda or t.stride(-1) != 1):
             raise ArgumentError(f"{name}: a CUDA tensor with a contiguous last dimension")
         if t.dtype != q.dtype:
             raise ArgumentError(f"{name} is {t.dtype}, q is {q.dtype}: one dtype")
@@ -141,7 +155,7 @@ def _shapes(q, k_cache, v_cache, lengths, table):
         if k_cache.shape[0] != b:
             raise ArgumentError(f"k_cache has {k_cache.shape[0]} sequences, q {b}")
         for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
-            if t.data_ptr() % 16 or any(s % 8 for s in t.stride()[:3]):
+            if placed and (t.data_ptr() % 16 or any(s % 8 for s in t.stride()[:3])):
                 raise ArgumentError(f"{name}: 16-byte aligned rows; pass .contiguous()")
         return b, nq, h, d, hkv, rows, None
     _int32(table, "page_table", None, q.device)
@@ -184,3 +198,28 @@ def _check_values(lengths, table, capacity: int, page: int | None, pool: int) ->
     if flags[1]:
         raise ArgumentError(f"page_table: an entry the lengths reach is outside the pool of "
                             f"{pool} pages")
+
+
+def _kvcache_fake(q, k_cache, v_cache, cache_seqlens, page_table=None, causal=False,
+                  softcap=0.0, scale=1.0, check=True):
+    _shapes(q, k_cache, v_cache, cache_seqlens, page_table, placed=False)
+    return q.new_empty(q.shape)
+
+
+def _kvcache_lse_cuda(*arguments):
+    return _kvcache_cuda(*arguments, lse=True)
+
+
+def _kvcache_lse_fake(q, k_cache, v_cache, cache_seqlens, page_table=None, causal=False,
+                      softcap=0.0, scale=1.0, check=True):
+    b, nq, h, *_ = _shapes(q, k_cache, v_cache, cache_seqlens, page_table, placed=False)
+    return q.new_empty(q.shape), q.new_empty((b, h, nq), dtype=torch.float32)
+
+
+ARGUMENTS = ("(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cache_seqlens, "
+             "Tensor? page_table=None, bool causal=False, float softcap=0.0, float scale=1.0, "
+             "bool check=True)")
+_op = tt.register("attention_with_kvcache" + ARGUMENTS + " -> Tensor", _kvcache_cuda,
+                  _kvcache_fake)
+_op_lse = tt.register("attention_with_kvcache_lse" + ARGUMENTS + " -> (Tensor, Tensor)",
+                      _kvcache_lse_cuda, _kvcache_lse_fake)

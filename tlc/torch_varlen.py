@@ -32,16 +32,29 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q: int, *,
 
     check (default True) reads the offsets once on the device and raises ArgumentError
     unless they are non-decreasing from 0 within the tensors and max_seqlen_q covers every
-    sequence; check=False leaves that to the caller.
+    sequence; check=False leaves that to the caller. Outside plain eager calls it goes
+    through `torch.ops.tlc.attention_varlen` (and `..._lse`), which torch.compile traces.
     """
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        raise ArgumentError("attention_varlen has no backward: call it under torch.no_grad()")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    arguments = (q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), bool(causal),
+                 float(softcap or 0.0), scale, bool(check))
+    if tt._plain_eager(q):
+        return _varlen_cuda(*arguments, lse=return_lse)
+    return (_op_lse if return_lse else _op)(*arguments)
+
+
+def _varlen_cuda(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, causal=False,
+                 softcap=0.0, scale=1.0, check=True, lse=False):
+    """O, or (O, L) with lse: the implementation behind the ops and the eager call."""
+    return_lse = lse
     tq, h, d, tk, hkv, b = _shapes(q, k, v, cu_seqlens_q, cu_seqlens_k)
-    max_seqlen_q = int(max_seqlen_q)
     if check:
         _check_offsets(cu_seqlens_q, cu_seqlens_k, tq, tk, max_seqlen_q)
     dtype = tt.DTYPES.get(q.dtype)
     if dtype is None:
         raise tt.NotCovered(f"dtype {q.dtype}: tlc's plans take torch.float16 or torch.bfloat16")
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     device = q.get_device()
     arch, from_ptx = tt._present_target(device)
     case = tt.Case(dtype, d, h // hkv, bool(causal), softcap=softcap or None, arch=arch,
@@ -72,16 +85,17 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q: int, *,
     return (out, rows) if return_lse else out
 
 
-def _shapes(q, k, v, cu_q, cu_k):
-    """(Tq, H, D, Tk, Hkv, B), checked."""
+def _shapes(q, k, v, cu_q, cu_k, placed: bool = True):
+    """(Tq, H, D, Tk, Hkv, B), checked; `placed`: also where the tensors lie (not for the
+    fake tensors torch.compile traces with)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 3:
             raise ArgumentError(f"{name}: a 3-dimensional tensor (rows, heads, D)")
-        if not t.is_cuda or t.stride(-1) != 1:
+        if placed and (not t.is_cuda or t.stride(-1) != 1):
             raise ArgumentError(f"{name}: a CUDA tensor with a contiguous last dimension")
         if t.dtype != q.dtype or t.device != q.device:
             raise ArgumentError(f"{name}: {t.dtype} on {t.device}; q is {q.dtype} on {q.device}")
-        if t.data_ptr() % 16 or t.stride(0) % 8 or t.stride(1) % 8:
+        if placed and (t.data_ptr() % 16 or t.stride(0) % 8 or t.stride(1) % 8):
             raise ArgumentError(f"{name}: 16-byte aligned rows; pass .contiguous()")
     if tuple(k.shape) != tuple(v.shape):
         raise ArgumentError(f"k {tuple(k.shape)} and v {tuple(v.shape)} differ")
@@ -117,3 +131,27 @@ def _check_offsets(cu_q, cu_k, tq: int, tk: int, max_q: int) -> None:
                                 f"within the {rows} rows")
     if bad[2]:
         raise ArgumentError(f"max_seqlen_q = {max_q}: a query sequence is longer")
+
+
+def _varlen_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, causal=False,
+                 softcap=0.0, scale=1.0, check=True):
+    _shapes(q, k, v, cu_seqlens_q, cu_seqlens_k, placed=False)
+    return q.new_empty(q.shape)
+
+
+def _varlen_lse_cuda(*arguments):
+    return _varlen_cuda(*arguments, lse=True)
+
+
+def _varlen_lse_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, causal=False,
+                     softcap=0.0, scale=1.0, check=True):
+    tq, h, *_ = _shapes(q, k, v, cu_seqlens_q, cu_seqlens_k, placed=False)
+    return q.new_empty(q.shape), q.new_empty((h, tq), dtype=torch.float32)
+
+
+ARGUMENTS = ("(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
+             "int max_seqlen_q, bool causal=False, float softcap=0.0, float scale=1.0, "
+             "bool check=True)")
+_op = tt.register("attention_varlen" + ARGUMENTS + " -> Tensor", _varlen_cuda, _varlen_fake)
+_op_lse = tt.register("attention_varlen_lse" + ARGUMENTS + " -> (Tensor, Tensor)",
+                      _varlen_lse_cuda, _varlen_lse_fake)
