@@ -44,6 +44,24 @@ __device__ void store_accumulators(const float (&d)[N / 2], float* out) {
             out[(row + 8 * (r / 2)) * N + 8 * j + col + r % 2] = d[4 * j + r];
 }
 
+// Thread 0 makes a one-arrival mbarrier; the block waits until it exists.
+__device__ __forceinline__ void make_barrier(uint64_t& barrier) {
+    if (threadIdx.x == 0) {
+        mbarrier_init(&barrier, 1);
+        fence_barrier_init();
+    }
+    __syncthreads();
+}
+
+// The wgmma group issued, waited for, its accumulators kept live, and written out.
+template <int N>
+__device__ __forceinline__ void finish_and_store(float (&d)[N / 2], float* out) {
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_hold(d);
+    store_accumulators<N>(d, out);
+}
+
 // D = A * B^T with A (64 x 64) and B (N x 64) K-major, each loaded by TMA with the 128-byte
 // swizzle (rows of 64 fp16 = 128 bytes; 8 rows = 1024 bytes apart in the descriptor's SBO);
 // four k16 steps advance each descriptor's start by 32 bytes.
@@ -52,11 +70,7 @@ __device__ void wgmma_ss_test(const CUtensorMap& a_map, const CUtensorMap& b_map
     __shared__ alignas(1024) __half a_tile[64 * 64];
     __shared__ alignas(1024) __half b_tile[N * 64];
     __shared__ uint64_t barrier;
-    if (threadIdx.x == 0) {
-        mbarrier_init(&barrier, 1);
-        fence_barrier_init();
-    }
-    __syncthreads();
+    make_barrier(barrier);
     if (threadIdx.x == 0) {
         mbarrier_arrive_expect_tx(&barrier, sizeof(a_tile) + sizeof(b_tile));
         tma_load_2d(a_tile, &a_map, &barrier, 0, 0);
@@ -73,10 +87,7 @@ __device__ void wgmma_ss_test(const CUtensorMap& a_map, const CUtensorMap& b_map
         if constexpr (N == 64) wgmma_m64n64k16_ss_fp16<0>(d, a, b, k > 0);
         else wgmma_m64n128k16_ss_fp16<0>(d, a, b, k > 0);
     }
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_hold(d);
-    store_accumulators<N>(d, out);
+    finish_and_store<N>(d, out);
 }
 
 extern "C" __global__ void __launch_bounds__(128, 1) wgmma_ss_n64(
@@ -99,11 +110,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) wgmma_rs_n64(
         const __half* p, const __grid_constant__ CUtensorMap v_map, float* out) {
     __shared__ alignas(1024) __half v_tile[64 * 64];
     __shared__ uint64_t barrier;
-    if (threadIdx.x == 0) {
-        mbarrier_init(&barrier, 1);
-        fence_barrier_init();
-    }
-    __syncthreads();
+    make_barrier(barrier);
     if (threadIdx.x == 0) {
         mbarrier_arrive_expect_tx(&barrier, sizeof(v_tile));
         tma_load_2d(v_tile, &v_map, &barrier, 0, 0);
@@ -126,8 +133,5 @@ extern "C" __global__ void __launch_bounds__(128, 1) wgmma_rs_n64(
     for (int k = 0; k < 4; ++k)
         wgmma_m64n64k16_rs_fp16<1>(d, a[k], smem_descriptor(v_tile + 16 * 64 * k, 64 * 128,
                                                                1024, SWIZZLE_128B), k > 0);
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_hold(d);
-    store_accumulators<64>(d, out);
+    finish_and_store<64>(d, out);
 }
