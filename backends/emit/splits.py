@@ -189,6 +189,9 @@ def combine_kernel(kernel: ir.Kernel, target, split: SplitKV) -> KernelSource:
     parameters += [f"const int p_{n}" for n in sizes]
     parameters += [f"const {types[a.dtype]} {a.name}" for a in arguments if a.kind == "stride"]
     rows = _rows(shape)
+    per_lane = -(-split.splits // 32)
+    vector = 4 if width % 4 == 0 else 2  # columns a lane merges at a time (width is even)
+    vector_type = {4: "float4", 2: "float2"}[vector]
     lines = [f"// {name}: merges the {split.splits} split parts of {split.output} by their "
              "log-sum-exp",
              f'extern "C" __global__ void __launch_bounds__({32 * COMBINE_WARPS}) {name}('
@@ -199,17 +202,25 @@ def combine_kernel(kernel: ir.Kernel, target, split: SplitKV) -> KernelSource:
         f"const long long tlc_row = (long long)blockIdx.x * {COMBINE_WARPS} + threadIdx.x / 32;",
         "if (tlc_row >= tlc_rows) return;",
         "const int tlc_lane = threadIdx.x % 32;",
-        f"const float* tlc_lse = {split.part_lse}_g + tlc_row;",
+        "// lane t holds the log-sum-exp of parts t, t + 32, ...: each is read once, and the",
+        "// weights reach the column loop by shuffles, so its loads do not wait on each other",
+        f"float tlc_l[{per_lane}], tlc_w[{per_lane}];",
         "float tlc_top = -INFINITY;",
-        f"for (int s = tlc_lane; s < {split.splits}; s += 32) tlc_top = fmaxf(tlc_top, "
-        "tlc_lse[s * tlc_rows]);",
+        f"_Pragma(\"unroll\") for (int k = 0; k < {per_lane}; ++k) {{",
+        "    const int s = tlc_lane + 32 * k;",
+        f"    tlc_l[k] = s < {split.splits} ? {split.part_lse}_g[s * tlc_rows + tlc_row] : -INFINITY;",
+        "    tlc_top = fmaxf(tlc_top, tlc_l[k]);",
+        "}",
         "tlc_top = tlc::warp_max(tlc_top);",
         "float tlc_total = 0.f;",
-        f"if (tlc_top != -INFINITY) for (int s = tlc_lane; s < {split.splits}; s += 32) "
-        "tlc_total += __expf(tlc_lse[s * tlc_rows] - tlc_top);",
+        f"_Pragma(\"unroll\") for (int k = 0; k < {per_lane}; ++k) tlc_total += tlc_l[k] == "
+        "-INFINITY ? 0.f : __expf(tlc_l[k] - tlc_top);",
         "tlc_total = tlc::warp_sum(tlc_total);",
         "// -inf: no split saw a key, and the row's output is 0",
         "const float tlc_all = tlc_top == -INFINITY ? -INFINITY : tlc_top + __logf(tlc_total);",
+        "// a part that saw no key weighs 0 (and its part, all zeros, adds nothing)",
+        f"_Pragma(\"unroll\") for (int k = 0; k < {per_lane}; ++k) tlc_w[k] = tlc_l[k] == "
+        "-INFINITY ? 0.f : __expf(tlc_l[k] - tlc_all);",
         "long long tlc_rest = tlc_row;",
     ]
     for position in range(len(shape) - 2, -1, -1):
@@ -221,17 +232,22 @@ def combine_kernel(kernel: ir.Kernel, target, split: SplitKV) -> KernelSource:
         "(void)tlc_rest;",
         f"{C_TYPES[tensor.dtype]}* tlc_dst = {tensor.name}_g + {offset};",
         f"const float* tlc_part = {split.part}_g + tlc_row * {width};",
-        f"for (int c = 2 * tlc_lane; c < {width}; c += 64) {{",
-        "    float x = 0.f, y = 0.f;",
-        f"    for (int s = 0; s < {split.splits}; ++s) {{",
-        "        const float l = tlc_lse[s * tlc_rows];",
-        "        if (l == -INFINITY) continue;  // a part that saw no key adds nothing",
-        "        const float w = __expf(l - tlc_all);",
-        f"        const float2 v = *reinterpret_cast<const float2*>(tlc_part + s * tlc_rows * "
-        f"{width} + c);",
-        "        x += w * v.x; y += w * v.y;",
+        "// every lane runs every pass (the shuffles need the whole warp); a lane past the",
+        "// row's end loads and stores nothing",
+        f"for (int tlc_c0 = 0; tlc_c0 < {width}; tlc_c0 += {32 * vector}) {{",
+        f"    const int c = tlc_c0 + {vector} * tlc_lane;",
+        f"    const bool tlc_live = c < {width};",
+        f"    float tlc_x[{vector}] = {{}};",
+        f"    _Pragma(\"unroll\") for (int k = 0; k < {per_lane}; ++k) "
+        f"_Pragma(\"unroll {min(split.splits, 16)}\") for (int t = 0; t < min(32, {split.splits} - 32 * k); ++t) {{",
+        "        const float w = __shfl_sync(0xffffffffu, tlc_w[k], t);  // part 32 k + t's",
+        f"        const {vector_type} v = tlc_live ? *reinterpret_cast<const {vector_type}*>("
+        f"tlc_part + (long long)(32 * k + t) * tlc_rows * {width} + c) : {vector_type}{{}};",
+        "        " + " ".join(f"tlc_x[{e}] += w * v.{f};" for e, f in enumerate("xyzw"[:vector])),
         "    }",
-        f"    *reinterpret_cast<uint32_t*>(tlc_dst + c) = {PACK[tensor.dtype]}(x, y);",
+        "    if (!tlc_live) continue;",
+    ] + [f"    *reinterpret_cast<uint32_t*>(tlc_dst + c + {e}) = {PACK[tensor.dtype]}("
+         f"tlc_x[{e}], tlc_x[{e + 1}]);" for e in range(0, vector, 2)] + [
         "}",
     ]
     if lse is not None:
