@@ -23,6 +23,9 @@ class KernelEmitter(CodeWriter):
         self.loop_stack: list[ir.Loop] = []
         self.declared: set[str] = set()  # C names declared once per kernel (fragments, tiles)
         self.emitted: list[tuple[object, int, int]] = []  # (statement, first line, end line)
+        self.following: list = []  # the kernel body's statements after the one being emitted
+        # cp.async groups issued before a loop and left for its first wait (CpAsync.load_once)
+        self.joined_loads: list[str] = []
 
     def expr(self, e: ir.Expr, rename: dict | None = None) -> str:
         return c_expr(e, rename)
@@ -64,7 +67,8 @@ class KernelEmitter(CodeWriter):
                       f"{self.kernel.name}(" + ", ".join(self._parameter(a) for a in arguments)
                       + ") {"]
         self._prologue()
-        for op in self.kernel.body:
+        for position, op in enumerate(self.kernel.body):
+            self.following = self.kernel.body[position + 1:]
             self.emit_op(op)
         self.lines.append("}")
         extents = splits.grid_extents(self.kernel, split)

@@ -74,12 +74,32 @@ class CpAsync:
                      f"{tensor.dtype.value})")
 
     def load_once(self, em, op: ir.Copy) -> None:
-        """A tile outside any loop: issued, waited for, made visible."""
+        """A tile outside any loop: issued, waited for, made visible. Where only copies like
+        it stand between it and a pipelined loop, the loop's first wait covers its group
+        (groups complete in order), so it is in flight with the loop's first tiles rather
+        than a memory latency ahead of them: what a decoding block, a handful of key tiles
+        long, spends most on."""
         self.check_copy(em, op)
         self._issue_tiles(em, [op], None, "0", None)
         em.line("tlc::cp_async_commit();")
+        if self._joins_loop(em.following):
+            em.line(f"// {op.name}: waited for with the first tiles of the loop that follows")
+            em.joined_loads.append(op.name)
+            return
         em.line("tlc::cp_async_wait<0>();")
         em.line("__syncthreads();")
+
+    @staticmethod
+    def _joins_loop(following) -> bool:
+        """Whether the statements after a load are loads from global to shared and then a
+        loop whose every iteration starts by waiting on its copies."""
+        for op in following:
+            if isinstance(op, ir.Loop):
+                return bool(staged_copies(op))
+            if not (isinstance(op, ir.Copy) and (op.src, op.dst) == (ir.Level.GLOBAL,
+                                                                     ir.Level.SHARED)):
+                return False
+        return False
 
     def emit_loop(self, em, op: ir.Loop) -> None:
         staged = staged_copies(op)
@@ -121,6 +141,13 @@ class CpAsync:
             em.line("__syncthreads();  // the next iteration refills the stage just read")
         em.loop_stack.pop()
         em.close()
+        if em.joined_loads and not em.loop_stack:
+            # a loop that ran no iteration never waited for the loads before it
+            em.line(f"tlc::cp_async_wait<0>();  // {', '.join(em.joined_loads)}: in case the "
+                    "loop ran no iteration")
+            em.joined_loads.clear()
+            if depth == 1:
+                em.line("__syncthreads();")
         if depth > 1:
             em.line("__syncthreads();  // what follows may refill the stages")
 

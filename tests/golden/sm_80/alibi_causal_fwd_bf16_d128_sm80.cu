@@ -35,8 +35,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) alibi_causal_fwd_bf16_d128(
         }
     }
     tlc::cp_async_commit();
-    tlc::cp_async_wait<0>();
-    __syncthreads();
+    // Q: waited for with the first tiles of the loop that follows
     const int p_n_start = 0, p_n_stop = tlc::cdiv(min(p_Nk, ((((p_m + 1) * p_BM) + p_Nk) - p_Nq)), p_BN);
     if (p_n_start + 0 < p_n_stop) {
         // Copy K (32 x 128) from global to shared
@@ -219,6 +218,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) alibi_causal_fwd_bf16_d128(
             }
         }
     }
+    tlc::cp_async_wait<0>();  // Q: in case the loop ran no iteration
     __syncthreads();  // what follows may refill the stages
     // Copy O from register to shared
     {

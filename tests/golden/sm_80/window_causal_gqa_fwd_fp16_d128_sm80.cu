@@ -38,8 +38,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
         }
     }
     tlc::cp_async_commit();
-    tlc::cp_async_wait<0>();
-    __syncthreads();
+    // Q: waited for with the first tiles of the loop that follows
     const int p_n_start = max(0, (((((p_m * p_BM) + p_Nk) - p_Nq) - p_LEFT) / p_BN)), p_n_stop = tlc::cdiv(min(p_Nk, ((((p_m + 1) * p_BM) + p_Nk) - p_Nq)), p_BN);
     if (p_n_start + 0 < p_n_stop) {
         // Copy K (32 x 128) from global to shared
@@ -212,6 +211,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) window_causal_gqa_fwd_fp16_
             }
         }
     }
+    tlc::cp_async_wait<0>();  // Q: in case the loop ran no iteration
     __syncthreads();  // what follows may refill the stages
     // Copy O from register to shared
     {

@@ -12,5 +12,4 @@
         }
     }
     tlc::cp_async_commit();
-    tlc::cp_async_wait<0>();
-    __syncthreads();
+    // Q: waited for with the first tiles of the loop that follows

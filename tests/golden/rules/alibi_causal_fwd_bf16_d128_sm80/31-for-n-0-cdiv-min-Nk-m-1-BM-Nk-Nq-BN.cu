@@ -63,4 +63,5 @@
         }
         tlc::cp_async_commit();
     }
+    tlc::cp_async_wait<0>();  // Q: in case the loop ran no iteration
     __syncthreads();  // what follows may refill the stages
