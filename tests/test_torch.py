@@ -176,9 +176,10 @@ def test_one_query_row_of_grouped_heads_packs_them_into_rows():
     assert not tt._packs_query_heads(1, 32, 8, -1, object())  # ALiBi's slope is per head
 
 
-def test_a_decoding_case_plans_one_warp_tiles_and_the_split():
+def test_a_decoding_case_plans_the_decoding_tiles_and_the_split():
     text = tt.plan_for(tt.Case("bf16", 128, 4, decode=True, splits=16))
-    assert "param BM = 16" in text and "param SPLITS = 16" in text
+    assert "param BM = 32" in text and "param WARPS = 2" in text and "param BN = 64" in text
+    assert "param SPLITS = 16" in text
     assert "with splits SPLITS" in text
     assert "with splits" not in tt.plan_for(tt.Case("bf16", 128, 4))
 

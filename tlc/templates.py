@@ -12,9 +12,12 @@ from dataclasses import dataclass, replace
 TILES = [(128, 64, 4), (128, 32, 4), (64, 64, 4), (64, 32, 4), (64, 32, 2), (32, 32, 2),
          (64, 16, 4)]
 SMALL_TILES = [(32, 16, 2), (32, 8, 2)]  # a last resort: wide head dims on Turing
-# Decoding (a few query rows against a long cache): one warp's 16 rows, wide key tiles; the
-# grid is filled by splitting the keys instead.
-DECODE_TILES = [(16, 128, 1), (16, 64, 1), (32, 64, 2), (64, 64, 4), (16, 32, 1), (16, 16, 1)]
+# Decoding (a few query rows against a long cache): two warps of 16 rows, 64-key tiles; the
+# grid is filled by splitting the keys instead. The second warp's rows are padding where a
+# call has at most 16, but it halves each warp's share of the copies and MMAs of a tile:
+# on the H200 that read 1-12 % faster than one warp in all six decoding shapes of
+# benchmarks/decode_tiles.py (h200-decode-tiles.json).
+DECODE_TILES = [(32, 64, 2), (16, 128, 1), (16, 64, 1), (64, 64, 4), (16, 32, 1), (16, 16, 1)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
 CHUNKS = [256, 128, 64, 32]
 
