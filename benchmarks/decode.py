@@ -3,9 +3,11 @@ a long K/V cache, where the time is the cache read from memory.
 
 For each case (batch B, cache length L, query heads / K/V heads, dtype) every backend's
 output is checked against the float64 reference (tlc.reference.compare, the peers' rule, on
-the first sequence's first and last K/V heads with their query heads) before it is timed. Timing: CUDA events around
-each call, the median of ITERS, with L2 flushed before each call (a 1 GB cache would otherwise
-sit partly in the 50 MB L2 between calls and read faster than memory allows). The bytes a
+the first sequence's first and last K/V heads with their query heads) before it is timed.
+Timing: CUDA events around each call, the median of ITERS, with L2 flushed before each call
+(a 1 GB cache would otherwise sit partly in the 50 MB L2 between calls and read faster than
+memory allows) and the stream kept busy a millisecond more while the host enqueues the call
+(SPIN_CYCLES), so the time is the device's, for every backend alike. The bytes a
 call must move are K and V once, Q and O; TB/s is those over the time, next to the copy roof
 measured in the same run (a device-to-device copy of COPY_BYTES: read and written).
 
@@ -45,6 +47,10 @@ HEADS = ((32, 8), (32, 32))     # (query heads, K/V heads): GQA 4:1 and MHA
 HEAD_DIM = 128
 ITERS = 20
 COPY_BYTES = 2 << 30
+# GPU cycles (about 1 ms) the stream spins after the flush, before the timed call: the host
+# enqueues the call meanwhile, so its Python and launch overhead stays out of the time, for
+# every backend alike, however slow the host (a call that synchronises still pays its wait).
+SPIN_CYCLES = 2_000_000
 CACHE_BUDGET = 64 << 30         # cases whose K/V cache is larger are skipped (H200: 141 GB)
 
 
@@ -98,6 +104,7 @@ def time_call(call, flush, iters=ITERS) -> float:
     times = []
     for _ in range(iters):
         flush()
+        torch.cuda._sleep(SPIN_CYCLES)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         call()
