@@ -210,12 +210,12 @@ class Verdict:
 
 def compare(out, ref, low, dtype: str, q_len: int | None = None, k_len: int | None = None,
             variant: Variant = Variant(), softcap: bool = False,
-            long_keys: int = 1024) -> Verdict:
+            long_keys: int = 1024, ratio: float | None = None) -> Verdict:
     """The tolerance rule: max|out - ref| <= r * max|low - ref| + atol, with r = 2 (3 with
     softcap) and atol = 2 * max|(ref + 0.3 - 0.3) - ref| in the output dtype; no NaN or Inf;
     rows that see no key exactly 0; and for key sequences of at least `long_keys`,
     mean|out - ref| <= 1.5 * mean|low - ref|, which catches accumulation in too low a
-    precision."""
+    precision. `ratio` overrides r (gradients take 3, as the peers' backward tests do)."""
     out = np.asarray(out, dtype=np.float64)
     ref_rounded = to_dtype(ref, dtype).astype(np.float64)
     problems = []
@@ -223,7 +223,8 @@ def compare(out, ref, low, dtype: str, q_len: int | None = None, k_len: int | No
         problems.append(f"{int(np.sum(~np.isfinite(out)))} outputs are NaN or Inf")
     shifted = to_dtype(to_dtype(ref_rounded + 0.3, dtype) - 0.3, dtype).astype(np.float64)
     atol = 2.0 * float(np.max(np.abs(shifted - ref_rounded), initial=0.0))
-    ratio = 3.0 if softcap or variant.softcap else 2.0
+    if ratio is None:
+        ratio = 3.0 if softcap or variant.softcap else 2.0
     finite = np.where(np.isfinite(out), out, np.inf)
     max_error = float(np.max(np.abs(finite - ref_rounded), initial=0.0))
     max_bound = ratio * float(np.max(np.abs(low - ref_rounded), initial=0.0)) + atol
@@ -240,3 +241,59 @@ def compare(out, ref, low, dtype: str, q_len: int | None = None, k_len: int | No
         if mean_error > mean_bound:
             problems.append(f"mean error {mean_error:.3g} exceeds {mean_bound:.3g}")
     return Verdict(not problems, max_error, max_bound, mean_error, mean_bound, tuple(problems))
+
+
+# ---- the backward pass ----
+
+GRADIENT_RATIO = 3.0  # FlashAttention's backward tests allow 3x the plain low-precision error
+
+
+def _gradients(q, k, v, do, variant: Variant, slopes, rounded):
+    """dQ, dK, dV of O = softmax(scores) V against the output gradient dO, every product
+    passed through `rounded` (float64 for the reference, a dtype's rounding for the plain
+    low-precision yardstick). The chain: P from the scores; dV = Pᵀ dO; dP = dO Vᵀ;
+    δ = rowsum(dO ∘ O); dS = P ∘ (dP - δ), times 1 - tanh² of the capped score with softcap
+    (ALiBi's bias and the masks are constants); dQ = scale dS K and dK = scale dSᵀ Q. A K/V
+    head's gradients sum over the query heads that share it."""
+    heads, kv_heads = q.shape[1], k.shape[1]
+    group = heads // kv_heads
+    scale = variant.scale if variant.scale is not None else 1.0 / np.sqrt(q.shape[-1])
+    k_rep, v_rep = (np.repeat(x, group, axis=1) for x in (k, v))
+
+    def dot(a, b, s):
+        return rounded(rounded(a @ np.swapaxes(b, -1, -2)) * s)
+
+    scores = _scores(q, k, variant, slopes, dot)
+    p = rounded(_softmax_rows(scores))
+    o = rounded(p @ v_rep)
+    dv = rounded(np.swapaxes(p, -1, -2) @ do)
+    dp = rounded(do @ np.swapaxes(v_rep, -1, -2))
+    delta = np.sum(do * o, axis=-1, keepdims=True)
+    ds = rounded(p * (dp - delta))
+    if variant.softcap:
+        raw = rounded(rounded(q @ np.swapaxes(k_rep, -1, -2)) * scale)
+        ds = rounded(ds * (1.0 - np.tanh(raw / variant.softcap) ** 2))
+    dq = rounded(rounded(ds @ k_rep) * scale)
+    dk = rounded(rounded(np.swapaxes(ds, -1, -2) @ q) * scale)
+    shape = (k.shape[0], kv_heads, group) + k.shape[2:]
+    return dq, rounded(dk.reshape(shape).sum(axis=2)), rounded(dv.reshape(shape).sum(axis=2))
+
+
+def attention_grad(q, k, v, do, variant: Variant = Variant(), slopes=None):
+    """The float64 reference gradients (dQ, dK, dV) of attention(q, k, v) against dO."""
+    q, k, v, do = (np.asarray(x, dtype=np.float64) for x in (q, k, v, do))
+    return _gradients(q, k, v, do, variant, slopes, lambda x: x)
+
+
+def attention_grad_low(q, k, v, do, dtype: str, variant: Variant = Variant(), slopes=None):
+    """The same gradients done plainly in the input dtype, each product rounded to it: the
+    yardstick for a kernel's gradients, as attention_low is for its output."""
+    q, k, v, do = (to_dtype(x, dtype).astype(np.float64) for x in (q, k, v, do))
+    return _gradients(q, k, v, do, variant, slopes,
+                      lambda x: to_dtype(x, dtype).astype(np.float64))
+
+
+def compare_grads(got, ref, low, dtype: str, variant: Variant = Variant()) -> dict:
+    """Each of (dQ, dK, dV) by compare's rule with r = GRADIENT_RATIO: name -> Verdict."""
+    return {name: compare(g, r, lo, dtype, variant=variant, ratio=GRADIENT_RATIO)
+            for name, g, r, lo in zip(("dq", "dk", "dv"), got, ref, low)}
