@@ -15,7 +15,22 @@ def schedule(kernel: ir.Kernel, target: Target) -> Schedule:
     if not target.lowers:
         raise Unsupported(None, f"tlc does not generate code for {target.arch} yet",
                           help=target.note)
+    backward = next((op for op in ir.walk(kernel.body) if is_backward(op)), None)
+    if backward is not None:
+        raise Unsupported(backward, "the backward pass's statements (Exp, Subtract, Rowsum, a "
+                          "per-row vector loaded from global memory, a store `with add`) have "
+                          f"no {target.arch} lowering yet",
+                          help="`tlc sim FILE` runs the plan on the CPU against the float64 "
+                               "gradients (docs/language.md §5.9)")
     return build_schedule(kernel, target)
+
+
+def is_backward(op) -> bool:
+    """A statement only the backward pass uses, which no target lowers yet."""
+    if isinstance(op, (ir.Exp, ir.Subtract, ir.Rowsum)):
+        return True
+    return isinstance(op, ir.Copy) and (op.add or (op.src, op.dst) == (ir.Level.GLOBAL,
+                                                                      ir.Level.REGISTER))
 
 
 def lower(kernel: ir.Kernel, target: Target) -> Lowered:

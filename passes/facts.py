@@ -114,10 +114,13 @@ class Facts:
             role = op.dst[0].name if isinstance(op.dst[0], ir.Sym) else "data"
             before = held.get(op.name)
             held[op.name] = Held(role, op.dtype or (before.dtype if before else None))
-        elif isinstance(op, ir.Multiply) and isinstance(op.a, ir.Ref) and op.a.name in held:
+        elif isinstance(op, (ir.Multiply, ir.Subtract)) and isinstance(op.a, ir.Ref) and \
+                op.a.name in held:
             held[op.out] = held[op.a.name]
-        elif isinstance(op, ir.Alibi) and op.target in held:
+        elif isinstance(op, (ir.Alibi, ir.Exp)) and op.target in held:
             held[op.out] = held[op.target]
+        elif isinstance(op, ir.Rowsum):
+            held[op.out] = Held("data", ir.DType.FP32)
 
     def tunable_params(self) -> list[str]:
         """Params a plan may change without changing the problem: those in tile shapes,
@@ -197,11 +200,20 @@ def tile_origin(tensor: ir.Tensor, coord: dict, tile: tuple, env: dict) -> tuple
     return tuple(origin)
 
 
+def grouped_heads(kernel, sizes: dict[str, int]) -> int | None:
+    """Hkv · GROUP, the query heads a plan with both H and Hkv heads and a GROUP param takes
+    (docs/language.md §5.3: the caller launches with H = GROUP · Hkv), or None."""
+    group = next((p.value for p in kernel.params if p.name == "GROUP"), None)
+    if not isinstance(group, int) or "H" not in sizes or "Hkv" not in sizes:
+        return None
+    return sizes["Hkv"] * group
+
+
 def updated_tile(op) -> str | None:
     """The tile a Multiply or ALiBi reads and updates (its result may be named otherwise)."""
     if isinstance(op, ir.Alibi):
         return op.target
-    if isinstance(op, ir.Multiply) and isinstance(op.a, ir.Ref):
+    if isinstance(op, (ir.Multiply, ir.Subtract)) and isinstance(op.a, ir.Ref):
         return op.a.name
     return None
 
@@ -246,10 +258,12 @@ def register_reads(op) -> list[str]:
     """The register buffers a statement reads (an accumulating GEMM reads its result too)."""
     if isinstance(op, ir.Gemm):
         return [op.a.name, op.b.name] + ([op.out] if op.accumulate else [])
-    if isinstance(op, ir.Multiply):
+    if isinstance(op, (ir.Multiply, ir.Subtract)):
         return [r.name for r in (op.a, op.b) if isinstance(r, ir.Ref)]
-    if isinstance(op, (ir.Softmax, ir.Mask, ir.Softcap, ir.Alibi)):
+    if isinstance(op, (ir.Softmax, ir.Mask, ir.Softcap, ir.Alibi, ir.Rowsum)):
         return [op.target]
+    if isinstance(op, ir.Exp):
+        return [op.target, op.vector]
     if isinstance(op, ir.Logsumexp):
         return []  # it reads the softmax's row statistics, not the scores' (reshaped) data
     if isinstance(op, ir.Reshape):
@@ -261,6 +275,7 @@ def register_reads(op) -> list[str]:
 
 def register_writes(op) -> list[str]:
     """The register buffers a Compute writes."""
-    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp)):
+    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp, ir.Exp, ir.Subtract,
+                       ir.Rowsum)):
         return [op.out]
     return []

@@ -20,6 +20,9 @@ from tlc.passes.facts import Facts, global_load, named, shape_text, text
 CONVERTING_LOADS = {(ir.DType.BF16, ir.DType.FP16)}
 
 
+VERBS = {"Multiply": "multiply by", "Subtract": "subtract"}  # elementwise ops' help texts
+
+
 def infer_shapes(kernel: ir.Kernel, ctx) -> ir.Kernel:
     """Report tiles without compile-time shapes and shapes or dtypes that do not agree."""
     _Shapes(Facts(kernel), ctx.report).run()
@@ -180,24 +183,49 @@ class _Shapes:
                         help=f"declare `{op.slopes}` with the query tensor's head dimension, "
                              f"e.g. `input {op.slopes} (H) fp32`")
 
-    def multiply(self, op: ir.Multiply, held) -> None:
+    def exp(self, op: ir.Exp, held) -> None:
+        self._scores(op, op.target, "Exp", held)
+        scores, rows, out = (self._register(n) for n in (op.target, op.vector, op.out))
+        if scores and rows and scores.shape and rows.shape and \
+                self.facts.shape(rows) != self.facts.shape(scores)[:1]:
+            self.report("shape-mismatch", f"Exp takes one value per row of `{op.target}` "
+                        f"{shape_text(scores.shape)}; `{op.vector}` is "
+                        f"{shape_text(rows.shape)}", op.span,
+                        help=f"allocate `{op.vector}` in register ({text(scores.shape[0])})")
+        self._same_shape(op, "Exp", scores, out)
+
+    def rowsum(self, op: ir.Rowsum, held) -> None:
+        tile, out = self._register(op.target), self._register(op.out)
+        if tile and out and tile.shape and out.shape and \
+                self.facts.shape(out) != self.facts.shape(tile)[:1]:
+            self.report("shape-mismatch", f"Rowsum gives one value per row of `{op.target}` "
+                        f"{shape_text(tile.shape)}; `{op.out}` is {shape_text(out.shape)}",
+                        op.span, help=f"allocate `{op.out}` in register "
+                                      f"({text(tile.shape[0])})")
+
+    def subtract(self, op: ir.Subtract, held) -> None:
+        self.multiply(op, held, "Subtract")
+
+    def _same_shape(self, op, what: str, source, out) -> None:
+        if source and out and source.shape and out.shape and \
+                self.facts.shape(source) != self.facts.shape(out):
+            self.report("shape-mismatch", f"{what} gets a {shape_text(source.shape)} result "
+                        f"into `{op.out}` {shape_text(out.shape)}", op.span,
+                        help=f"allocate `{op.out}` with the shape of `{source.name}`")
+
+    def multiply(self, op, held, what: str = "Multiply") -> None:
         if not isinstance(op.a, ir.Ref):
             return
         a = self._register(op.a.name)
-        out = self._register(op.out)
-        if a and out and a.shape and out.shape and \
-                self.facts.shape(a) != self.facts.shape(out):
-            self.report("shape-mismatch", f"Multiply gets a {shape_text(a.shape)} result into "
-                        f"`{op.out}` {shape_text(out.shape)}", op.span,
-                        help=f"allocate `{op.out}` with the shape of `{op.a.name}`")
+        self._same_shape(op, what, a, self._register(op.out))
         if isinstance(op.b, ir.Ref):
             b = self._register(op.b.name)
             rows = self.facts.shape(a)[:1] if a else ()
             if a and b and self.facts.shape(b) not in (self.facts.shape(a), rows, rows + (1,)):
                 self.report("shape-mismatch", f"`{op.b.name}` {shape_text(b.shape)} is neither "
                             f"a scalar, one value per row, nor the shape of `{op.a.name}`",
-                            op.span, help="multiply by a scalar, a per-row vector or a tile of "
-                                          "the same shape")
+                            op.span, help=f"{VERBS[what]} a scalar, a per-row vector or a "
+                                          "tile of the same shape")
 
     def _register(self, name: str) -> ir.Buffer | None:
         return self.facts.buffers.get((name, ir.Level.REGISTER))

@@ -32,8 +32,10 @@ class _Resolver(Scope):
     # ---- the whole plan ----
 
     def kernel(self, plan: ast.Plan) -> ir.Kernel:
-        self.gemm_results = {stmt.result.name.text for stmt in ast.walk_stmts(plan.body)
-                             if isinstance(stmt, ast.Compute) and stmt.op.text == "GEMM"
+        # results computed in fp32 registers: GEMM accumulators, and what the elementwise
+        # operations of the backward pass make of them
+        self.fp32_results = {stmt.result.name.text for stmt in ast.walk_stmts(plan.body)
+                             if isinstance(stmt, ast.Compute) and stmt.op.text in FP32_RESULTS
                              and stmt.result is not None}
         name, target, grid = self._header(plan.decls)
         # A sketch may allocate a buffer after its first use; what it must not do is use one
@@ -245,13 +247,14 @@ class _Resolver(Scope):
         return ir.Allocate(buffer, stmt.span)
 
     def _buffer_dtype(self, stmt: ast.Allocate, clauses, level: ir.Level) -> ir.DType | None:
-        """Explicit `with dtype`, else fp32 for a GEMM result in registers (an accumulator),
+        """Explicit `with dtype`, else fp32 for a GEMM, Exp, Subtract or Rowsum result in
+        registers (an accumulator, or elementwise work on one),
         else, in registers, the dtype of the shared tile of the same name (what a Copy from it
         brings), else the dtype of the global tensor of the same name (a staging tile in shared
         memory holds what is stored)."""
         if "dtype" in clauses:
             return clauses["dtype"]
-        if stmt.name.text in self.gemm_results and level is ir.Level.REGISTER:
+        if stmt.name.text in self.fp32_results and level is ir.Level.REGISTER:
             return ir.DType.FP32
         shared = self.buffers.get((stmt.name.text, ir.Level.SHARED))
         if level is ir.Level.REGISTER and shared is not None and shared.dtype is not None:
@@ -304,7 +307,7 @@ class _Resolver(Scope):
             return None
         return ir.Copy(stmt.name.text, src, dst, tile, coord, clauses.get("vector"),
                        clauses.get("stages"), stmt.span, clauses.get("rows"),
-                       clauses.get("start"))
+                       clauses.get("start"), "add" in clauses)
 
     def _coord(self, name: str, coord: ast.Coord):
         tensor = self.tensors.get(name)
@@ -429,7 +432,7 @@ class _Resolver(Scope):
     def _operand(self, operand: ast.Operand, spec, index: int):
         """A Ref for a tensor or buffer; an expression for a scalar factor of Multiply."""
         expr = operand.expr
-        wants_tensor = not (spec.name == "Multiply" and index == 1)
+        wants_tensor = not (spec.name in ("Multiply", "Subtract") and index == 1)
         if not isinstance(expr, ast.Name):
             if spec.name == "GEMM":
                 self.report("bad-operands", "a GEMM operand is a buffer name", operand.span,
@@ -463,6 +466,9 @@ def _ref_name(ref) -> str:
     return ref.name if isinstance(ref, ir.Ref) else getattr(ref, "name", "?")
 
 
+# Compute operations whose register results are fp32 unless an Allocate says otherwise.
+FP32_RESULTS = ("GEMM", "Exp", "Subtract", "Rowsum")
+
 _BUILD = {
     "GEMM": _gemm,
     "Multiply": lambda refs, out, stmt, c: ir.Multiply(refs[0], refs[1], out,
@@ -475,5 +481,10 @@ _BUILD = {
                                                      stmt.span),
     "ALiBi": lambda refs, out, stmt, c: ir.Alibi(_ref_name(refs[0]), _ref_name(refs[1]), out,
                                                  stmt.span),
+    "Exp": lambda refs, out, stmt, c: ir.Exp(_ref_name(refs[0]), _ref_name(refs[1]), out,
+                                             stmt.span),
+    "Subtract": lambda refs, out, stmt, c: ir.Subtract(refs[0], refs[1], out,
+                                                       stmt.result.new, stmt.span),
+    "Rowsum": lambda refs, out, stmt, c: ir.Rowsum(_ref_name(refs[0]), out, stmt.span),
 }
 

@@ -23,7 +23,7 @@ import math
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
-from tlc.passes.facts import Facts, text, tile_origin
+from tlc.passes.facts import Facts, grouped_heads, text, tile_origin
 
 
 def semantics(kernel: ir.Kernel, ctx) -> ir.Kernel:
@@ -32,6 +32,7 @@ def semantics(kernel: ir.Kernel, ctx) -> ir.Kernel:
     _caps(facts, ctx)
     _grid_coordinates(facts, ctx)
     _written_before_read(facts, ctx)
+    _added_stores(facts, ctx)
     _outputs_written_once(facts, ctx)
     _loaded_chunks_within_rows(facts, ctx)
     return kernel
@@ -87,7 +88,8 @@ def _reads(op) -> list[tuple[str, ir.Level]]:
 def _writes(op) -> list[tuple[str, ir.Level]]:
     if isinstance(op, ir.Copy):
         return [(op.name, op.dst)]
-    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp)):
+    if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp, ir.Exp, ir.Subtract,
+                       ir.Rowsum)):
         return [(op.out, ir.Level.REGISTER)]
     if isinstance(op, ir.Reshape):
         return [(op.name, ir.Level.REGISTER)]
@@ -112,6 +114,35 @@ def _written_before_read(facts: Facts, ctx) -> None:
                 "statement before writes it there: the kernel would read whatever the memory "
                 "held", op.span, help=help))
         written.update(_writes(op))
+
+
+# ---- stores that add ----
+
+def _added_stores(facts: Facts, ctx) -> None:
+    """`with add` adds a register tile into a zeroed fp32 output (a reduction across blocks,
+    as dQ is in the backward pass): only from registers to global memory, only into fp32,
+    and every store of that output adds, else one block's store races with another's adds."""
+    added = {op.name for op in ir.walk(facts.kernel.body) if isinstance(op, ir.Copy) and op.add}
+    for op in ir.walk(facts.kernel.body):
+        if not isinstance(op, ir.Copy):
+            continue
+        tensor = facts.tensors.get(op.name)
+        if op.add and (op.src, op.dst) != (ir.Level.REGISTER, ir.Level.GLOBAL):
+            ctx.report(Diagnostic(
+                "bad-clause", f"`with add` adds a register tile into global memory; this Copy "
+                f"goes from {op.src.value} to {op.dst.value}", op.span,
+                help="drop `with add`, or add from registers: `Copy dQ (BM, D) in coordinate "
+                     "[...] from register to global with add`"))
+        elif op.add and tensor is not None and tensor.dtype is not ir.DType.FP32:
+            ctx.report(Diagnostic(
+                "dtype-mismatch", f"`with add` adds into fp32; `{op.name}` is "
+                f"{tensor.dtype.value}", op.span,
+                help=f"declare `output {op.name} (...) fp32` (and convert it after the kernel)"))
+        elif op.name in added and not op.add and op.dst is ir.Level.GLOBAL:
+            ctx.report(Diagnostic(
+                "output-race", f"this store overwrites `{op.name}`, which other stores add "
+                "into: which value is left depends on the order the blocks run in", op.span,
+                help="add every store of it (`with add`), or store it from one block only"))
 
 
 # ---- every output element written exactly once ----
@@ -157,11 +188,48 @@ def _size_family(facts: Facts, tensor: ir.Tensor, stores) -> list[dict[str, int]
         exprs += [e for _, e in op.coord] + [e for loop in loops for e in (loop.start,
                                                                             loop.stop)]
     relevant = {s.name for e in exprs for s in ir.symbols(e)}
+    # A size divided into blocks (`cdiv(Nk, BN)` in the grid or a loop bound) tries more than
+    # one block: blocks that write the same elements meet only then (a backward pass's dQ).
+    for expr in exprs:
+        for size, extent in _blocked_sizes(expr, facts.env):
+            choices.setdefault(size, set()).update(
+                v for v in (1, extent - 1, extent + 1, 2 * extent + 3) if v > 0)
     for name in facts.kernel.size_names:
         choices.setdefault(name, {1, 2} if name in relevant else {1})
     keys = sorted(choices)
-    return [dict(zip(keys, values)) for values in
-            itertools.product(*(sorted(choices[k]) for k in keys))][:48]
+    family = []
+    for values in itertools.product(*(sorted(choices[k]) for k in keys)):
+        sizes = dict(zip(keys, values))
+        heads = grouped_heads(facts.kernel, sizes)
+        if heads is not None:  # the call checks H = Hkv · GROUP (runtime.index_problem)
+            sizes["H"] = heads
+        if sizes not in family:
+            family.append(sizes)
+    return family[:48]
+
+
+def _blocked_sizes(expr, env: dict):
+    """(size, block extent) of each `cdiv(size, extent)` inside expr, the extent a constant."""
+    if isinstance(expr, ir.Call) and expr.func == "cdiv" and len(expr.args) == 2 and \
+            isinstance(expr.args[0], ir.Sym) and expr.args[0].kind is ir.SymKind.SIZE:
+        try:
+            extent = ir.evaluate(expr.args[1], env)
+        except (ir.NotConstant, ArithmeticError, ValueError, KeyError):
+            extent = None
+        if isinstance(extent, int) and extent > 0:
+            yield expr.args[0].name, extent
+    for child in _children(expr):
+        yield from _blocked_sizes(child, env)
+
+
+def _children(expr):
+    if isinstance(expr, ir.BinOp):
+        return (expr.left, expr.right)
+    if isinstance(expr, ir.Neg):
+        return (expr.operand,)
+    if isinstance(expr, (ir.Call, ir.Element)):
+        return expr.args
+    return ()
 
 
 def _tile(facts: Facts, op: ir.Copy) -> tuple | None:
@@ -194,7 +262,10 @@ def _coverage_problem(facts: Facts, tensor: ir.Tensor, stores):
                             f"{_shown(where)} writes outside the tensor",
                             "keep each coordinate of the store within its dimension")
                 counts.add(region)
-        for value, what in ((0, "never written"), (2, "written more than once")):
+        # stores that add (a reduction into a zeroed output) may meet; none may be missing
+        # (a store that overwrites among adds is output-race's)
+        adds = any(op.add for op, _ in stores)
+        for value, what in ((0, "never written"), (2, "written more than once"))[:2 - adds]:
             first, total = counts.never() if value == 0 else counts.twice()
             if total:
                 element = ", ".join(f"{text(d)} = {i}" for d, i in zip(tensor.shape, first))
@@ -277,7 +348,8 @@ def _loaded_chunks_within_rows(facts: Facts, ctx) -> None:
 def _coverage_help(facts: Facts, tensor, stores, value: int) -> str:
     if value:
         return (f"store `{tensor.name}` once per block, after the key loop, outside any loop "
-                "but the column chunks'")
+                "but the column chunks'; a sum over blocks (the backward pass's dQ) adds "
+                "each store into an fp32 output: `with add`")
     return (f"make the grid and the loops around the store cover every element of "
             f"`{tensor.name}` once: a grid extent or loop bound that tiles a size needs "
             f"`cdiv(size, tile)` (not `size / tile`), and a chunk loop runs cdiv(D, DC) times")

@@ -15,7 +15,7 @@ LAYERS = [
     ("tlc.passes", "tlc.printer"),
     ("tlc.backends", "tlc.irtext"),
     ("tlc.driver", "tlc.build", "tlc.compiler"),
-    ("tlc.runtime", "tlc.launch", "tlc.report", "tlc.tune", "tlc.simulate"),
+    ("tlc.runtime", "tlc.launch", "tlc.report", "tlc.tune", "tlc.simulate", "tlc.backward"),
     ("tlc.api", "tlc.llm", "tlc.examples", "tlc.cli_common", "tlc.templates"),
     ("tlc.cli", "tlc.commands", "tlc.sim_command", "tlc.torch", "tlc.__main__", "tlc"),
 ]

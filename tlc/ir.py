@@ -262,6 +262,7 @@ class Copy:
     span: Span = _span()
     rows: Expr | None = None  # `with rows N`: the tensor's rows past N are not there (read 0)
     start: Expr | None = None  # `with start S`: the rows the copy sees begin at row S
+    add: bool = False  # `with add`: a store adds into the tensor (which starts at zero)
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,32 @@ class Alibi:
 
 
 @dataclass(frozen=True)
+class Exp:
+    """out = exp(target - vector[row]); 0 where vector[row] is -inf or the score is hidden."""
+    target: str
+    vector: str
+    out: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Subtract:
+    a: Union[Ref, Expr]
+    b: Union[Ref, Expr]
+    out: str
+    in_place: bool
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Rowsum:
+    """out[row] = the sum of target's row."""
+    target: str
+    out: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Reshape:
     name: str
     src: tuple[Expr, ...]
@@ -342,8 +369,8 @@ class Loop:
     splits: Expr | None = None
 
 
-Op = Union[Allocate, Copy, Gemm, Multiply, Softmax, Logsumexp, Mask, Softcap, Alibi, Reshape,
-           Loop]
+Op = Union[Allocate, Copy, Gemm, Multiply, Softmax, Logsumexp, Mask, Softcap, Alibi, Exp,
+           Subtract, Rowsum, Reshape, Loop]
 
 
 @dataclass(frozen=True)

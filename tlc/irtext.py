@@ -47,7 +47,7 @@ def _statement(op) -> str:
         clauses = [f"{word} {text(value)}" for word, value in
                    (("vector", op.vector), ("stages", op.stages), ("rows", op.rows),
                     ("start", op.start))
-                   if value is not None]
+                   if value is not None] + ["add"] * op.add
         return (f"Copy {op.name}{tile}{coord} from {op.src.value} to {op.dst.value}"
                 + (f" with {', '.join(clauses)}" if clauses else ""))
     if isinstance(op, ir.Gemm):
@@ -70,6 +70,12 @@ def _statement(op) -> str:
         return f"Compute Softcap {op.target} with cap {text(op.cap) if op.cap else '?'}"
     if isinstance(op, ir.Alibi):
         return f"Compute ALiBi {op.target}, {op.slopes} and get {op.out}"
+    if isinstance(op, ir.Exp):
+        return f"Compute Exp {op.target}, {op.vector} and get {op.out}"
+    if isinstance(op, ir.Subtract):
+        return f"Compute Subtract {_operand(op.a)}, {_operand(op.b)} and get {op.out}"
+    if isinstance(op, ir.Rowsum):
+        return f"Compute Rowsum {op.target} and get {op.out}"
     if isinstance(op, ir.Reshape):
         return (f"Reshape {op.name} from {_shape(op.src)} to {_shape(op.dst)}"
                 + (f" with dtype {op.dtype.value}" if op.dtype else ""))

@@ -69,6 +69,17 @@ OPS: dict[str, OpSpec] = {spec.name: spec for spec in (
     OpSpec("ALiBi", 2, True,
            summary="add -slope[h] * |i - j| to the scores, slopes an input of shape (H)",
            example="Compute ALiBi S, slopes and get new S"),
+    OpSpec("Exp", 2, True,
+           summary="exp(S - L[row]) for L a per-row vector: the probabilities again from the "
+                   "forward's log-sum-exp (0 in a row whose L is -inf, and for a hidden score)",
+           example="Compute Exp S, L and get P"),
+    OpSpec("Subtract", 2, True,
+           summary="elementwise difference, taking away a scalar, a per-row vector or a tile "
+                   "of the same shape",
+           example="Compute Subtract dP, Delta and get new dP"),
+    OpSpec("Rowsum", 1, True,
+           summary="each row's sum, into a per-row register vector",
+           example="Compute Rowsum T and get Delta"),
 )}
 
 # A correct use of each clause, quoted by diagnostics.
@@ -76,12 +87,12 @@ CLAUSE_EXAMPLES = {
     "warps": "warps (4, 1)", "mma": "mma m16n8k16", "causal": "causal",
     "window": "window (256, 0)", "cap": "cap 30.0", "dtype": "dtype fp32",
     "offset": "offset batch_offset", "vector": "vector 8", "stages": "stages 2",
-    "splits": "splits SPLITS", "rows": "rows lengths[b]", "start": "start q_start[b]", "pages": "pages (table, PAGE)",
+    "splits": "splits SPLITS", "add": "add", "rows": "rows lengths[b]", "start": "start q_start[b]", "pages": "pages (table, PAGE)",
 }
 
 STATEMENT_CLAUSES: dict[str, dict[str, str]] = {
     "Allocate": {"dtype": "dtype", "offset": "expr"},
-    "Copy": {"vector": "expr", "stages": "expr", "rows": "expr", "start": "expr"},
+    "Copy": {"vector": "expr", "stages": "expr", "rows": "expr", "start": "expr", "add": "flag"},
     "input": {"pages": "pair"},
     "Reshape": {"dtype": "dtype"},
     "for": {"splits": "expr"},

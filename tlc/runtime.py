@@ -264,7 +264,7 @@ def index_problem(kernel, sizes: dict[str, int]) -> str | None:
     expression must stay below the dimension for the largest block index.
     """
     from tlc import ir
-    from tlc.passes.facts import text
+    from tlc.passes.facts import grouped_heads, text
 
     if kernel.grid is None:
         return None
@@ -275,6 +275,10 @@ def index_problem(kernel, sizes: dict[str, int]) -> str | None:
     except (ir.NotConstant, ArithmeticError, ValueError):
         return None
     spans = dict(zip(kernel.grid.indices, kernel.grid.extents))
+    heads = grouped_heads(kernel, sizes)
+    if heads is not None and heads != sizes["H"]:
+        return (f"H = {sizes['H']}, but the plan needs H = Hkv · GROUP = {sizes['Hkv']} · "
+                f"{env['GROUP']} = {heads} (its query heads are its K/V heads' groups)")
     for op in ir.walk(kernel.body):
         if not (isinstance(op, ir.Copy) and ir.Level.GLOBAL in (op.src, op.dst)):
             continue
@@ -622,15 +626,21 @@ def check_random(kernel: LoadedKernel, shape: dict[str, int], seed: int = 0,
     """Run a loaded plan once on fresh normal inputs of the given sizes (ALiBi slopes as the
     ALiBi paper sets them; the output poisoned first) and return the verdict against the
     float64 reference: of every (batch, head) with whole, else of the first and the last. A
-    plan that writes the row log-sum-exp has it compared too (reference.compare_lse)."""
+    plan that writes the row log-sum-exp has it compared too (reference.compare_lse). A
+    backward plan's gradients are judged instead (tlc/backward.py)."""
     import dataclasses
 
     import numpy as np
 
     from tlc import ir
+    from tlc.backward import check_backward, is_backward
     from tlc.reference import (attention, attention_low, compare, compare_lse, from_storage,
                                logsumexp)
 
+    if is_backward(kernel.kernel):  # its gradients, judged by tlc/backward.py
+        variant, slopes_name = variant_of(kernel.kernel)
+        arrays, rounded, _ = random_inputs(kernel, shape, seed)
+        return check_backward(kernel, arrays, rounded, variant, slopes_name)
     variant, _ = variant_of(kernel.kernel)
     arrays, rounded, slopes_name = random_inputs(kernel, shape, seed)
     q_name, k_name, v_name = [t.name for t in kernel.kernel.tensors

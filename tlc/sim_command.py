@@ -35,7 +35,11 @@ def run_sim(args) -> int:
     result = check_source(source, arch=args.arch, prior=problems)
     for diagnostic in result.diagnostics:
         print(render_text(diagnostic, source))
-    if not result.ok or result.kernel is None:
+    # The simulator runs the plan's statements, not generated code: a plan the target
+    # cannot lower yet (the backward pass) still runs, when no --arch asks for that target.
+    blocking = [d for d in result.diagnostics if d.is_error and not (
+        d.code == "backend-unsupported" and args.arch is None)]
+    if blocking or result.kernel is None:
         return EXIT_DIAGNOSTICS
     if result.kernel.sketch:
         print("tlc sim: this is a sketch: fill in its parameters (`tlc generate`, or write the "

@@ -64,7 +64,10 @@ class Simulator:
         sizes = _sizes(kernel, arrays)
         self.inputs = {t.name: _input(arrays[t.name], t) for t in kernel.tensors
                        if t.role == "input"}
-        self.outputs = {t.name: np.full(self._shape(t, sizes), np.nan)
+        # poisoned, except where stores add into them: those start at zero, as the call
+        # zeroes them
+        added = {op.name for op in ir.walk(kernel.body) if isinstance(op, ir.Copy) and op.add}
+        self.outputs = {t.name: np.full(self._shape(t, sizes), 0.0 if t.name in added else np.nan)
                         for t in kernel.tensors if t.role == "output"}
         # int32 tables in the environment: `lengths[b]` evaluates against them
         tables = {t.name: self.inputs[t.name] for t in kernel.tensors
@@ -118,6 +121,12 @@ class Simulator:
             buffer = self.facts.buffers[(op.name, ir.Level.SHARED)]
             tile = self._load(op, block, self.facts.shape(buffer))
             block.shared[op.name] = to_dtype(tile, buffer.dtype.value)
+        elif levels == (ir.Level.GLOBAL, ir.Level.REGISTER):
+            buffer = self.facts.buffers[(op.name, ir.Level.REGISTER)]
+            shape = self.facts.shape(buffer)
+            values = self._load_rows(op, block, shape[0]) if len(shape) == 1 else \
+                self._load(op, block, shape)
+            block.regs[op.name] = to_dtype(values, buffer.dtype.value)
         elif levels == (ir.Level.SHARED, ir.Level.REGISTER):
             block.regs[op.name] = self._shared(op, block).copy()
         elif levels == (ir.Level.REGISTER, ir.Level.SHARED):
@@ -141,18 +150,43 @@ class Simulator:
     def _gemm(self, op: ir.Gemm, block: _Block) -> None:
         a = block.regs[op.a.name].astype(np.float64)
         b = block.regs[op.b.name].astype(np.float64)
-        product = a @ (b.T if op.b.transposed else b)
+        product = (a.T if op.a.transposed else a) @ (b.T if op.b.transposed else b)
         if op.accumulate:
             product = product + block.regs[op.out]
         block.regs[op.out] = product.astype(np.float32)
 
     def _multiply(self, op: ir.Multiply, block: _Block) -> None:
-        factor = op.b
-        if isinstance(factor, ir.Ref):
-            factor = self.inputs[factor.name]
-        else:
-            factor = ir.evaluate(factor, block.env)
-        block.regs[op.out] = (block.regs[op.a.name] * np.float32(factor)).astype(np.float32)
+        block.regs[op.out] = (block.regs[op.a.name] * self._operand(op.b, block)
+                              ).astype(np.float32)
+
+    def _subtract(self, op: ir.Subtract, block: _Block) -> None:
+        block.regs[op.out] = (block.regs[op.a.name] - self._operand(op.b, block)
+                              ).astype(np.float32)
+
+    def _operand(self, value, block: _Block):
+        """The second operand of an elementwise Compute: a register tile of the first's shape,
+        a per-row vector (broadcast along the rows), a scalar input or an expression."""
+        if isinstance(value, ir.Ref) and value.name in block.regs:
+            values = block.regs[value.name]
+            return values[:, None] if values.ndim == 1 else values
+        if isinstance(value, ir.Ref):
+            return np.float32(self.inputs[value.name])
+        return np.float32(ir.evaluate(value, block.env))
+
+    def _exp(self, op: ir.Exp, block: _Block) -> None:
+        """exp(S - L[row]); 0 for a hidden score, a key past the end, or a row whose L is
+        -inf (it saw no key in the forward)."""
+        scores, rows = block.regs[op.target].astype(np.float64), block.regs[op.vector]
+        _, keys, _ = self._positions(op.target, block)
+        hidden = ~np.isfinite(scores) | (keys >= self._limit(op.target, 1, block)) | \
+            ~np.isfinite(rows)[:, None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            block.regs[op.out] = np.where(hidden, 0.0, np.exp(scores - rows[:, None])
+                                          ).astype(np.float32)
+
+    def _rowsum(self, op: ir.Rowsum, block: _Block) -> None:
+        block.regs[op.out] = block.regs[op.target].astype(np.float64).sum(axis=1).astype(
+            np.float32)
 
     def _mask(self, op: ir.Mask, block: _Block) -> None:
         rows, keys, diagonal = self._positions(op.target, block)
@@ -259,8 +293,19 @@ class Simulator:
         data, leading, row, first_col, there = self._region(op, block, rows, cols)
         target = data[leading]
         part = target[row:row + there, first_col:first_col + cols]
-        part[...] = to_dtype(values[:part.shape[0], :part.shape[1]],
-                             self.kernel.tensor(op.name).dtype.value)
+        stored = values[:part.shape[0], :part.shape[1]]
+        dtype = self.kernel.tensor(op.name).dtype.value
+        part[...] = to_dtype(part + stored, dtype) if op.add else to_dtype(stored, dtype)
+
+    def _load_rows(self, op: ir.Copy, block: _Block, rows: int) -> np.ndarray:
+        """A per-row vector from its tensor's last dimension (zeros past its end)."""
+        tensor = self.kernel.tensor(op.name)
+        *leading, first = tile_origin(tensor, dict(op.coord), (rows,), block.env)
+        source = self.inputs[op.name][tuple(leading)]
+        vector = np.zeros(rows)
+        part = source[first:first + rows]
+        vector[:part.shape[0]] = part
+        return vector
 
     def _store_rows(self, op: ir.Copy, block: _Block, values: np.ndarray) -> None:
         """A per-row vector (a row log-sum-exp) into its tensor's last dimension, from the

@@ -1,0 +1,98 @@
+"""The backward pass as a plan (docs/language.md §5.9): tests/fixtures/backward_fp16_d64.tl
+checks, is refused by the lowering with a located backend-unsupported (no target lowers it
+yet), and `tlc sim` runs it on the CPU against the float64 gradients, MHA and GQA, causal
+and windowed, with Nq != Nk and rows that see no key. A wrong plan fails there or in the
+checker: a missing term of dS, dQ overwritten rather than added, adds mixed with a store."""
+from pathlib import Path
+
+import pytest
+
+from tlc.api import check
+from tlc.cli import main
+from tlc.runtime import check_random, index_problem
+from tlc.simulate import Simulator, default_sizes
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = (ROOT / "tests" / "fixtures" / "backward_fp16_d64.tl").read_text()
+SCALE = "  Compute Multiply S, scale and get new S\n"
+ADD = " from register to global with add"
+
+
+def variant(plan=PLAN, mask=None, group=1):
+    if mask:
+        plan = plan.replace(SCALE, SCALE + f"  Compute Mask S with {mask}\n")
+    return plan.replace("param GROUP = 1", f"param GROUP = {group}")
+
+
+def codes(text):
+    return [d.code for d in check(text).diagnostics if d.is_error]
+
+
+def simulated(text, **sizes):
+    kernel = check(text).kernel
+    return check_random(Simulator(kernel), default_sizes(kernel, sizes), whole=True)
+
+
+def test_the_plan_checks_and_the_lowering_refuses_it_at_its_first_backward_statement():
+    result = check(PLAN)
+    errors = [d for d in result.diagnostics if d.is_error]
+    assert [d.code for d in errors] == ["backend-unsupported"]
+    assert "no sm_80 lowering yet" in errors[0].message and "tlc sim" in errors[0].help
+    line = PLAN[:PLAN.index("Copy L (BM)")].count("\n") + 1
+    assert errors[0].span.line == line
+
+
+@pytest.mark.parametrize("mask, group, sizes", [
+    (None, 1, {}),
+    ("causal", 1, {"Nq": 100, "Nk": 150}),
+    ("causal", 2, {"B": 2, "Hkv": 2, "Nq": 150, "Nk": 70}),  # rows that see no key
+    ("window (20, 5)", 2, {"Nq": 70, "Nk": 200}),
+])
+def test_the_simulated_gradients_are_the_references(mask, group, sizes):
+    verdict = simulated(variant(mask=mask, group=group), **sizes)
+    assert verdict.ok, verdict.problems
+
+
+def test_tlc_sim_runs_the_plan_past_its_lowering(tmp_path, capsys):
+    path = tmp_path / "backward.tl"
+    path.write_text(PLAN)
+    assert main(["sim", str(path)]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert main(["sim", str(path), "--arch", "sm_80"]) != 0  # asked for the target: refused
+
+
+def test_a_missing_term_of_ds_gives_wrong_gradients():
+    verdict = simulated(PLAN.replace("  Compute Subtract dP, Delta and get new dP\n", ""))
+    assert not verdict.ok
+    assert any(p.startswith("dQ:") for p in verdict.problems)
+    assert any(p.startswith("dK:") for p in verdict.problems)
+
+
+def test_dq_overwritten_by_each_kv_block_is_written_more_than_once():
+    result = check(PLAN.replace(ADD, " from register to global"))
+    coverage = [d for d in result.diagnostics if d.code == "output-coverage"]
+    assert coverage and "`dQ` is written more than once" in coverage[0].message
+    assert "with add" in coverage[0].help
+
+
+def test_adds_mixed_with_a_store_race():
+    extra = ("Copy dQ (BM, D) in coordinate [B = b, H = h * GROUP, Nq = 0] from register to "
+             "global\n")
+    assert "output-race" in codes(PLAN + extra)
+
+
+def test_add_is_for_fp32_outputs_from_registers():
+    fp16 = PLAN.replace("output dQ (B, H, Nq, D) fp32", "output dQ (B, H, Nq, D) fp16")
+    assert "dtype-mismatch" in codes(fp16)
+    staged = PLAN.replace("Copy K (BN, D) in coordinate [B = b, Hkv = h, Nk = n] from global "
+                          "to shared with vector 8",
+                          "Copy K (BN, D) in coordinate [B = b, Hkv = h, Nk = n] from global "
+                          "to shared with vector 8, add")
+    assert "bad-clause" in codes(staged)
+
+
+def test_the_call_takes_query_heads_as_kv_heads_times_group():
+    kernel = check(variant(group=2)).kernel
+    sizes = {"B": 1, "H": 3, "Hkv": 2, "Nq": 64, "Nk": 64}
+    assert "H = Hkv · GROUP = 2 · 2 = 4" in index_problem(kernel, sizes)
+    assert index_problem(kernel, dict(sizes, H=4)) is None
