@@ -96,3 +96,13 @@ def test_the_call_takes_query_heads_as_kv_heads_times_group():
     sizes = {"B": 1, "H": 3, "Hkv": 2, "Nq": 64, "Nk": 64}
     assert "H = Hkv · GROUP = 2 · 2 = 4" in index_problem(kernel, sizes)
     assert index_problem(kernel, dict(sizes, H=4)) is None
+
+
+DELTA = (ROOT / "tests" / "fixtures" / "backward_delta_fp16_d64.tl").read_text()
+
+
+def test_the_step_before_gives_delta_and_a_wrong_one_fails():
+    assert simulated(DELTA, Nq=99).ok
+    wrong = simulated(DELTA.replace("Compute Multiply dO, O and get T",
+                                    "Compute Multiply dO, dO and get T"), Nq=99)
+    assert not wrong.ok

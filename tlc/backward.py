@@ -1,6 +1,9 @@
 """The backward pass's conventions and its verdict (docs/language.md §5.9).
 
 A backward plan is one that takes the output's gradient, an input named `dO` of O's shape.
+The step before it takes O and dO and gives `Delta` = rowsum(dO ∘ O); it is judged against
+that sum in float64 (reference.compare's rule, against the sum of the products rounded to
+the dtype). The backward kernel itself takes more.
 Next to it come Q, K and V, the forward's row log-sum-exp `L` (B, H, Nq) and
 `Delta` = rowsum(dO ∘ O) (B, H, Nq), both fp32. It gives any of `dQ` (Q's shape), `dK` and
 `dV` (K's and V's shapes). A run is judged on fresh normal Q, K, V and dO. L and Delta come
@@ -31,6 +34,9 @@ def check_backward(loaded, arrays: dict, rounded: dict, variant, slopes_name):
                                from_storage, logsumexp, to_dtype, to_storage)
 
     kernel = loaded.kernel
+    delta = kernel.tensor("Delta")
+    if delta is not None and delta.role == "output":
+        return _check_delta(loaded, arrays, rounded)
     missing = [n for n in ("Q", "K", "V", "L", "Delta") if kernel.tensor(n) is None]
     if missing:
         raise ValueError(f"a backward plan takes Q, K, V, dO, L and Delta; this one has no "
@@ -55,3 +61,20 @@ def check_backward(loaded, arrays: dict, rounded: dict, variant, slopes_name):
     problems = tuple(f"{name}: {p}" for name, v in verdicts.items() for p in v.problems)
     return dataclasses.replace(worst, ok=all(v.ok for v in verdicts.values()),
                                problems=problems)
+
+
+def _check_delta(loaded, arrays: dict, rounded: dict):
+    """The step before the backward pass, Delta = rowsum(dO ∘ O), against float64."""
+    import numpy as np
+
+    from tlc.reference import compare, to_dtype
+
+    kernel = loaded.kernel
+    if kernel.tensor("O") is None:
+        raise ValueError("the step before the backward pass takes O and dO; this one has no O")
+    o, do = (rounded[n].astype(np.float64) for n in ("O", "dO"))
+    dtype = kernel.tensor("dO").dtype.value
+    ref = np.sum(do * o, axis=-1)
+    low = np.sum(to_dtype(do * o, dtype).astype(np.float64), axis=-1)
+    got = np.asarray(loaded(**arrays)["Delta"], dtype=np.float64)
+    return compare(got, ref, low, "fp32")
