@@ -277,12 +277,19 @@ class Gemm:
 
 
 @dataclass(frozen=True)
-class Multiply:
+class _Elementwise:
+    """A Compute of two operands, element by element: `a` a tile, `b` a scalar, a per-row
+    vector or a tile of a's shape; in_place when the result is written over `a` (`new`)."""
     a: Union[Ref, Expr]
     b: Union[Ref, Expr]
     out: str
     in_place: bool
     span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Multiply(_Elementwise):
+    """out = a * b"""
 
 
 @dataclass(frozen=True)
@@ -332,12 +339,8 @@ class Exp:
 
 
 @dataclass(frozen=True)
-class Subtract:
-    a: Union[Ref, Expr]
-    b: Union[Ref, Expr]
-    out: str
-    in_place: bool
-    span: Span = _span()
+class Subtract(_Elementwise):
+    """out = a - b"""
 
 
 @dataclass(frozen=True)
