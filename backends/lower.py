@@ -17,7 +17,8 @@ def schedule(kernel: ir.Kernel, target: Target) -> Schedule:
                           help=target.note)
     backward = next((op for op in ir.walk(kernel.body) if is_backward(op)), None)
     if backward is not None:
-        raise Unsupported(backward, "the backward pass's statements (Exp, Subtract, Rowsum, a "
+        raise Unsupported(backward, "the backward pass's statements (Exp, Subtract, "
+                          "SoftcapGrad, Rowsum, a "
                           "per-row vector loaded from global memory, a store `with add`) have "
                           f"no {target.arch} lowering yet",
                           help="`tlc sim FILE` runs the plan on the CPU against the float64 "
@@ -27,7 +28,7 @@ def schedule(kernel: ir.Kernel, target: Target) -> Schedule:
 
 def is_backward(op) -> bool:
     """A statement only the backward pass uses, which no target lowers yet."""
-    if isinstance(op, (ir.Exp, ir.Subtract, ir.Rowsum)):
+    if isinstance(op, (ir.Exp, ir.Subtract, ir.SoftcapGrad, ir.Rowsum)):
         return True
     return isinstance(op, ir.Copy) and (op.add or (op.src, op.dst) == (ir.Level.GLOBAL,
                                                                       ir.Level.REGISTER))

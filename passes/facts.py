@@ -119,6 +119,8 @@ class Facts:
             held[op.out] = held[op.a.name]
         elif isinstance(op, (ir.Alibi, ir.Exp)) and op.target in held:
             held[op.out] = held[op.target]
+        elif isinstance(op, ir.SoftcapGrad) and op.gradient in held:
+            held[op.out] = held[op.gradient]
         elif isinstance(op, ir.Rowsum):
             held[op.out] = Held("data", ir.DType.FP32)
 
@@ -264,6 +266,8 @@ def register_reads(op) -> list[str]:
         return [op.target]
     if isinstance(op, ir.Exp):
         return [op.target, op.vector]
+    if isinstance(op, ir.SoftcapGrad):
+        return [op.gradient, op.scores]
     if isinstance(op, ir.Logsumexp):
         return []  # it reads the softmax's row statistics, not the scores' (reshaped) data
     if isinstance(op, ir.Reshape):
@@ -276,6 +280,6 @@ def register_reads(op) -> list[str]:
 def register_writes(op) -> list[str]:
     """The register buffers a Compute writes."""
     if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp, ir.Exp, ir.Subtract,
-                       ir.Rowsum)):
+                       ir.SoftcapGrad, ir.Rowsum)):
         return [op.out]
     return []

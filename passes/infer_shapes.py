@@ -203,6 +203,16 @@ class _Shapes:
                         op.span, help=f"allocate `{op.out}` in register "
                                       f"({text(tile.shape[0])})")
 
+    def softcapgrad(self, op: ir.SoftcapGrad, held) -> None:
+        gradient, scores = self._register(op.gradient), self._register(op.scores)
+        if gradient and scores and gradient.shape and scores.shape and \
+                self.facts.shape(gradient) != self.facts.shape(scores):
+            self.report("shape-mismatch", f"SoftcapGrad takes the capped scores of the "
+                        f"gradient's shape: `{op.gradient}` is {shape_text(gradient.shape)}, "
+                        f"`{op.scores}` {shape_text(scores.shape)}", op.span,
+                        help=f"pass the scores `{op.gradient}` is the gradient of")
+        self._same_shape(op, "SoftcapGrad", gradient, self._register(op.out))
+
     def subtract(self, op: ir.Subtract, held) -> None:
         self.multiply(op, held, "Subtract")
 

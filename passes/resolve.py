@@ -467,7 +467,7 @@ def _ref_name(ref) -> str:
 
 
 # Compute operations whose register results are fp32 unless an Allocate says otherwise.
-FP32_RESULTS = ("GEMM", "Exp", "Subtract", "Rowsum")
+FP32_RESULTS = ("GEMM", "Exp", "Subtract", "SoftcapGrad", "Rowsum")
 
 _BUILD = {
     "GEMM": _gemm,
@@ -485,6 +485,8 @@ _BUILD = {
                                              stmt.span),
     "Subtract": lambda refs, out, stmt, c: ir.Subtract(refs[0], refs[1], out,
                                                        stmt.result.new, stmt.span),
+    "SoftcapGrad": lambda refs, out, stmt, c: ir.SoftcapGrad(
+        _ref_name(refs[0]), _ref_name(refs[1]), c.get("cap"), out, stmt.span),
     "Rowsum": lambda refs, out, stmt, c: ir.Rowsum(_ref_name(refs[0]), out, stmt.span),
 }
 

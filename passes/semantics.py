@@ -40,7 +40,7 @@ def semantics(kernel: ir.Kernel, ctx) -> ir.Kernel:
 
 def _caps(facts: Facts, ctx) -> None:
     for op in ir.walk(facts.kernel.body):
-        if isinstance(op, ir.Softcap) and op.cap is not None:
+        if isinstance(op, (ir.Softcap, ir.SoftcapGrad)) and op.cap is not None:
             cap = facts.value(op.cap)
             if isinstance(cap, (int, float)) and cap <= 0:
                 ctx.report(Diagnostic(
@@ -89,7 +89,7 @@ def _writes(op) -> list[tuple[str, ir.Level]]:
     if isinstance(op, ir.Copy):
         return [(op.name, op.dst)]
     if isinstance(op, (ir.Gemm, ir.Multiply, ir.Alibi, ir.Logsumexp, ir.Exp, ir.Subtract,
-                       ir.Rowsum)):
+                       ir.SoftcapGrad, ir.Rowsum)):
         return [(op.out, ir.Level.REGISTER)]
     if isinstance(op, ir.Reshape):
         return [(op.name, ir.Level.REGISTER)]

@@ -106,3 +106,29 @@ def test_the_step_before_gives_delta_and_a_wrong_one_fails():
     wrong = simulated(DELTA.replace("Compute Multiply dO, O and get T",
                                     "Compute Multiply dO, dO and get T"), Nq=99)
     assert not wrong.ok
+
+
+CAPPED = ("  Compute Softcap S with cap 2.0\n", "  Compute SoftcapGrad dS, S and get new dS "
+          "with cap 2.0\n")
+
+
+def with_softcap(plan=PLAN, gradient=True):
+    plan = plan.replace(SCALE, SCALE + CAPPED[0])
+    if gradient:
+        plan = plan.replace("  Compute Multiply dS, scale and get new dS\n",
+                            CAPPED[1] + "  Compute Multiply dS, scale and get new dS\n")
+    return plan
+
+
+def test_softcap_takes_its_derivative_and_fails_without_it():
+    assert simulated(with_softcap(variant(mask="causal")), Nq=90, Nk=130).ok
+    assert not simulated(with_softcap(variant(mask="causal"), gradient=False),
+                         Nq=90, Nk=130).ok
+
+
+def test_alibi_recomputes_the_biased_scores():
+    plan = variant(mask="causal", group=2).replace(
+        "input scale fp32\n", "input scale fp32\ninput slopes (H) fp32\n").replace(
+        "  Compute Mask S with causal\n",
+        "  Compute Mask S with causal\n  Compute ALiBi S, slopes and get new S\n")
+    assert simulated(plan, Nq=90, Nk=130).ok

@@ -344,6 +344,17 @@ class Subtract(_Elementwise):
 
 
 @dataclass(frozen=True)
+class SoftcapGrad:
+    """out = gradient * (1 - (scores / cap)^2), scores the capped ones: d(cap tanh(s / cap))
+    / ds; 0 where a score is hidden."""
+    gradient: str
+    scores: str
+    cap: Expr | None
+    out: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Rowsum:
     """out[row] = the sum of target's row."""
     target: str
@@ -373,7 +384,7 @@ class Loop:
 
 
 Op = Union[Allocate, Copy, Gemm, Multiply, Softmax, Logsumexp, Mask, Softcap, Alibi, Exp,
-           Subtract, Rowsum, Reshape, Loop]
+           Subtract, SoftcapGrad, Rowsum, Reshape, Loop]
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,9 @@ def _statement(op) -> str:
         return f"Compute Exp {op.target}, {op.vector} and get {op.out}"
     if isinstance(op, ir.Subtract):
         return f"Compute Subtract {_operand(op.a)}, {_operand(op.b)} and get {op.out}"
+    if isinstance(op, ir.SoftcapGrad):
+        return (f"Compute SoftcapGrad {op.gradient}, {op.scores} and get {op.out} with cap "
+                f"{text(op.cap) if op.cap else '?'}")
     if isinstance(op, ir.Rowsum):
         return f"Compute Rowsum {op.target} and get {op.out}"
     if isinstance(op, ir.Reshape):

@@ -77,6 +77,10 @@ OPS: dict[str, OpSpec] = {spec.name: spec for spec in (
            summary="elementwise difference, taking away a scalar, a per-row vector or a tile "
                    "of the same shape",
            example="Compute Subtract dP, Delta and get new dP"),
+    OpSpec("SoftcapGrad", 2, True, {"cap": "expr"}, ("cap",), one_of=("cap",),
+           summary="dS * (1 - (S / cap)^2): a gradient through the softcap, S the capped "
+                   "scores (0 where a score is hidden)",
+           example="Compute SoftcapGrad dS, S and get new dS with cap 30.0"),
     OpSpec("Rowsum", 1, True,
            summary="each row's sum, into a per-row register vector",
            example="Compute Rowsum T and get Delta"),

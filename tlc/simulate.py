@@ -184,6 +184,13 @@ class Simulator:
             block.regs[op.out] = np.where(hidden, 0.0, np.exp(scores - rows[:, None])
                                           ).astype(np.float32)
 
+    def _softcapgrad(self, op: ir.SoftcapGrad, block: _Block) -> None:
+        cap = np.float64(ir.evaluate(op.cap, block.env))
+        scores = block.regs[op.scores].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            slope = np.where(np.isfinite(scores), 1.0 - (scores / cap) ** 2, 0.0)
+        block.regs[op.out] = (block.regs[op.gradient] * slope).astype(np.float32)
+
     def _rowsum(self, op: ir.Rowsum, block: _Block) -> None:
         block.regs[op.out] = block.regs[op.target].astype(np.float64).sum(axis=1).astype(
             np.float32)
