@@ -132,3 +132,15 @@ def test_alibi_recomputes_the_biased_scores():
         "  Compute Mask S with causal\n",
         "  Compute Mask S with causal\n  Compute ALiBi S, slopes and get new S\n")
     assert simulated(plan, Nq=90, Nk=130).ok
+
+
+def test_a_plan_that_takes_do_but_not_l_is_told_so_not_an_internal_error(tmp_path, capsys):
+    plan = PLAN.replace("input L (B, H, Nq) fp32", "input Lx (B, H, Nq) fp32").replace(
+        "Copy L (BM)", "Copy Lx (BM)").replace("Allocate L in register", "Allocate Lx in "
+                                               "register").replace("Exp S, L and", "Exp S, Lx and")
+    path = tmp_path / "backward.tl"
+    path.write_text(plan)
+    assert main(["sim", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "takes Q, K, V, dO, L and Delta; this one has no L" in err
+    assert "internal error" not in err

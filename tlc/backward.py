@@ -18,6 +18,11 @@ import dataclasses
 GRADIENTS = ("dQ", "dK", "dV")
 
 
+class NotBackward(ValueError):
+    """A plan that takes dO but lacks what a backward pass (or the step before it) takes or
+    gives; the message names what is missing."""
+
+
 def is_backward(kernel) -> bool:
     """Whether a plan is a backward pass: it takes an output gradient `dO`."""
     tensor = kernel.tensor("dO")
@@ -39,8 +44,9 @@ def check_backward(loaded, arrays: dict, rounded: dict, variant, slopes_name):
         return _check_delta(loaded, arrays, rounded)
     missing = [n for n in ("Q", "K", "V", "L", "Delta") if kernel.tensor(n) is None]
     if missing:
-        raise ValueError(f"a backward plan takes Q, K, V, dO, L and Delta; this one has no "
+        raise NotBackward(f"a backward plan takes Q, K, V, dO, L and Delta; this one has no "
                          f"{', '.join(missing)}")
+    _check_shapes(kernel)
     q, k, v, do = (rounded[n].astype(np.float64) for n in ("Q", "K", "V", "dO"))
     dtype = kernel.tensor("Q").dtype.value
     slopes = None if slopes_name is None else np.asarray(arrays[slopes_name], np.float64)
@@ -52,7 +58,7 @@ def check_backward(loaded, arrays: dict, rounded: dict, variant, slopes_name):
     low = attention_grad_low(q, k, v, do, dtype, variant, slopes)
     given = [name for name in GRADIENTS if name in results]
     if not given:
-        raise ValueError("a backward plan gives dQ, dK or dV; this one gives none of them")
+        raise NotBackward("a backward plan gives dQ, dK or dV; this one gives none of them")
     got = [from_storage(results[name], kernel.tensor(name).dtype.value) if name in results
            else r for name, r in zip(GRADIENTS, ref)]
     verdicts = dict(zip(GRADIENTS, compare_grads(got, ref, low, dtype, variant).values()))
@@ -63,6 +69,20 @@ def check_backward(loaded, arrays: dict, rounded: dict, variant, slopes_name):
                                problems=problems)
 
 
+def _check_shapes(kernel) -> None:
+    """dO and dQ have Q's shape, dK and dV K's and V's, L and Delta Q's rows."""
+    from tlc.passes.facts import shape_text
+
+    q = kernel.tensor("Q").shape
+    wanted = {"dO": q, "L": q[:-1], "Delta": q[:-1], "dQ": q, "dK": kernel.tensor("K").shape,
+              "dV": kernel.tensor("V").shape}
+    for name, shape in wanted.items():
+        tensor = kernel.tensor(name)
+        if tensor is not None and shape_text(tensor.shape) != shape_text(shape):
+            raise NotBackward(f"`{name}` is {shape_text(tensor.shape)}; a backward plan takes "
+                              f"it as {shape_text(shape)}")
+
+
 def _check_delta(loaded, arrays: dict, rounded: dict):
     """The step before the backward pass, Delta = rowsum(dO ∘ O), against float64."""
     import numpy as np
@@ -71,7 +91,7 @@ def _check_delta(loaded, arrays: dict, rounded: dict):
 
     kernel = loaded.kernel
     if kernel.tensor("O") is None:
-        raise ValueError("the step before the backward pass takes O and dO; this one has no O")
+        raise NotBackward("the step before the backward pass takes O and dO; this one has no O")
     o, do = (rounded[n].astype(np.float64) for n in ("O", "dO"))
     dtype = kernel.tensor("dO").dtype.value
     ref = np.sum(do * o, axis=-1)

@@ -29,6 +29,7 @@ def run_sim(args) -> int:
     from tlc.diagnostics import render_text
     from tlc.driver import check_source, read_source
     from tlc.runtime import ArgumentError, problem_sizes
+    from tlc.backward import NotBackward
     from tlc.simulate import NotSimulated, SimulationError, simulate
 
     source, problems = read_source(args.file)
@@ -55,7 +56,7 @@ def run_sim(args) -> int:
     except SimulationError as error:
         print(render_text(_located(error), source))
         return EXIT_DIAGNOSTICS
-    except NotSimulated as error:
+    except (NotSimulated, NotBackward) as error:
         print(f"tlc sim: {error}", file=sys.stderr)
         return EXIT_USAGE
     shown = ", ".join(f"{k}={v}" for k, v in used.items() if k in result.kernel.size_names)
