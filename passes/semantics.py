@@ -218,18 +218,8 @@ def _blocked_sizes(expr, env: dict):
             extent = None
         if isinstance(extent, int) and extent > 0:
             yield expr.args[0].name, extent
-    for child in _children(expr):
+    for child in ir.children(expr):
         yield from _blocked_sizes(child, env)
-
-
-def _children(expr):
-    if isinstance(expr, ir.BinOp):
-        return (expr.left, expr.right)
-    if isinstance(expr, ir.Neg):
-        return (expr.operand,)
-    if isinstance(expr, (ir.Call, ir.Element)):
-        return expr.args
-    return ()
 
 
 def _tile(facts: Facts, op: ir.Copy) -> tuple | None:

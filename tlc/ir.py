@@ -159,17 +159,22 @@ def evaluate(expr: Expr, env: dict[str, int]) -> Union[int, float]:
     return left / right if expr.op == "/" else math.fmod(left, right)
 
 
+def children(expr: Expr) -> tuple:
+    """The expressions an expression is made of, in the order written."""
+    if isinstance(expr, BinOp):
+        return (expr.left, expr.right)
+    if isinstance(expr, Neg):
+        return (expr.operand,)
+    if isinstance(expr, (Call, Element)):
+        return tuple(expr.args)
+    return ()
+
+
 def symbols(expr: Expr) -> list[Sym]:
     """The symbols an expression names, in the order written (repeats kept)."""
     if isinstance(expr, Sym):
         return [expr]
-    if isinstance(expr, BinOp):
-        return symbols(expr.left) + symbols(expr.right)
-    if isinstance(expr, Neg):
-        return symbols(expr.operand)
-    if isinstance(expr, (Call, Element)):
-        return [s for a in expr.args for s in symbols(a)]
-    return []
+    return [s for child in children(expr) for s in symbols(child)]
 
 
 def call(func: str, args: list) -> Union[int, float]:
