@@ -208,7 +208,7 @@ class ResourceModel:
     target: Target
 
     def shared_memory(self, facts: Facts) -> SharedMemory | None:
-        return shared_memory(facts, self.target.smem_padding)
+        return shared_memory(facts, self.target)
 
     def registers(self, facts: Facts, online=()) -> Registers | None:
         return registers(facts, self.target, online)

@@ -23,13 +23,25 @@ C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP3
 class SharedMemory:
     total: int
     parts: tuple[tuple[str, int, int], ...]  # (buffer, bytes per stage, stages)
+    offsets: tuple[int, ...] = ()           # where each part starts, bytes
 
 
-def shared_memory(facts: Facts, padding: int) -> SharedMemory | None:
-    """Every shared buffer as the backend lays it out: each row `padding` elements longer
-    (so ldmatrix rows avoid bank conflicts), the stages of its Copy, 16-byte aligned. The
-    schedule places buffers with this same function, so the figure is the kernel's."""
-    parts = []
+# A tile the copy engine swizzles starts on this boundary, so that the swizzle pattern (the
+# address bits 4-6 xor 7-9) is the one wgmma's descriptors assume [PTX ISA, "Matrix
+# Descriptor Format": base offset 0]; dynamic shared memory gets as much slack to align it.
+SWIZZLE_ALIGNMENT = 1024
+BARRIER_BYTES = 8  # an mbarrier, a 64-bit shared-memory object
+
+
+def shared_memory(facts: Facts, target) -> SharedMemory | None:
+    """Every shared buffer as the target lays it out, times the stages of its Copy: rows
+    `target.smem_padding` elements longer (so ldmatrix rows avoid bank conflicts), 16-byte
+    aligned; or, where the target's copy engine swizzles the tiles it loads
+    (`target.copies.swizzles`), those tiles unpadded on 1024-byte boundaries, then the
+    engine's mbarriers, then the alignment slack. The schedule places buffers with this same
+    function, so the figure is the kernel's."""
+    parts, offsets, offset = [], [], 0
+    swizzled = swizzled_tiles(facts.kernel, target)
     for buffer in facts.kernel.buffers:
         if buffer.level is not ir.Level.SHARED:
             continue
@@ -39,11 +51,30 @@ def shared_memory(facts: Facts, padding: int) -> SharedMemory | None:
         rows = 1
         for extent in shape[:-1]:
             rows *= extent
+        padding = 0 if buffer.name in swizzled else target.smem_padding
         size = rows * (shape[-1] + padding) * buffer.dtype.bytes
         stages = facts.stages(buffer.name)
+        align = SWIZZLE_ALIGNMENT if buffer.name in swizzled else 16
+        offset = -(-offset // align) * align
         parts.append((buffer.name, size, stages))
-    total = sum(-(-size * stages // 16) * 16 for _, size, stages in parts)
-    return SharedMemory(total, tuple(parts))
+        offsets.append(offset)
+        offset += size * stages
+    offset = -(-offset // 16) * 16
+    if swizzled:
+        barriers = target.copies.barriers(facts)
+        parts.append(("mbarriers", BARRIER_BYTES, barriers))
+        offsets.append(offset)
+        offset += BARRIER_BYTES * barriers + SWIZZLE_ALIGNMENT
+    return SharedMemory(offset, tuple(parts), tuple(offsets))
+
+
+def swizzled_tiles(kernel: ir.Kernel, target) -> set[str]:
+    """The shared buffers the target's copy engine fills from global memory in its swizzled
+    layout (none for engines that copy into padded rows)."""
+    if not target.copies.swizzles:
+        return set()
+    return {op.name for op in ir.walk(kernel.body) if isinstance(op, ir.Copy)
+            and (op.src, op.dst) == (ir.Level.GLOBAL, ir.Level.SHARED)}
 
 
 @dataclass(frozen=True)
@@ -58,6 +89,12 @@ class SharedTile:
     stages: int
     dtype: ir.DType
     offset: int
+    swizzled: bool = False  # panels of `panel_cols` columns, 128-byte swizzled (isa/tma.py)
+
+    @property
+    def panel_cols(self) -> int:
+        """Columns of one swizzled panel: 128 bytes of a row."""
+        return 128 // self.dtype.bytes
 
     @property
     def ctype(self) -> str:
@@ -189,20 +226,22 @@ def verify(schedule: Schedule) -> None:
 def _place_shared(facts: Facts, target: Target) -> tuple[dict, int]:
     """Each shared buffer placed as the resource model counts it, so the report's figure is
     the kernel's."""
-    use = shared_memory(facts, target.smem_padding)
-    placed, offset = {}, 0
+    use = shared_memory(facts, target)
+    placed = {}
     buffers = {b.name: b for b in facts.kernel.buffers if b.level is ir.Level.SHARED}
-    for name, size, stages in use.parts:
+    swizzled = swizzled_tiles(facts.kernel, target)
+    for (name, size, stages), offset in zip(use.parts, use.offsets):
+        if name not in buffers:  # the copy engine's mbarriers
+            continue
         buffer, shape = buffers[name], facts.shape(buffers[name])
         if len(shape) != 2 or buffer.dtype not in (ir.DType.FP16, ir.DType.BF16):
             raise Unsupported(buffer, f"shared buffer `{name}`: this backend takes 2-D tiles "
                               "of fp16 or bf16")
         rows, cols = shape
-        placed[name] = SharedTile(name, rows, cols, cols + target.smem_padding, stages,
-                                  buffer.dtype, offset)
-        offset += -(-size * stages // 16) * 16
-    assert offset == use.total
-    return placed, offset
+        padding = 0 if name in swizzled else target.smem_padding
+        placed[name] = SharedTile(name, rows, cols, cols + padding, stages, buffer.dtype,
+                                  offset, name in swizzled)
+    return placed, use.total
 
 
 def gemm_dims(facts: Facts, gemm: ir.Gemm) -> tuple[int, int, int]:

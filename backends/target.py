@@ -41,7 +41,8 @@ class Argument:
     between neighbours along dimension `dim` of tensor `of`, an int32 or int64 as `dtype` says),
     "workspace" (a contiguous scratch buffer of `shape`, IR expressions over the sizes and
     params, that the caller allocates and the kernels of one plan pass along: a split's
-    parts); room is left for "tensormap" (a TMA descriptor by value)."""
+    parts), "tensormap" (the TMA descriptor of tensor `of`, copied `box` at a time, by value:
+    launchers build it from the tensor's address, shape and strides)."""
 
     name: str
     kind: str
@@ -50,6 +51,7 @@ class Argument:
     of: str | None = None
     dim: int | None = None
     shape: tuple | None = None
+    box: tuple | None = None  # a tensormap's box of `of`, elements innermost first
 
     def to_json(self) -> dict:
         shown = {"name": self.name, "kind": self.kind}
@@ -58,7 +60,11 @@ class Argument:
         if self.output:
             shown["output"] = True
         if self.of is not None:
-            shown.update(of=self.of, dim=self.dim)
+            shown.update(of=self.of)
+        if self.dim is not None:
+            shown.update(dim=self.dim)
+        if self.box is not None:
+            shown.update(box=list(self.box))
         if self.shape is not None:
             from tlc.passes.facts import text
             shown["shape"] = [text(d) for d in self.shape]

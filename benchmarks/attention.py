@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from correctness import FROM_PTX  # noqa: E402
 from tlc.templates import plan  # noqa: E402
 
-BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flex")
+BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flex", "fa3")
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "T4": 65.0}  # dense fp16/bf16
 CHECK_ROWS = 128
 
@@ -274,7 +274,24 @@ def flex_runner(case, inputs, arch, kernels):
         "torch.compile(flex_attention)"
 
 
-RUNNERS = {"tlc": tlc_runner, "sdpa-flash": sdpa_runner("sdpa-flash"),
+def fa3_runner(case, inputs, arch, kernels):
+    """FlashAttention-3's forward from the fa3-fwd wheel (bf16 and FP8 only): (B, N, H, D)
+    inputs, made contiguous before timing, as FA3 takes them; GQA native."""
+    if case.dtype != "bf16":
+        raise Unsupported("the fa3-fwd wheel has no fp16 kernels")
+    try:
+        import fa3_fwd_interface as fa3
+    except Exception as error:  # the wheel is absent or does not load with this PyTorch
+        raise Unsupported(f"fa3-fwd does not load: {type(error).__name__}: {error}")
+    prepared = [tuple(t.transpose(1, 2).contiguous() for t in three) for three in inputs]
+
+    def run(i):
+        out = fa3.flash_attn_func(*prepared[i], causal=case.causal)
+        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
+    return run, "fa3_fwd_interface.flash_attn_func, (B, N, H, D) inputs"
+
+
+RUNNERS = {"tlc": tlc_runner, "fa3": fa3_runner, "sdpa-flash": sdpa_runner("sdpa-flash"),
            "sdpa-cudnn": sdpa_runner("sdpa-cudnn"),
            "sdpa-efficient": sdpa_runner("sdpa-efficient"), "flex": flex_runner}
 

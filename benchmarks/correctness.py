@@ -64,7 +64,12 @@ def main() -> int:
 
     arch = device_arch()  # in this thread: the CUDA context belongs to it
 
+    from tlc.arch import ARCHS
+
     dtypes, dims, seqs = ["fp16", "bf16"], [32, 40, 64, 72, 96, 128, 256], SEQS
+    if ARCHS[args.arch].runs_only_on:  # sm_90a: TMA tiles of whole 64-column panels
+        dims = [64, 128, 192, 256]
+        ptx, arch = False, args.arch  # built for its own target, which only it runs
     if args.quick:
         dims, seqs = [64, 128], [(113, 203), (1, 65)]
     plans = {(dt, d, c, g): plan(dt, d, c, g, arch=args.arch) for dt, d, c, g in

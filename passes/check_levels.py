@@ -1,12 +1,14 @@
 """check_levels: each Copy and Compute uses memory levels where the hardware can do it.
 
 GEMM operands and results, and every other Compute, live in registers: an operand kept in
-shared memory must be copied to a register buffer first, and a register buffer must be filled
+shared memory must be copied to a register buffer first (but a warpgroup MMA reads its B,
+and its A where A has no register buffer, from shared memory), and a register buffer must be filled
 (by a Copy, a GEMM or a Reshape) before it is read. A Copy into global memory writes an output.
 """
 from __future__ import annotations
 
 from tlc import ir
+from tlc.arch import MMA_SHAPES
 from tlc.diagnostics import Diagnostic
 from tlc.passes.facts import Facts, register_reads, register_writes, shape_text
 
@@ -33,6 +35,8 @@ def check_levels(kernel: ir.Kernel, ctx) -> ir.Kernel:
 def _check_register(facts: Facts, op, name: str, reads: bool, held, report) -> None:
     if isinstance(op, ir.Multiply) and name in facts.tensors and not facts.tensors[name].shape:
         return  # a scalar argument
+    if reads_from_shared(facts, op, name):
+        return
     if (name, ir.Level.REGISTER) not in facts.buffers:
         shared = facts.buffers.get((name, ir.Level.SHARED))
         shape = shape_text(shared.shape) if shared and shared.shape else "(dims)"
@@ -49,3 +53,14 @@ def _check_register(facts: Facts, op, name: str, reads: bool, held, report) -> N
                           "fills them", op.span,
                           help=f"fill it first with {source}, e.g. `Copy {name} from shared to "
                                "register` before this line"))
+
+
+def reads_from_shared(facts: Facts, op, name: str) -> bool:
+    """Whether a GEMM reads operand `name` straight from its shared buffer: a warpgroup MMA
+    (wgmma) takes B, and A unless it is in registers, from shared memory [PTX ISA, wgmma]."""
+    if not isinstance(op, ir.Gemm) or name not in (op.a.name, op.b.name) or name == op.out:
+        return False
+    shape = MMA_SHAPES.get(op.mma or "")
+    if shape is None or not shape.warpgroup or (name, ir.Level.SHARED) not in facts.buffers:
+        return False
+    return name == op.b.name or (name, ir.Level.REGISTER) not in facts.buffers

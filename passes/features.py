@@ -61,10 +61,34 @@ def _gemm(arch: Arch, gemm: ir.Gemm, operand, ctx, reported: set, kernel: ir.Ker
     shapes = arch.mma_shapes_for(dtype)
     if gemm.mma and gemm.mma not in {s.name for s in shapes}:
         better = shapes[0].name
+        listed = ", ".join(s.name for s in shapes)
+        if all(s.warpgroup for s in shapes):  # wgmma: one shape per N
+            listed = (f"warpgroup MMAs m64nNk16 for N = 8, 16, ... {max(s.n for s in shapes)}, "
+                      "the N of the GEMM or a part of it")
+            better = _warpgroup_shape(kernel, gemm, shapes) or better
         ctx.report(Diagnostic(
             "arch-feature", f"{arch.name} has no {gemm.mma} MMA for {dtype.value}; it has "
-            + ", ".join(s.name for s in shapes), gemm.span, help=f"use `mma {better}`",
+            + listed, gemm.span, help=f"use `mma {better}`",
             fixes=replace_word(ctx.source, gemm.mma, better, gemm.span)))
+
+
+# The N of warpgroup MMA a port suggests first, widest first: the shapes tlc's wgmma
+# lowering emits (backends/isa/wgmma.py), then any N the GEMM's is a multiple of.
+PREFERRED_WGMMA_N = (128, 64)
+
+
+def _warpgroup_shape(kernel: ir.Kernel, gemm: ir.Gemm, shapes) -> str | None:
+    """The wgmma shape for this GEMM: the widest preferred N that divides the GEMM's N, else
+    the GEMM's N itself where the hardware has it."""
+    from tlc.passes.gemm_orientation import gemm_operands
+
+    operands = gemm_operands(Facts(kernel), gemm)
+    n = Facts(kernel).value(operands[1][1]) if operands else None
+    if not isinstance(n, int):
+        return None
+    names = {s.n: s.name for s in shapes}
+    return next((names[w] for w in PREFERRED_WGMMA_N if n % w == 0 and w in names),
+                names.get(n))
 
 
 def _stages(facts: Facts, arch: Arch, op: ir.Copy, report) -> None:

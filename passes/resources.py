@@ -37,8 +37,9 @@ def resources(kernel: ir.Kernel, ctx) -> ir.Kernel:
 
 
 def register_limit(arch: Arch, threads: int) -> int:
-    """Registers a thread may use: the per-thread maximum, and the block's share of the file."""
-    return min(arch.regs_per_thread, arch.regs_per_block // threads // 8 * 8)
+    """Registers a thread may use: the per-thread maximum, and the block's share of the file
+    (less a producer warpgroup's, where the target adds one)."""
+    return arch.register_limit(threads)
 
 
 def _threads(facts: Facts, arch: Arch, report) -> None:

@@ -92,13 +92,23 @@ def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report) -> None:
     if shape is None or operands is None:
         return
     (m, k), (_, n) = operands
+    if shape.warpgroup and (warps[0] % 4 or warps[1] != 1):
+        groups = max(1, round(warps[0] * warps[1] / 4))
+        report(Diagnostic(
+            "tile-mma", f"{shape.name} is a warpgroup MMA: four warps issue it together, so the "
+            f"warps along rows come in fours and none split columns; warps {tuple(warps)} do not",
+            gemm.span, help=f"write `with warps ({4 * groups}, 1)`: {groups} warpgroup(s) of 64 "
+                            "rows each"))
+        return
     k_step = shape.k_step  # K may end in a shorter last step (m16n8k16 in one m16n8k8)
-    for dim, axis, step in ((m, "M", warps[0] * shape.m), (n, "N", warps[1] * shape.n),
+    rows = shape.rows_per_warp  # a warpgroup MMA's 64 rows are 16 a warp
+    for dim, axis, step in ((m, "M", warps[0] * rows), (n, "N", warps[1] * shape.n),
                             (k, "K", k_step)):
         value = facts.value(dim)
         if not isinstance(value, int) or value % step == 0:
             continue
-        why = {"M": f"{warps[0]} warps along rows × {shape.m}",
+        why = {"M": f"{warps[0]} warps along rows × {rows}" + (
+                   f" ({warps[0] // 4} warpgroup(s) × 64)" if shape.warpgroup else ""),
                "N": f"{warps[1]} warps along columns × {shape.n}",
                "K": f"the k of {shape.name}" if k_step == shape.k else
                f"{shape.name} steps, ending in one of {shape.last_k}"}[axis]

@@ -14,6 +14,10 @@ Sources, cited per field below:
         .f16/.bf16 and m16n8k8 .bf16/.tf32 need sm_80; m16n8k32 .e4m3/.e5m2 needs sm_89).
   [ASYNC] PTX ISA, "Data Movement and Conversion Instructions", cp.async: requires sm_80.
   [LDM] PTX ISA, ldmatrix: requires sm_75.
+  [WGMMA] PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions":
+        wgmma.mma_async m64nNk16 for .f16/.bf16, N a multiple of 8 from 8 to 256, issued by a
+        warpgroup (4 consecutive warps from a multiple of 4); sm_90a only.
+  [MAXNREG] PTX ISA, setmaxnreg: a warpgroup's register count, a multiple of 8 in 24..256.
 """
 from __future__ import annotations
 
@@ -41,11 +45,25 @@ class MmaShape:
         """What K must be a multiple of."""
         return self.last_k or self.k
 
+    @property
+    def warpgroup(self) -> bool:
+        """A wgmma shape [WGMMA]: four warps issue it together, 16 of its 64 rows each."""
+        return self.m == 64
+
+    @property
+    def rows_per_warp(self) -> int:
+        return 16 if self.warpgroup else self.m
+
 
 M16N8K8 = MmaShape("m16n8k8", 16, 8, 8)
 M16N8K16 = MmaShape("m16n8k16", 16, 8, 16, last_k=8)
 M16N8K32 = MmaShape("m16n8k32", 16, 8, 32)
-MMA_SHAPES = {shape.name: shape for shape in (M16N8K8, M16N8K16, M16N8K32)}
+# [WGMMA]: the instruction's N is the tile's (or a part of it), so each N has its shape.
+WGMMA_SHAPES = tuple(MmaShape(f"m64n{n}k16", 64, n, 16) for n in range(8, 257, 8))
+MMA_SHAPES = {shape.name: shape for shape in (M16N8K8, M16N8K16, M16N8K32) + WGMMA_SHAPES}
+# [MAXNREG] the producer warpgroup of a warp-specialized kernel keeps this many registers a
+# thread, giving the rest of the block's file to the consumers (FlashAttention-3's figure).
+PRODUCER_REGISTERS = 24
 
 
 @dataclass(frozen=True)
@@ -66,11 +84,32 @@ class Arch:
     regs_per_block: int = 64 * KIB  # [CC]
     max_threads_per_block: int = 1024  # [CC]
     warp_size: int = 32             # [CC]
+    # sm_90a code adds a producer warpgroup (its TMA copies) to the warps a plan names, and
+    # moves registers from it to the consumers with setmaxnreg [MAXNREG].
+    producer_warps: int = 0
+    # Code built for an arch-specific target (sm_90a) runs on that one arch only [PTX ISA,
+    # "Target ISA notes"]: the arch of the GPUs it runs on.
+    runs_only_on: str | None = None
 
     def mma_shapes_for(self, dtype: DType) -> tuple[MmaShape, ...]:
         """The MMA shapes whose inputs may be of this dtype, largest k first."""
         shapes = [shape for shape, dtypes in self.mma if dtype in dtypes]
         return tuple(sorted(shapes, key=lambda s: -s.k))
+
+    def block_threads(self, threads: int) -> int:
+        """Threads a block runs for a plan whose warps make `threads`: the producer's too."""
+        return threads + 32 * self.producer_warps
+
+    def register_limit(self, threads: int) -> int:
+        """Registers a thread of the plan's warps may use: the per-thread maximum and the
+        block's share of the file; with a producer warpgroup, what is left to the consumers
+        after the producer's PRODUCER_REGISTERS, in the multiples of 8 setmaxnreg takes."""
+        block = self.block_threads(threads)
+        plain = min(self.regs_per_thread, self.regs_per_block // block // 8 * 8)
+        if not self.producer_warps or plain == self.regs_per_thread:
+            return plain  # enough for every thread: no reallocation
+        left = self.regs_per_block - PRODUCER_REGISTERS * 32 * self.producer_warps
+        return min(self.regs_per_thread, left // threads // 8 * 8)
 
     @property
     def mma_dtypes(self) -> tuple[DType, ...]:
@@ -105,7 +144,8 @@ ARCHS: dict[str, Arch] = {arch.name: arch for arch in (
     # built for exactly sm_90a may use [PTX ISA, "Target ISA notes": sm_90a].
     Arch("sm_90a", "Hopper (sm_90a features)", smem_per_sm=228 * KIB, smem_per_block=227 * KIB,
          smem_reserved_per_block=1 * KIB, max_threads_per_sm=2048, max_blocks_per_sm=32,
-         mma=_AMPERE_MMA + ((M16N8K32, _FP8),), has_cp_async=True),
+         mma=tuple((shape, (_F16, _BF16)) for shape in WGMMA_SHAPES), has_cp_async=True,
+         producer_warps=4, runs_only_on="sm_90"),
 )}
 
 ARCH_NAMES = tuple(ARCHS)

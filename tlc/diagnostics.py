@@ -86,7 +86,6 @@ CODES: dict[str, tuple[Severity, str]] = {
     "thread-budget": (Severity.ERROR, "more threads per block than the target allows"),
     "arch-feature": (Severity.ERROR, "an MMA shape, dtype or cp.async the target lacks"),
     "backend-unsupported": (Severity.ERROR, "what tlc cannot generate code for on the target yet"),
-    "no-backend": (Severity.ERROR, "a target tlc checks plans for but does not lower yet"),
     "empty-plan": (Severity.WARNING, "the plan holds no statement (an error in TL code)"),
     # the tool itself
     "internal-error": (Severity.ERROR, "a bug in tlc; please report it with the plan"),

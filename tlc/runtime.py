@@ -2,6 +2,8 @@
 a kernel runs, so the compiler works on machines without a GPU."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class GpuUnavailable(Exception):
     """No usable GPU: PyCUDA missing, no driver, or no device; the message says which."""
@@ -91,12 +93,21 @@ class LoadedKernel:
     """A plan built for the GPU present, callable with NumPy arrays (fp16 as numpy.float16,
     bf16 as the uint16 bit patterns)."""
 
-    def __init__(self, kernel, lowered, module, built_for: str, how: str):
-        """`lowered`: the plan's kernels (tlc.backends.target.Lowered), launched in order."""
+    def __init__(self, kernel, lowered, module, built_for: str, how: str, image: bytes = b""):
+        """`lowered`: the plan's kernels (tlc.backends.target.Lowered), launched in order;
+        `image`: the built module's bytes, which kernels taking tensor maps are loaded from
+        by tlc.launch (launched through PyCUDA's argument packing, an sm_90a kernel stopped
+        the H200 with an illegal instruction; through tlc.launch it computed the right
+        answer)."""
+        from tlc.launch import Kernel
+
         self.kernel, self.built_for, self.how = kernel, built_for, how
         self.kernels, self.lowered = lowered.kernels, lowered.main
         cuda = driver()
-        self.functions = [module.get_function(k.name) for k in self.kernels]
+        self.functions = [
+            Kernel(image, k.name, k.arguments, k.threads, k.shared_memory)
+            if any(a.kind == "tensormap" for a in k.arguments) else module.get_function(k.name)
+            for k in self.kernels]
         self.function = self.functions[0]
         # Inputs a converting load computes as fp16 (bf16 on Turing): values past fp16's range
         # would silently become infinities, so a call refuses them.
@@ -104,7 +115,7 @@ class LoadedKernel:
                           any(b.name == t.name and b.dtype and b.dtype is not t.dtype
                               for b in kernel.buffers)]
         for source, function in zip(self.kernels, self.functions):
-            if source.shared_memory > 48 * 1024:
+            if source.shared_memory > 48 * 1024 and not isinstance(function, Kernel):
                 function.set_attribute(cuda.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                        source.shared_memory)
 
@@ -184,6 +195,8 @@ class LoadedKernel:
                                     strides, bound) for argument in source.arguments]
             grid = tuple(int(ir.evaluate(e, env)) for e in source.extents)
             _check_grid(grid)
+            if any(a.kind == "tensormap" for a in source.arguments):
+                arguments = _driver_arguments(source.arguments, arguments)
             launches.append((arguments, grid + (1,) * (3 - len(grid))))
         self.launch_args = launches
         self.launch()
@@ -212,6 +225,8 @@ class LoadedKernel:
                                     f"dimension {argument.dim}; the kernel takes up to "
                                     "2^31 - 1 there: pass .contiguous()")
             return np.int32(stride) if argument.dtype == "int32" else np.int64(stride)
+        if argument.kind == "tensormap":
+            return self._tensor_map(argument, bound, strides, sizes)
         if argument.kind == "workspace":
             shape = tuple(int(ir.evaluate(d, env)) for d in argument.shape)
             pointer, handle = _poisoned(kind if kind == "torch" else "gpuarray", shape, "fp32")
@@ -231,12 +246,52 @@ class LoadedKernel:
         bound[name] = pointer
         return pointer
 
+    def _tensor_map(self, argument, bound, strides, sizes):
+        """The TMA descriptor of a tensor bound earlier in the call (tensors come first), as
+        the 128 bytes PyCUDA passes by value."""
+        import numpy as np
+
+        from tlc.launch import DriverError, tensor_map
+
+        tensor = self.kernel.tensor(argument.of)
+        shape, element = self._shape(tensor, sizes), 2 if argument.dtype != "fp32" else 4
+        try:
+            value = tensor_map(int(bound[argument.of]), argument.dtype, tuple(reversed(shape)),
+                               tuple(s * element for s in reversed(strides[argument.of][:-1])),
+                               argument.box)
+        except DriverError as error:
+            raise ArgumentError(f"{argument.of}: {error}") from None
+        return np.frombuffer(value, dtype=np.uint8).copy()
+
     def launch(self) -> None:
         """Launch again with the arguments of the last call (for timing)."""
         for source, function, (arguments, grid) in zip(self.kernels, self.functions,
                                                        self.launch_args):
-            function(*arguments, block=(source.threads, 1, 1), grid=grid,
-                     shared=source.shared_memory)
+            if isinstance(arguments, DriverArguments):
+                function.launch(grid, arguments.pointers, arguments.values)
+            else:
+                function(*arguments, block=(source.threads, 1, 1), grid=grid,
+                         shared=source.shared_memory)
+
+
+class DriverArguments:
+    """A call's arguments as tlc.launch.Kernel takes them: device addresses, then the rest
+    as Python numbers and tensor-map bytes."""
+
+    def __init__(self, pointers, values):
+        self.pointers, self.values = pointers, values
+
+
+def _driver_arguments(arguments, bound) -> DriverArguments:
+    pointers, values = [], []
+    for argument, value in zip(arguments, bound):
+        if argument.kind in ("tensor", "workspace"):
+            pointers.append(int(value))
+        elif argument.kind == "tensormap":
+            values.append(value.tobytes())
+        else:
+            values.append(value.item())
+    return DriverArguments(pointers, values)
 
 
 GRID_LIMITS = (2 ** 31 - 1, 65535, 65535)
@@ -514,6 +569,7 @@ def load(plan, arch: str | None = None, cache_dir=None, prebuilt=None,
     newer GPU exactly as written for Turing). `prebuilt` is a (lowered, build result) pair
     made earlier, e.g. by parallel builds. The plan is checked against the GPU present too:
     a plan that does not fit it (its shared memory, say) is refused with what to change."""
+    from tlc.arch import ARCHS
     from tlc.driver import check
     from tlc.driver import CompileError, build_for, lowered_of
 
@@ -525,18 +581,26 @@ def load(plan, arch: str | None = None, cache_dir=None, prebuilt=None,
     except CompileError as error:
         raise ArgumentError(str(error)) from None
     present = device_arch()
-    check_fits(result, present)
+    only = ARCHS[result.arch].runs_only_on if result.arch in ARCHS else None
+    if only and present != only:
+        raise ArgumentError(f"an {result.arch} plan runs on {only} GPUs only; this GPU is "
+                            f"{present} ({device_name()}): check the plan for {present}")
+    if not only:
+        check_fits(result, present)
     if prebuilt is not None:
         lowered, built = prebuilt
-    else:
-        built = build_for(lowered, result.arch if from_ptx else present,
+    else:  # arch-specific code (sm_90a) is built for its own target
+        built = build_for(lowered, result.arch if from_ptx or only else present,
                           output="ptx" if from_ptx else "cubin", cache_dir=cache_dir)
     if str(built.path).endswith(".ptx"):
         how = (f"PTX for compute_{result.arch[3:]}, JIT-compiled by the driver for {present} "
                f"({device_name()})")
+    elif only:
+        how = f"built for {result.arch}, run on {present} ({device_name()})"
     else:
         how = f"built natively for {present} ({device_name()}) from the {result.arch} plan"
-    return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how)
+    return LoadedKernel(result.kernel, lowered, load_module(built.path), present, how,
+                        image=Path(built.path).read_bytes())
 
 
 def _lines(result) -> str:

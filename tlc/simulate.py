@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tlc import ir
+from tlc.passes.check_levels import reads_from_shared
 from tlc.passes.facts import Facts, global_load, tile_origin
 from tlc.reference import from_storage, to_dtype, to_storage
 
@@ -128,7 +129,7 @@ class Simulator:
                 self._load(op, block, shape)
             block.regs[op.name] = to_dtype(values, buffer.dtype.value)
         elif levels == (ir.Level.SHARED, ir.Level.REGISTER):
-            block.regs[op.name] = self._shared(op, block).copy()
+            block.regs[op.name] = self._shared(op.name, block).copy()
         elif levels == (ir.Level.REGISTER, ir.Level.SHARED):
             buffer = self.facts.buffers[(op.name, ir.Level.SHARED)]
             block.shared[op.name] = to_dtype(self._normalised(op.name, block), buffer.dtype.value)
@@ -137,23 +138,30 @@ class Simulator:
         elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL):
             self._store(op, block, self._normalised(op.name, block))
         elif levels == (ir.Level.SHARED, ir.Level.GLOBAL):
-            self._store(op, block, self._shared(op, block))
+            self._store(op, block, self._shared(op.name, block))
         else:
             raise SimulationError(op, f"Copy from {op.src.value} to {op.dst.value}")
 
-    def _shared(self, op, block: _Block) -> np.ndarray:
-        if op.name in block.shared:
-            return block.shared[op.name]
-        buffer = self.facts.buffers.get((op.name, ir.Level.SHARED))
+    def _shared(self, name: str, block: _Block) -> np.ndarray:
+        if name in block.shared:
+            return block.shared[name]
+        buffer = self.facts.buffers.get((name, ir.Level.SHARED))
         return np.full(self.facts.shape(buffer) if buffer else (1, 1), np.nan, np.float32)
 
     def _gemm(self, op: ir.Gemm, block: _Block) -> None:
-        a = block.regs[op.a.name].astype(np.float64)
-        b = block.regs[op.b.name].astype(np.float64)
+        a, b = (self._gemm_operand(op, name, block).astype(np.float64)
+                for name in (op.a.name, op.b.name))
         product = (a.T if op.a.transposed else a) @ (b.T if op.b.transposed else b)
         if op.accumulate:
             product = product + block.regs[op.out]
         block.regs[op.out] = product.astype(np.float32)
+
+    def _gemm_operand(self, op: ir.Gemm, name: str, block: _Block) -> np.ndarray:
+        """An operand from registers, or from its shared buffer where the GEMM reads it
+        there (a warpgroup MMA: passes/check_levels.reads_from_shared)."""
+        if reads_from_shared(self.facts, op, name):
+            return self._shared(name, block)
+        return block.regs[name]
 
     def _multiply(self, op: ir.Multiply, block: _Block) -> None:
         block.regs[op.out] = (block.regs[op.a.name] * self._operand(op.b, block)

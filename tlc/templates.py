@@ -18,6 +18,11 @@ SMALL_TILES = [(32, 16, 2), (32, 8, 2)]  # a last resort: wide head dims on Turi
 # on the H200 that read 1-12 % faster than one warp in all six decoding shapes of
 # benchmarks/decode_tiles.py (h200-decode-tiles.json).
 DECODE_TILES = [(32, 64, 2), (16, 128, 1), (16, 64, 1), (64, 64, 4), (16, 32, 1), (16, 16, 1)]
+# Hopper (sm_90a) tiles: warps in whole warpgroups of 64 rows (the backend adds a producer
+# warpgroup); BN is the N of the Q·K^T wgmma.
+# Three warpgroups first: at D = 64 they ran 3-13 % faster than two on the H200
+# (benchmarks/sm90a_ablation.py); at D = 128 their registers do not fit and two are next.
+WARPGROUP_TILES = [(192, 128, 12), (128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
 CHUNKS = [256, 128, 64, 32]
 
@@ -40,6 +45,7 @@ class Options:
     held: bool = False                      # Q held in registers for the whole loop
     chunk: int | None = None                # DC: O and V in (., DC) column chunks
     mma: str = "m16n8k16"
+    warpgroup: bool = False                 # wgmma (sm_90a): operands read from shared memory
     compute: str | None = None              # the GEMM operands' dtype (None: dtype)
     lse: bool = False                       # also write each row's log-sum-exp, L (B, H, Nq)
     splits: int = 1                         # blocks that share one tile's key range
@@ -87,6 +93,11 @@ def render(o: Options) -> str:
     params += [("SPLITS", o.splits)] * (o.splits > 1)
     params += [("PAGE", o.page)] * bool(o.page)
     ragged = o.lengths or bool(o.page)
+    # wgmma's N is the tile's: Q·K^T's is BN; P·V's the head dim's, 128 (or 64) at a time
+    mma_s = f"m64n{o.bn}k16" if o.warpgroup else o.mma
+    width = o.chunk or o.d
+    mma_o = f"m64n{128 if width % 128 == 0 else 64}k16" if o.warpgroup else o.mma
+    vector = "" if o.warpgroup else " with vector 8"  # TMA copies whole tiles
     head = [f"kernel {o.name} for {o.arch}", "",
             f"input Q (B, H, Nq, D) {o.dtype}"]
     paged = " with pages (table, PAGE)" if o.page else ""
@@ -98,37 +109,39 @@ def render(o: Options) -> str:
     head += [f"param {name} = {value}" for name, value in params]
     head += ["", "grid (cdiv(Nq, BM), H, B) as (m, h, b)", "",
              f"Allocate Q in shared (BM, D){tiles}", f"Allocate K in shared (BN, D){tiles}",
-             f"Allocate V in shared (BN, {width}){tiles}", "Allocate Q in register (BM, D)",
-             "Allocate K in register (BN, D)", f"Allocate V in register (BN, {width})",
-             "Allocate S in register (BM, BN)", f"Allocate O in register (BM, {width})"]
+             f"Allocate V in shared (BN, {width}){tiles}"]
+    head += ["Allocate Q in register (BM, D)", "Allocate K in register (BN, D)",
+             f"Allocate V in register (BN, {width})"] * (not o.warpgroup)
+    head += ["Allocate S in register (BM, BN)", f"Allocate O in register (BM, {width})"]
     head += [f"Allocate O in shared (BM, {width})"] * o.staged
     head += ["Allocate L in register (BM)"] * o.lse
-    head += ["", "Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared "
-             "with vector 8"]
-    head += ["Copy Q from shared to register"] * o.held
+    head += ["", "Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared"
+             + vector]
+    head += ["Copy Q from shared to register"] * (o.held and not o.warpgroup)
     start, stop = _loop_bounds(o)
-    copy = "from global to shared with vector 8, stages STAGES"
+    copy = f"from global to shared{vector}, stages STAGES" if vector else \
+        "from global to shared with stages STAGES"
     if ragged:  # each sequence's own key count, where masks and the loop end
         start, stop = (bound.replace("Nk", "lengths[b]") for bound in (start, stop))
         copy += ", rows lengths[b]"
     body = [f"Copy K (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] {copy}",
             f"Copy V (BN, {width}) in coordinate [B = b, Hkv = h / GROUP, Nk = n{column}] {copy}"]
-    body += ["Copy Q from shared to register"] * (not o.held)
-    body += ["Copy K from shared to register",
-             f"Compute GEMM Q, K^T and get S with warps (WARPS, 1), mma {o.mma}",
+    body += ["Copy Q from shared to register"] * (not o.held and not o.warpgroup)
+    body += ["Copy K from shared to register"] * (not o.warpgroup)
+    body += [f"Compute GEMM Q, K^T and get S with warps (WARPS, 1), mma {mma_s}",
              "Compute Multiply S, scale and get new S"]
     if o.softcap:
         body.append(f"Compute Softcap S with cap {float(o.softcap)}")
     body += ["Compute ALiBi S, slopes and get new S"] * o.alibi
     body += [line for line in [_mask(o)] if line]
     body += ["Compute Softmax S",
-             f"Reshape S from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {o.compute or o.dtype}",
-             "Copy V from shared to register",
-             f"Compute GEMM S, V and accumulate O with warps (WARPS, 1), mma {o.mma}"]
+             f"Reshape S from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {o.compute or o.dtype}"]
+    body += ["Copy V from shared to register"] * (not o.warpgroup)
+    body += [f"Compute GEMM S, V and accumulate O with warps (WARPS, 1), mma {mma_o}"]
     where = f"in coordinate [B = b, H = h, Nq = m{column}]"
     if o.staged:
         store = ["Copy O from register to shared",
-                 f"Copy O (BM, {width}) {where} from shared to global with vector 8"]
+                 f"Copy O (BM, {width}) {where} from shared to global{vector}"]
     else:
         store = [f"Copy O (BM, {width}) {where} from register to global"]
     lse = ["Compute Logsumexp S and get L",
@@ -206,12 +219,17 @@ def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=T
     from tlc.backends import target_for
 
     target = ARCHS[arch]
-    base = Options(dtype, d, causal, group, arch, **variant,
-                   mma=target_for(arch).gemm.shapes[0],
+    warpgroup = any(shape.warpgroup for shape, _ in target.mma)
+    if warpgroup:  # the tiles, and the head dim whole (TMA pipelines the kernel's one loop)
+        tiles, chunks = tiles or WARPGROUP_TILES, [None]
+    else:
+        chunks = [None] + [c for c in CHUNKS if c < d]
+    base = Options(dtype, d, causal, group, arch, **variant, warpgroup=warpgroup,
+                   mma="m64n64k16" if warpgroup else target_for(arch).gemm.shapes[0],
                    stages=stages if target.has_cp_async else 1,
                    compute=dtype if any(t.value == dtype for t in target.mma_dtypes) else "fp16")
     stores = (staged, False) if staged else (False,)
-    for chunk, shapes in itertools.product([None] + [c for c in CHUNKS if c < d],
-                                           (tiles or TILES, SMALL_TILES)):
+    for chunk, shapes in itertools.product(chunks, (tiles or TILES,) + (
+            () if warpgroup else (SMALL_TILES,))):
         for store, (bm, bn, warps) in itertools.product(stores, shapes):
             yield replace(base, bm=bm, bn=bn, warps=warps, staged=store, chunk=chunk)

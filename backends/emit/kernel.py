@@ -8,7 +8,7 @@ from __future__ import annotations
 from tlc import ir
 from tlc.backends.emit import scores, splits, tiles
 from tlc.backends.emit.writer import CodeWriter, c_expr, unroll_policy
-from tlc.backends.schedule import C_TYPES, Pipeline, Schedule, SharedTile
+from tlc.backends.schedule import C_TYPES, SWIZZLE_ALIGNMENT, Pipeline, Schedule, SharedTile
 from tlc.backends.target import (Argument, KernelSource, LoweringBug, Target, Unsupported,
                                 stride_name)
 
@@ -26,6 +26,14 @@ class KernelEmitter(CodeWriter):
         self.following: list = []  # the kernel body's statements after the one being emitted
         # cp.async groups issued before a loop and left for its first wait (CpAsync.load_once)
         self.joined_loads: list[str] = []
+        # the block's threads: the plan's warps, and a producer warpgroup where the target adds one
+        self.block_threads = target.facts.block_threads(self.threads)
+        self.sync = "__syncthreads();"  # a barrier among the threads that run the statements
+        # id of a GEMM -> (lines before it is issued, lines once it is): the copy engine's
+        # ordering of warpgroups (isa/tma.py, ping-pong)
+        self.turns: dict[int, tuple[list[str], list[str]]] = {}
+        # the softmax leaves its output's rescale for later (an MMA into it is in flight)
+        self.deferred_rescale = False
 
     def expr(self, e: ir.Expr, rename: dict | None = None) -> str:
         return c_expr(e, rename)
@@ -59,21 +67,23 @@ class KernelEmitter(CodeWriter):
             tensors = sum(a.kind == "tensor" for a in arguments)
             arguments = arguments[:tensors] + splits.workspace_arguments(self.kernel, split) \
                 + arguments[tensors:]
+        maps = self.target.copies.tensor_maps(self.kernel, self.schedule)
+        if maps:  # after the pointers, which launchers pack first
+            tensors = sum(a.kind == "tensor" for a in arguments)
+            arguments = arguments[:tensors] + maps + arguments[tensors:]
         self.lines = [f'#include "{self.target.header}"', "",
                       f"// {self.kernel.name}: lowered by tlc for {self.target.arch}",
                       # (threads, 1): one block per SM is enough, so ptxas may use all the
                       # registers the plan was checked for rather than spill to fit two.
-                      f'extern "C" __global__ void __launch_bounds__({self.threads}, 1) '
+                      f'extern "C" __global__ void __launch_bounds__({self.block_threads}, 1) '
                       f"{self.kernel.name}(" + ", ".join(self._parameter(a) for a in arguments)
                       + ") {"]
         self._prologue()
-        for position, op in enumerate(self.kernel.body):
-            self.following = self.kernel.body[position + 1:]
-            self.emit_op(op)
+        self.target.copies.emit_body(self)
         self.lines.append("}")
         extents = splits.grid_extents(self.kernel, split)
         main = KernelSource(self.kernel.name, "\n".join(unroll_policy(self.lines)) + "\n",
-                            arguments, tuple(c_expr(e) for e in extents), self.threads,
+                            arguments, tuple(c_expr(e) for e in extents), self.block_threads,
                             self.schedule.shared_bytes, extents)
         if not split:
             return (main,)
@@ -88,6 +98,8 @@ class KernelEmitter(CodeWriter):
             return f"const {STRIDE_TYPES[argument.dtype]} {argument.name}"
         if argument.kind == "workspace":
             return f"float* __restrict__ {argument.name}_g"
+        if argument.kind == "tensormap":  # 128 bytes by value, in the kernel's parameter space
+            return f"const __grid_constant__ CUtensorMap {argument.name}"
         const = "" if argument.output else "const "
         return f"{const}{C_TYPES[ir.DType(argument.dtype)]}* __restrict__ {argument.name}_g"
 
@@ -97,20 +109,41 @@ class KernelEmitter(CodeWriter):
         for axis, index in zip("xyz", self.kernel.grid.indices):
             if axis == "x" and self.schedule.split:
                 splits.block_indices(self, self.schedule.split)
+            elif axis == "x" and self.target.copies.long_rows_first and \
+                    _bounds_a_loop(self.kernel, index):
+                # a row tile's key range grows with its index (causal): the GPU starts blocks
+                # in blockIdx order, so the longest start first and the short ones fill in
+                self.line(f"const int p_{index} = gridDim.x - 1 - blockIdx.x;  // longest first")
             else:
                 self.line(f"const int p_{index} = blockIdx.{axis};")
         self.line("const int tlc_warp = threadIdx.x / 32, tlc_lane = threadIdx.x % 32;")
         self.line("const int tlc_group = tlc::fragment_group(tlc_lane), tlc_pair = "
                   "tlc::fragment_pair(tlc_lane);")
-        self.line("extern __shared__ __align__(16) unsigned char tlc_smem[];")
+        if any(tile.swizzled for tile in self.shared.values()):
+            # swizzled tiles sit on 1024-byte boundaries of shared memory itself (the
+            # allocation has the slack): align the base at run time
+            self.line("extern __shared__ __align__(1024) unsigned char tlc_smem_base[];")
+            self.line(f"unsigned char* tlc_smem = tlc_smem_base + (-tlc::smem_address("
+                      f"tlc_smem_base) % {SWIZZLE_ALIGNMENT});")
+        else:
+            self.line("extern __shared__ __align__(16) unsigned char tlc_smem[];")
         for tile in self.shared.values():
             self.line(f"{tile.ctype}* {tile.name}_s = reinterpret_cast<{tile.ctype}*>(tlc_smem + "
                       f"{tile.offset});  // {tile.stages} x {tile.rows} x {tile.cols}, rows "
                       f"{tile.stride} apart")
+
+    def emit_state(self) -> None:
+        """The registers the statements keep: accumulators and online-softmax state."""
         for name, gemm in self.schedule.accumulators.items():
             self.line(self.layout.declare(name, self.schedule.warp_tiles(gemm)))
         for name in self.schedule.softmax:
             scores.declare_softmax_state(self, name)
+
+    def emit_statements(self) -> None:
+        """Every statement of the kernel body, in order, by its rule."""
+        for position, op in enumerate(self.kernel.body):
+            self.following = self.kernel.body[position + 1:]
+            self.emit_op(op)
 
     def emit_op(self, op) -> None:
         rule = RULES.get(type(op))
@@ -186,6 +219,12 @@ class KernelEmitter(CodeWriter):
             tiles.shared_to_global(self, op)
         else:
             raise Unsupported(op, f"Copy from {op.src.value} to {op.dst.value}")
+
+
+def _bounds_a_loop(kernel: ir.Kernel, index: str) -> bool:
+    """Whether grid index `index` appears in the bounds of a loop (a causal key range)."""
+    return any(index in {sym.name for sym in ir.symbols(bound)} for loop in ir.walk(kernel.body)
+               if isinstance(loop, ir.Loop) for bound in (loop.start, loop.stop))
 
 
 def kernel_arguments(kernel: ir.Kernel) -> tuple[Argument, ...]:

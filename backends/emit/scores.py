@@ -160,11 +160,15 @@ def softmax(em, op: ir.Softmax) -> None:
             f"tlc::exp2_approx(({name}_max[i][h] - tlc_keep[i][h]) * {LOG2E}f);")
     em.line(f"{name}_sum[i][h] *= tlc_alpha;")
     em.line(f"{name}_max[i][h] = tlc_keep[i][h];")
-    if out_nt:
+    if out_nt and em.deferred_rescale:  # O is still being written by an MMA in flight
+        em.line("tlc_alphas[i][h] = tlc_alpha;")
+    elif out_nt:
         first, second = layout.half_elements(f"{out}_acc")
         em.line(f"for (int j = 0; j < {out_nt}; ++j) {{ {first} *= tlc_alpha; "
                 f"{second} *= tlc_alpha; }}")
     em.close()
+    if out_nt and em.deferred_rescale:
+        em.line("tlc_rescale = true;")
     em.close()
     em.open(layout.each_row(tiles))
     em.line(f"const float tlc_base = {name}_max[i][h] == -INFINITY ? 0.f : "
@@ -177,6 +181,28 @@ def softmax(em, op: ir.Softmax) -> None:
     em.close()
     em.line(f"{name}_sum[i][h] += tlc_sum;")
     em.close()
+    em.close()
+
+
+def declare_deferred_rescale(em, scores: str) -> None:
+    """Where the rescale of the output waits (isa/tma.py's overlapped loop: until the next
+    P·V is issued): the softmax leaves each row's factor here and says whether any row
+    moved."""
+    em.line(f"float tlc_alphas[{_tiles(em, scores).m}][2]; bool tlc_rescale = false;")
+
+
+def deferred_rescale(em, scores: str) -> None:
+    """The output's rescale the softmax of `scores` left for later (before the next MMA into
+    the output), done once."""
+    out = em.schedule.softmax.get(scores)
+    tiles, out_tiles = _tiles(em, scores), em.schedule.tiles_of(out)
+    first, second = em.layout.half_elements(f"{out}_acc")
+    em.open("if (tlc_rescale)")
+    em.open(em.layout.each_row(tiles))
+    em.line(f"for (int j = 0; j < {out_tiles.n}; ++j) {{ {first} *= tlc_alphas[i][h]; "
+            f"{second} *= tlc_alphas[i][h]; }}")
+    em.close()
+    em.line("tlc_rescale = false;")
     em.close()
 
 
@@ -258,7 +284,7 @@ def register_to_shared(em, op: ir.Copy) -> None:
                      f"uint32_t*>({op.name}_s + tlc_row * {tile.stride} + j * 8 + tlc_pair) = "
                      f"{_packed_pair(em, op.name, PACK[tile.dtype])};")
     em.close()
-    em.line("__syncthreads();")
+    em.line(em.sync)
 
 
 def logsumexp(em, op: ir.Logsumexp) -> None:

@@ -153,4 +153,4 @@ def shared_to_global(em, op: ir.Copy) -> None:
     em.close()
     em.close()
     if em.loop_stack:  # the next iteration stages its tile over this one
-        em.line("__syncthreads();")
+        em.line(em.sync)

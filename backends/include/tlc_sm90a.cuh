@@ -87,6 +87,39 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
 
+// ---- warp specialization: a producer warpgroup copies, consumer warpgroups compute ----
+
+// A warpgroup's register count becomes `Count` (a multiple of 8 in 24..256): the producer
+// gives registers back, the consumers take them. Takes effect when the kernel has a register
+// cap at entry (__launch_bounds__(threads, 1)) and each role is one branch [PTX ISA, setmaxnreg].
+template <int Count>
+__device__ __forceinline__ void registers_decrease() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(Count));
+}
+
+template <int Count>
+__device__ __forceinline__ void registers_increase() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(Count));
+}
+
+// A barrier among the consumers' `Threads` only (named barrier 1; __syncthreads is barrier
+// 0 and would wait for the producer too).
+template <int Threads>
+__device__ __forceinline__ void consumer_sync() {
+    asm volatile("bar.sync 1, %0;" :: "n"(Threads) : "memory");
+}
+
+// Warpgroups taking turns at the tensor cores (ping-pong): a warpgroup waits at its own named
+// barrier until the one before it has issued its MMAs and passed the turn on, so one
+// warpgroup's softmax runs while another's MMAs do. Both sides count 2 warpgroups' threads.
+__device__ __forceinline__ void warpgroup_turn_wait(int barrier) {
+    asm volatile("bar.sync %0, 256;" :: "r"(barrier) : "memory");
+}
+
+__device__ __forceinline__ void warpgroup_turn_pass(int barrier) {
+    asm volatile("bar.arrive %0, 256;" :: "r"(barrier) : "memory");
+}
+
 // ---- wgmma: a warpgroup (4 consecutive warps from a multiple of 4) multiplies 64 x N x 16 ----
 
 // Swizzle modes of a shared-memory matrix descriptor (bits 62-63).

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tlc import ir
+from tlc.backends.isa.engine import CopyEngine
 from tlc.backends.emit.tiles import TileAddress, shared_tile_address
 from tlc.backends.schedule import Pipeline, staged_copies
 from tlc.backends.target import Unsupported
@@ -20,7 +21,7 @@ ADDRESSES_INCLUDED = 32
 
 
 @dataclass(frozen=True)
-class CpAsync:
+class CpAsync(CopyEngine):
     name: str = "cp.async"
 
     def pipeline(self, loop: ir.Loop, facts) -> Pipeline:

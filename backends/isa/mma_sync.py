@@ -87,7 +87,7 @@ class MmaSync:
         if op.a.transposed:
             raise Unsupported(op, "a transposed A operand")
         tiles = em.schedule.warp_tiles(op)
-        a_dtype = _operand_dtype(em.kernel, op.a.name, op)
+        a_dtype = operand_dtype(em.kernel, op.a.name, op)
         em.block(f"// Compute GEMM {op.a.name}, {op.b.name}{'^T' if op.b.transposed else ''} "
                  f"{'accumulating into' if op.accumulate else 'into'} {op.out}")
         if not op.accumulate:
@@ -221,35 +221,52 @@ class MmaSync:
         em.close()
 
     def emit_reshape(self, em, op: ir.Reshape) -> None:
-        """Accumulator pairs of n-tiles become A fragments: the m16n8 C layout of two
-        adjacent n-tiles is the m16n8k16 A layout [PTX ISA, the A and C fragment layouts]."""
-        role = op.dst[0].name if op.dst and isinstance(op.dst[0], ir.Sym) else None
-        if role != "MMA_A" or op.dtype not in PACK:
-            raise Unsupported(op, "Reshape to MMA_A fp16 or bf16 only")
-        if op.name not in em.schedule.accumulators:
-            raise Unsupported(op, f"Reshape of `{op.name}`: only a GEMM's accumulator becomes "
-                              "an A operand")
-        if f"{op.name}_frag" in em.declared:
-            raise Unsupported(op, f"`{op.name}` is reshaped twice",
-                              help=f"keep one Reshape of `{op.name}`")
-        em.declared.add(f"{op.name}_frag")
-        tiles = em.schedule.tiles_of(op.name)
-        mt, nt = tiles.m, tiles.n
-        pack = PACK[op.dtype]
-        em.line(f"// Reshape {op.name}: accumulator pairs of n-tiles become A fragments")
-        em.line(f"uint32_t {op.name}_frag[{mt}][{(nt + 1) // 2}][4];")
-        em.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk)")
-        acc = f"{op.name}_acc[i]"
-        em.line(f"{op.name}_frag[i][kk][0] = {pack}({acc}[2 * kk][0], {acc}[2 * kk][1]);")
-        em.line(f"{op.name}_frag[i][kk][1] = {pack}({acc}[2 * kk][2], {acc}[2 * kk][3]);")
-        em.line(f"{op.name}_frag[i][kk][2] = {pack}({acc}[2 * kk + 1][0], {acc}[2 * kk + 1][1]);")
-        em.line(f"{op.name}_frag[i][kk][3] = {pack}({acc}[2 * kk + 1][2], {acc}[2 * kk + 1][3]);")
-        em.close()
-        if nt % 2:  # an odd last n-tile is the first half of an A fragment: a k8 step's A
-            last = nt - 1
-            em.line(f"for (int i = 0; i < {mt}; ++i) {{ {op.name}_frag[i][{nt // 2}][0] = "
-                    f"{pack}({acc}[{last}][0], {acc}[{last}][1]); {op.name}_frag[i][{nt // 2}][1]"
-                    f" = {pack}({acc}[{last}][2], {acc}[{last}][3]); }}")
+        reshape_to_a(em, op)
+
+
+def reshape_to_a(em, op: ir.Reshape, declare: bool = True) -> None:
+    """Accumulator pairs of n-tiles become A fragments: the m16n8 C layout of two
+    adjacent n-tiles is the m16n8k16 A layout [PTX ISA, the A and C fragment layouts].
+    declare=False packs into fragments declared earlier (`declare_fragments`)."""
+    if not declare:
+        return _pack_fragments(em, op)
+    declare_fragments(em, op)
+    _pack_fragments(em, op)
+
+
+def declare_fragments(em, op: ir.Reshape) -> None:
+    """The A fragments a Reshape fills, declared once, after its checks."""
+    role = op.dst[0].name if op.dst and isinstance(op.dst[0], ir.Sym) else None
+    if role != "MMA_A" or op.dtype not in PACK:
+        raise Unsupported(op, "Reshape to MMA_A fp16 or bf16 only")
+    if op.name not in em.schedule.accumulators:
+        raise Unsupported(op, f"Reshape of `{op.name}`: only a GEMM's accumulator becomes "
+                          "an A operand")
+    if f"{op.name}_frag" in em.declared:
+        raise Unsupported(op, f"`{op.name}` is reshaped twice",
+                          help=f"keep one Reshape of `{op.name}`")
+    em.declared.add(f"{op.name}_frag")
+    tiles = em.schedule.tiles_of(op.name)
+    em.line(f"// Reshape {op.name}: accumulator pairs of n-tiles become A fragments")
+    em.line(f"uint32_t {op.name}_frag[{tiles.m}][{(tiles.n + 1) // 2}][4];")
+
+
+def _pack_fragments(em, op: ir.Reshape) -> None:
+    tiles = em.schedule.tiles_of(op.name)
+    mt, nt = tiles.m, tiles.n
+    pack = PACK[op.dtype]
+    em.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk)")
+    acc = f"{op.name}_acc[i]"
+    em.line(f"{op.name}_frag[i][kk][0] = {pack}({acc}[2 * kk][0], {acc}[2 * kk][1]);")
+    em.line(f"{op.name}_frag[i][kk][1] = {pack}({acc}[2 * kk][2], {acc}[2 * kk][3]);")
+    em.line(f"{op.name}_frag[i][kk][2] = {pack}({acc}[2 * kk + 1][0], {acc}[2 * kk + 1][1]);")
+    em.line(f"{op.name}_frag[i][kk][3] = {pack}({acc}[2 * kk + 1][2], {acc}[2 * kk + 1][3]);")
+    em.close()
+    if nt % 2:  # an odd last n-tile is the first half of an A fragment: a k8 step's A
+        last = nt - 1
+        em.line(f"for (int i = 0; i < {mt}; ++i) {{ {op.name}_frag[i][{nt // 2}][0] = "
+                f"{pack}({acc}[{last}][0], {acc}[{last}][1]); {op.name}_frag[i][{nt // 2}][1]"
+                f" = {pack}({acc}[{last}][2], {acc}[{last}][3]); }}")
 
 
 def _a_row(mt: int, stride: int) -> str:
@@ -262,7 +279,7 @@ def _k_tail(em, gemm: ir.Gemm) -> int:
     return 1 if gemm_dims(em.facts, gemm)[2] % 16 == 8 else 0
 
 
-def _operand_dtype(kernel: ir.Kernel, name: str, gemm: ir.Gemm) -> ir.DType:
+def operand_dtype(kernel: ir.Kernel, name: str, gemm: ir.Gemm) -> ir.DType:
     for buffer in kernel.buffers:
         if buffer.name == name and buffer.dtype in PACK:
             return buffer.dtype

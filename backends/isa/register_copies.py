@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tlc import ir
+from tlc.backends.isa.engine import CopyEngine
 from tlc.backends.emit.tiles import declare_source
 from tlc.backends.resources import ceil
 from tlc.backends.schedule import C_TYPES, Pipeline, staged_copies
@@ -96,7 +97,7 @@ def _reads(op, name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class RegisterCopies:
+class RegisterCopies(CopyEngine):
     name: str = "registers"
     # A tile in flight costs more than its 4 registers a chunk: around it ptxas still
     # schedules the GEMMs' fragment loads early, as it does when registers are free.

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 GOLDEN = ROOT / "tests" / "golden"
 SM80_EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*_sm80.tl"))
 SM75_EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*_sm75.tl"))
-OWN_TARGET = [("sm_80", p) for p in SM80_EXAMPLES] + [("sm_75", p) for p in SM75_EXAMPLES]
+SM90A_EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*_sm90a.tl"))
+OWN_TARGET = [("sm_80", p) for p in SM80_EXAMPLES] + [("sm_75", p) for p in SM75_EXAMPLES] + [
+    ("sm_90a", p) for p in SM90A_EXAMPLES]
 needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc is not on this machine")
 
 
@@ -128,7 +130,7 @@ def test_what_the_checker_accepts_for_sm75_builds_without_spills(d, bm, bn, warp
 
 
 @needs_nvcc
-@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_90"])
+@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_90", "sm_90a"])
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.tl")), ids=lambda p: p.stem)
 def test_every_example_the_checker_accepts_for_a_target_builds(path, arch, tmp_path):
     """The promise across the examples: accepted for arch (its own or not) means it compiles

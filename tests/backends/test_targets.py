@@ -1,5 +1,6 @@
 """Targets are data; the driver checks with the lowering; sm_86/sm_89 lower with sm_80's
-instruction sets and their own limits; sm_90a is declared and refused with no-backend."""
+instruction sets and their own limits; sm_90a lowers with its own (wgmma, TMA), and an sm_80
+plan is ported to it by `tlc fmt --fix`."""
 import json
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def test_every_arch_has_a_target_and_every_target_an_arch():
     from tlc.arch import ARCHS
 
     assert set(TARGETS) == set(ARCHS)
-    assert {t.arch for t in TARGETS.values() if not t.lowers} == {"sm_90a"}
+    assert all(t.lowers for t in TARGETS.values())
 
 
 def test_the_ampere_family_shares_instruction_sets_and_differs_in_limits():
@@ -39,10 +40,33 @@ def test_fmt_fix_ports_a_plan_to_sm89():
     assert "param STAGES = 1" in fixed
 
 
-def test_sm90a_is_declared_and_refused_with_no_backend():
+def test_an_sm80_plan_for_sm90a_is_told_the_warpgroup_shapes():
     result = check(MHA, arch="sm_90a")
-    assert [d.code for d in result.diagnostics] == ["no-backend"]
-    assert "sm_90" in result.diagnostics[0].help
+    found = [(d.code, d.help) for d in result.diagnostics]
+    assert found == [("arch-feature", "use `mma m64n32k16`"),
+                     ("arch-feature", "use `mma m64n128k16`")], found
+    assert "warpgroup MMAs m64nNk16" in result.diagnostics[0].message
+
+
+def test_fmt_fix_ports_the_mma_shapes_and_the_backend_names_the_rest(tmp_path):
+    """The shapes are edits; BN = 32 (no 32-wide wgmma in tlc) is the lowering's refusal,
+    with the change; a 128-row tile needs two warpgroups."""
+    fixed, result = fix_plan(MHA, arch="sm_90a")
+    assert "mma m64n32k16" in fixed and "mma m64n128k16" in fixed
+    assert [d.code for d in result.diagnostics] == ["backend-unsupported"]
+    assert "N = 64 or 128" in result.diagnostics[0].message
+    wider = fixed.replace("param BN = 32", "param BN = 64").replace("m64n32k16", "m64n64k16")
+    assert not check(wider, arch="sm_90a").ok  # 4 warps for 128 rows
+    assert check(wider.replace("param WARPS = 4", "param WARPS = 8"), arch="sm_90a").ok
+
+
+def test_sm90a_examples_lower_with_a_producer_warpgroup():
+    for path in sorted((ROOT / "examples").glob("*_sm90a.tl")):
+        result = check(path.read_text())
+        assert result.ok, [d.message for d in result.diagnostics]
+        kernel = result.lowered.main
+        assert kernel.threads == result.facts["threads"] + 128
+        assert [a.of for a in kernel.arguments if a.kind == "tensormap"] == ["Q", "K", "V"]
 
 
 def test_check_arch_all_lists_every_target(tlc_cli):

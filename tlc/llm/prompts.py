@@ -134,6 +134,15 @@ def hardware_card(arch: Arch) -> str:
     if not lowered:
         lines.append(f"  none yet: tlc checks plans for {arch.name} but does not generate code "
                      f"for it ({target_for(arch.name).note})")
+    if target_for(arch.name).copies.swizzles:
+        lines.append(f"Warpgroup MMA ({arch.name}): `with warps (W, 1)` with W a multiple of 4, "
+                     "each warpgroup of 4 computing 64 rows (BM = 16 * W); the instruction's N "
+                     "is the GEMM's N or a part of it. GEMM operands are read from shared "
+                     "memory (no Copy into registers), P from the Reshape's registers. tlc adds "
+                     "a producer warpgroup that copies every tile from global memory by TMA: "
+                     "those tiles take no padding (BN * D * 2 bytes a stage, fp16).")
+        lines.append(f"  Registers a thread of the W warps may use: {arch.register_limit(256)} "
+                     f"with W = 8, {arch.register_limit(384)} with W = 12.")
     lines.append("Asynchronous copies (cp.async, `with stages N` above 1): " +
                  ("yes" if arch.has_cp_async else "no: give copies no stages above 1"))
     return "\n".join(lines)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The sm_90a (Hopper) lowering's GPU evidence in one run: the helper and attention tests on
+# the GPU present (STEP=tests), then the attention grid for tlc sm_90a plans against PyTorch's
+# SDPA backends, FlexAttention and FlashAttention-3 where its wheel loads (STEP=bench, with
+# SEQS/DIMS/DTYPES to narrow it). Logs and JSON go to $OUT (default ./out); a short table last.
+set -u
+OUT=${OUT:-out}
+GPU=${GPU:-h200}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+step=${STEP:-all}
+if [ "$step" = all ] || [ "$step" = tests ]; then
+    {
+        echo "# python3 -m pytest -q tests/gpu/test_sm90a.py tests/gpu/test_sm90a_attention.py" \
+             "  ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader))"
+        python3 - <<'PY'
+import hashlib
+from pathlib import Path
+for path in sorted(Path("tests/golden").glob("sm_90a/*.cu")):
+    print("# golden", hashlib.sha256(path.read_bytes()).hexdigest()[:16], path)
+PY
+        python3 -m pytest -q -x tests/gpu/test_sm90a.py tests/gpu/test_sm90a_attention.py 2>&1 | tail -25
+    } > "$OUT/$GPU-sm90a-tests.log"
+    tail -25 "$OUT/$GPU-sm90a-tests.log"
+fi
+if [ "$step" = all ] || [ "$step" = bench ]; then
+    python3 benchmarks/attention.py --arch sm_90a --no-tune \
+        --backends "${BACKENDS:-tlc,sdpa-cudnn,sdpa-flash,flex,fa3}" \
+        --dtypes "${DTYPES:-fp16,bf16}" --dims "${DIMS:-64,128}" --seqs "${SEQS:-1024,4096,16384}" \
+        --json "$OUT/$GPU-attention-sm_90a.json" > "$OUT/$GPU-attention-sm_90a.log" 2>&1
+    tail -40 "$OUT/$GPU-attention-sm_90a.log"
+fi
+if [ "$step" = all ] || [ "$step" = correctness ]; then
+    python3 benchmarks/correctness.py --arch sm_90a --json "$OUT/$GPU-correctness-sm_90a.json" \
+        > "$OUT/$GPU-correctness-sm_90a.log" 2>&1
+    grep -E "correctness: |FAILED" "$OUT/$GPU-correctness-sm_90a.log" | tail -5
+fi
+if [ "$step" = sanitize ]; then  # memcheck, racecheck, synccheck on a few small cases
+    for tool in memcheck racecheck synccheck; do
+        timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 python3 \
+            benchmarks/correctness.py --arch sm_90a --quick --json "$OUT/sanitize-$tool.json" \
+            > "$OUT/$GPU-sm90a-$tool.log" 2>&1
+        echo "$tool: exit $? $(grep -E 'ERROR SUMMARY' "$OUT/$GPU-sm90a-$tool.log" | tail -1)"
+    done
+fi

@@ -1,0 +1,87 @@
+"""The sm_90a lowering on the CPU: what `tlc check --arch sm_90a` accepts builds for sm_90a with
+no spills and the shared memory the checker counted, and its SASS runs Hopper's instructions
+where they matter: HGMMA inside the key loop (no mma.sync fallback), TMA loads, and the
+register hand-over (USETMAXREG) between the producer and the consumers. Running the kernels
+is tests/gpu/test_sm90a_attention.py."""
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlc.api import check
+from tlc.build import build, find_cuobjdump, find_nvcc, sass
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*_sm90a.tl"))
+needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc is not on this machine")
+needs_cuobjdump = pytest.mark.skipif(
+    find_nvcc() is None or find_cuobjdump() is None,
+    reason="nvcc or cuobjdump (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm) is not "
+           "on this machine")
+
+
+def loops(code: str) -> list[tuple[int, int]]:
+    """(first, last) instruction addresses of every backward branch's range: the loops."""
+    found = []
+    for at, target in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\d\s+)?BRA(?:\.\S+)? 0x([0-9a-f]+)",
+                                 code):
+        if int(target, 16) < int(at, 16):
+            found.append((int(target, 16), int(at, 16)))
+    return found
+
+
+def addresses(code: str, opcode: str) -> list[int]:
+    return [int(a, 16) for a in re.findall(rf"/\*([0-9a-f]{{4,}})\*/\s+(?:@!?U?P\d\s+)?{opcode}\b",
+                                           code)]
+
+
+@needs_cuobjdump
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_sass_has_hgmma_in_the_key_loop(path, tmp_path):
+    result = check(path.read_text())
+    built = build(result.lowered.main.source, "sm_90a", cache_dir=tmp_path)
+    code = sass(built.path)
+    hgmma = addresses(code, "HGMMA")
+    # the key loop: the backward branch whose range holds the MMAs
+    assert hgmma and any(all(first <= a <= last for a in hgmma) for first, last in loops(code))
+    assert "UTMALDG.4D" in code and code.count("USETMAXREG") in (0, 2)
+    assert "HMMA" not in code.replace("HGMMA", "")  # no mma.sync anywhere
+    if result.facts["threads"] >= 256:  # two consumer warpgroups: registers move to them
+        assert code.count("USETMAXREG") == 2
+
+
+SOUND = (ROOT / "examples" / "mha_fwd_fp16_d128_sm90a.tl").read_text()
+
+
+@needs_nvcc
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=st.sampled_from([64, 128, 192, 256]), bm=st.sampled_from([64, 128, 192]),
+       bn=st.sampled_from([64, 128]), warps=st.sampled_from([4, 8, 12]),
+       stages=st.integers(1, 3), causal=st.booleans())
+def test_what_the_checker_accepts_for_sm90a_builds_without_spills(d, bm, bn, warps, stages,
+                                                                  causal, tmp_path_factory):
+    mma_o = 128 if d % 128 == 0 else 64
+    text = (SOUND.replace("param D = 128", f"param D = {d}")
+            .replace("param BM = 128", f"param BM = {bm}")
+            .replace("param BN = 128", f"param BN = {bn}")
+            .replace("param WARPS = 8", f"param WARPS = {warps}")
+            .replace("param STAGES = 2", f"param STAGES = {stages}")
+            .replace("get S with warps (WARPS, 1), mma m64n128k16",
+                     f"get S with warps (WARPS, 1), mma m64n{bn}k16")
+            .replace("accumulate O with warps (WARPS, 1), mma m64n128k16",
+                     f"accumulate O with warps (WARPS, 1), mma m64n{mma_o}k16"))
+    if causal:
+        text = text.replace("for n = 0: cdiv(Nk, BN)",
+                            "for n = 0: cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)").replace(
+            "  Compute Softmax S", "  Compute Mask S with causal\n  Compute Softmax S")
+    result = check(text, arch="sm_90a")
+    if not result.ok:
+        assert not any(x.code == "internal-error" for x in result.diagnostics)
+        return
+    kernel = result.lowered.main
+    report = build(kernel.source, "sm_90a", cache_dir=tmp_path_factory.mktemp("k")).function(
+        kernel.name)
+    assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, warps, stages)
+    assert kernel.shared_memory == result.facts["shared_memory"].total
