@@ -312,7 +312,7 @@ WEIGHTS = tuple(3 if name in ("drop_statement", "duplicate_statement", "move_up"
 
 
 def arch_of(text: str) -> str:
-    match = re.search(r"^kernel \w+ for (sm_\d+)", text, re.M)
+    match = re.search(r"^kernel \w+ for (sm_\d+a?)", text, re.M)
     return match.group(1) if match else "sm_80"
 
 
