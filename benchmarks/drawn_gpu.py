@@ -2,7 +2,7 @@
 GPU present against the float64 reference: the promise that accepted means correct, measured.
 
 sm_80 plans are built natively for the GPU, sm_75 plans as compute_75 PTX that the driver
-JIT-compiles. Each plan runs once on fresh normal inputs at sizes drawn per plan (sequence
+JIT-compiles, sm_90a plans for sm_90a (on a Hopper GPU; `--arch sm_90a` draws only those). Each plan runs once on fresh normal inputs at sizes drawn per plan (sequence
 lengths 1 to 300, Nq and Nk apart, H = Hkv * GROUP), every (batch, head) compared, the output
 poisoned with NaN first. `--sizes small` keeps the sequences under 80 for the sanitizers.
 
@@ -23,8 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
-def accepted(count: int, seed: int):
-    """(draw, CheckResult) of the first `count` accepted draws, sm_80 and sm_75 alike."""
+def accepted(count: int, seed: int, arch: str | None = None):
+    """(draw, CheckResult) of the first `count` accepted draws, of every target or of
+    `arch`'s only."""
     from drawn_plans import drawn
 
     from tlc.api import check
@@ -33,7 +34,8 @@ def accepted(count: int, seed: int):
     while len(found) < count:
         for plan in drawn(seed + offset, 4 * count):
             result = check(plan.text, arch=plan.arch)
-            if result.ok and all(plan.text != p.text for p, _ in found):
+            if result.ok and arch in (None, plan.arch) and \
+                    all(plan.text != p.text for p, _ in found):
                 found.append((plan, result))
         offset += 1
     return found[:count]
@@ -53,18 +55,20 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=120, help="accepted plans (default 120)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--sizes", choices=("normal", "small"), default="normal")
+    parser.add_argument("--arch", help="only the draws for this target (sm_75, sm_80, sm_90a)")
     parser.add_argument("--json", help="where the rows go (default $OUT/drawn-plans.json)")
     args = parser.parse_args()
     from tlc.driver import build_for
     from tlc.runtime import check_random, device_arch, device_name, load
 
-    plans = accepted(args.count, args.seed)
+    plans = accepted(args.count, args.seed, args.arch)
     present = device_arch()
 
     def built(item):
         plan, result = item
         ptx = plan.arch == "sm_75"
-        return build_for(result.lowered, plan.arch if ptx else present,
+        own = ptx or plan.arch == "sm_90a"  # PTX for Turing; sm_90a code is for itself only
+        return build_for(result.lowered, plan.arch if own else present,
                          output="ptx" if ptx else "cubin")
 
     with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
@@ -82,7 +86,7 @@ def main() -> int:
     Path(out).write_text(json.dumps({"gpu": device_name(), "seed": args.seed,
                                      "sizes": args.sizes, "rows": rows}, indent=1) + "\n")
     failed = [r for r in rows if not r["ok"]]
-    for arch in ("sm_80", "sm_75"):
+    for arch in ("sm_80", "sm_75", "sm_90a"):
         mine = [r for r in rows if r["arch"] == arch]
         print(f"{arch}: {sum(r['ok'] for r in mine)}/{len(mine)} correct")
     for row in failed:

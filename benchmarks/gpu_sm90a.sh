@@ -43,3 +43,8 @@ if [ "$step" = sanitize ]; then  # memcheck, racecheck, synccheck on a few small
         echo "$tool: exit $? $(grep -E 'ERROR SUMMARY' "$OUT/$GPU-sm90a-$tool.log" | tail -1)"
     done
 fi
+if [ "$step" = drawn ]; then  # accepted sm_90a draws, run against the float64 reference
+    python3 benchmarks/drawn_gpu.py --arch sm_90a --count ${COUNT:-40} \
+        --json "$OUT/$GPU-drawn-sm_90a.json" > "$OUT/$GPU-drawn-sm_90a.log" 2>&1
+    grep -E "drawn plans:|FAILED" "$OUT/$GPU-drawn-sm_90a.log" | tail -6
+fi

@@ -31,7 +31,7 @@ def tiling(kernel: ir.Kernel, ctx) -> ir.Kernel:
     for gemm in facts.gemms:
         warps = tuple(facts.value(w) for w in gemm.warps or ())
         if len(warps) == 2 and all(isinstance(w, int) and w > 0 for w in warps):
-            _fits_mma(facts, gemm, warps, ctx.report)
+            _fits_mma(facts, gemm, warps, ctx.report, ctx.source)
             if layouts and warps != layouts[0]:
                 ctx.report(Diagnostic(
                     "warp-layout", f"this GEMM splits warps {warps}, an earlier one "
@@ -86,7 +86,7 @@ def mma_fits(facts: Facts) -> bool:
     return not problems
 
 
-def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report) -> None:
+def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report, source=None) -> None:
     shape = MMA_SHAPES.get(gemm.mma or "")
     operands = gemm_operands(facts, gemm)
     if shape is None or operands is None:
@@ -114,6 +114,15 @@ def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report) -> None:
                f"{shape.name} steps, ending in one of {shape.last_k}"}[axis]
         message = (f"the GEMM's {axis} = {text(dim)} = {value} is not a multiple of {step} "
                    f"({why})")
+        if shape.warpgroup and axis == "N" and value % 8 == 0 and value <= 256:
+            # a wgmma's N is the tile's: the shape follows the tile, not the other way
+            from tlc.passes.features import replace_word
+
+            better = f"m64n{value}k16"
+            report(Diagnostic("tile-mma", message, gemm.span, help=f"use `mma {better}`",
+                              fixes=replace_word(source, gemm.mma, better, gemm.span)
+                              if source is not None else ()))
+            continue
         if _of_the_problem(facts, dim):  # a head dim is the user's: never edited
             padded = -(-value // step) * step
             report(Diagnostic("tile-mma", message, gemm.span, help=(

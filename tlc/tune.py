@@ -135,6 +135,8 @@ def candidates(text: str, arch: str, space: dict,
         values = dict(zip(names, combo))
         variant = assign(text, values)
         result = check(variant, arch=arch)
+        if not result.ok and _shape_only(result):  # a wgmma's N follows the tile's (sm_90a)
+            variant, result = _with_shapes_fixed(variant, arch)
         if not result.ok:
             refused += 1
             continue
@@ -142,6 +144,30 @@ def candidates(text: str, arch: str, space: dict,
                                   predict(resources_json(result), values, occupancy_arch)))
     accepted.sort(key=lambda c: (-c.predicted["score"], c.predicted["registers"]))
     return accepted, refused
+
+
+def _shape_only(result) -> bool:
+    """Whether every error is an MMA shape that does not fit the tile (the checker's or the
+    lowering's), with the shape to swap in."""
+    errors = [d for d in result.diagnostics if d.is_error]
+    return bool(errors) and all(d.code in ("backend-unsupported", "tile-mma") and d.fixes
+                                and "mma" in d.help for d in errors)
+
+
+def _with_shapes_fixed(text: str, arch: str):
+    """The plan with those shapes swapped (a BN of 64 takes m64n64k16), and its check."""
+    from tlc.api import fix_plan
+
+    fixed, result = fix_plan(text, arch=arch, rounds=1)  # the shape swaps, nothing after
+    if fixed is None or declared(fixed) != declared(text):
+        return text, check_plan(text, arch)
+    return fixed, result
+
+
+def check_plan(text: str, arch: str):
+    from tlc.driver import check
+
+    return check(text, arch=arch)
 
 
 def predict(resources: dict, values: dict, occupancy_arch: str | None = None) -> dict:
@@ -326,7 +352,12 @@ def _build_all(wanted, arch, from_ptx, jobs, progress) -> list:
     from tlc.driver import build_for, lowered_of
     from tlc.runtime import device_arch
 
-    target = arch if from_ptx else device_arch()
+    from tlc.arch import ARCHS
+
+    # PTX for the plan's own target, sm_90a code for itself (it runs on sm_90 only), else
+    # native code for the GPU present
+    own = from_ptx or bool(arch in ARCHS and ARCHS[arch].runs_only_on)
+    target = arch if own else device_arch()
     lowered = [lowered_of(c.check) for c in wanted]
 
     def one(item):

@@ -43,11 +43,14 @@ class Wgmma:
                               f"m64nNk16", help=f"use `mma {fix}`",
                               replace=(gemm.mma, fix) if gemm.mma else None)
         if shape.n not in self.instruction_n or n % shape.n:
-            options = " or ".join(f"m64n{x}k16" for x in self.instruction_n if n % x == 0)
+            fits = [x for x in self.instruction_n if n % x == 0]
+            options = " or ".join(f"m64n{x}k16" for x in fits)
+            widest = f"m64n{max(fits)}k16" if fits else None
             raise Unsupported(gemm, f"mma {gemm.mma} for a GEMM of N = {n}: tlc's wgmma takes "
                               f"N = {' or '.join(map(str, self.instruction_n))}, the tile's N "
                               "or a part of it", help=f"use `mma {options}`" if options else
-                              "make the tile's N a multiple of 64")
+                              "make the tile's N a multiple of 64",
+                              replace=(gemm.mma, widest) if widest else None)
         if m != warps * 16:
             raise Unsupported(gemm, f"a GEMM of M = {m} rows with {warps} warps: tlc's wgmma "
                               "code gives each warpgroup one 64-row MMA",

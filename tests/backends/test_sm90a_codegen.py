@@ -85,3 +85,18 @@ def test_what_the_checker_accepts_for_sm90a_builds_without_spills(d, bm, bn, war
         kernel.name)
     assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, warps, stages)
     assert kernel.shared_memory == result.facts["shared_memory"].total
+
+
+def test_tune_varies_the_tile_and_the_wgmma_shape_follows():
+    """`tlc tune` on an sm_90a plan: a BN of 64 takes m64n64k16 for Q·K^T (the checker's fix,
+    applied to the candidate), and every candidate's params are the ones it is listed with."""
+    from tlc.tune import candidates, declared, space_of
+
+    text = SOUND
+    found, _ = candidates(text, "sm_90a", space_of(text))
+    narrow = [c for c in found if c.values["BN"] == 64]
+    assert narrow and all("get S with warps (WARPS, 1), mma m64n64k16" in c.text for c in narrow)
+    for c in found:
+        params = declared(c.text)
+        assert all(params[name] == str(value) for name, value in c.values.items())
+        assert c.check.ok and c.values["BM"] == 16 * c.values["WARPS"]
