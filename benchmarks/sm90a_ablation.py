@@ -23,6 +23,7 @@ VARIANTS = {  # name -> (Tma fields, tiles (BM, BN, WARPS) or None for the templ
     "overlap": (dict(overlap=True, turns=False), None),
     "turns": (dict(overlap=False, turns=True), None),
     "neither": (dict(overlap=False, turns=False), None),
+    "2 warpgroups": (dict(overlap=True, turns=True), (128, 128, 8)),
     "3 warpgroups": (dict(overlap=True, turns=True), (192, 128, 12)),
     "1 warpgroup": (dict(overlap=True, turns=True), (64, 128, 4)),
     "long rows first": (dict(overlap=True, turns=True, reverse=True), None),
@@ -106,6 +107,8 @@ def main() -> int:
     parser.add_argument("--seqs", default="4096,16384")
     parser.add_argument("--dims", default="64,128")
     parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which to time")
+    parser.add_argument("--causal", default="no,yes", help="no, yes or both (no,yes)")
     parser.add_argument("--json", default=os.path.join(os.environ.get("OUT", "out"),
                                                        "sm90a-ablation.json"))
     args = parser.parse_args()
@@ -113,10 +116,12 @@ def main() -> int:
         import fa3_fwd_interface as fa3
     except Exception as error:  # the wheel is absent or does not load with this PyTorch
         fa3, why = None, f"{type(error).__name__}: {error}"
+    chosen = {name: VARIANTS[name] for name in args.variants.split(",")}
+    causals = [{"no": False, "yes": True}[c] for c in args.causal.split(",")]
     rows = []
     for d in map(int, args.dims.split(",")):
         for n in map(int, args.seqs.split(",")):
-            for causal in (False, True):
+            for causal in causals:
                 batch, heads = 16384 // n, 2048 // d
                 q, k, v = (torch.randn(batch, heads, n, d, device="cuda", dtype=torch.bfloat16)
                            for _ in range(3))
@@ -133,7 +138,7 @@ def main() -> int:
                     rows.append(dict(case, variant="fa3", tflops=round(flops / time_ms(
                         lambda: fa3.flash_attn_func(qt, kt, vt, causal=causal),
                         args.iters) / 1e9, 1)))
-                for name, (fields, tiles) in VARIANTS.items():
+                for name, (fields, tiles) in chosen.items():
                     row = dict(case, variant=name)
                     try:
                         text = plan("bf16", d, causal, 1, arch="sm_90a",
@@ -156,11 +161,11 @@ def main() -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as handle:
         json.dump({"gpu": torch.cuda.get_device_name(), "rows": rows}, handle, indent=1)
-    names = ["sdpa-cudnn", "fa3"] + list(VARIANTS)
+    names = ["sdpa-cudnn", "fa3"] + list(chosen)
     print(f"{'D':>4} {'N':>6} {'causal':>6}  " + " ".join(f"{v:>14}" for v in names))
     for d in map(int, args.dims.split(",")):
         for n in map(int, args.seqs.split(",")):
-            for causal in (False, True):
+            for causal in causals:
                 by = {r["variant"]: r for r in rows if (r["head_dim"], r["seqlen"],
                                                         r["causal"]) == (d, n, causal)}
                 print(f"{d:>4} {n:>6} {str(causal):>6}  " + " ".join(

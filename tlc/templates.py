@@ -20,8 +20,9 @@ SMALL_TILES = [(32, 16, 2), (32, 8, 2)]  # a last resort: wide head dims on Turi
 DECODE_TILES = [(32, 64, 2), (16, 128, 1), (16, 64, 1), (64, 64, 4), (16, 32, 1), (16, 16, 1)]
 # Hopper (sm_90a) tiles: warps in whole warpgroups of 64 rows (the backend adds a producer
 # warpgroup); BN is the N of the Q·K^T wgmma.
-# Three warpgroups first: at D = 64 they ran 3-13 % faster than two on the H200
-# (benchmarks/sm90a_ablation.py); at D = 128 their registers do not fit and two are next.
+# Three warpgroups first: at D = 64 they ran 3-13 % faster than two on the H200 from N = 4k
+# (benchmarks/sm90a_ablation.py; at N = 1k causal two were 12 % faster,
+# h200-sm90a-tiles64.json); at D = 128 their registers do not fit and two are next.
 WARPGROUP_TILES = [(192, 128, 12), (128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
 CHUNKS = [256, 128, 64, 32]
@@ -95,8 +96,8 @@ def render(o: Options) -> str:
     ragged = o.lengths or bool(o.page)
     # wgmma's N is the tile's: Q·K^T's is BN; P·V's the head dim's, 128 (or 64) at a time
     mma_s = f"m64n{o.bn}k16" if o.warpgroup else o.mma
-    width = o.chunk or o.d
-    mma_o = f"m64n{128 if width % 128 == 0 else 64}k16" if o.warpgroup else o.mma
+    columns = o.chunk or o.d  # of O's tile
+    mma_o = f"m64n{128 if columns % 128 == 0 else 64}k16" if o.warpgroup else o.mma
     vector = "" if o.warpgroup else " with vector 8"  # TMA copies whole tiles
     head = [f"kernel {o.name} for {o.arch}", "",
             f"input Q (B, H, Nq, D) {o.dtype}"]

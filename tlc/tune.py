@@ -136,7 +136,7 @@ def candidates(text: str, arch: str, space: dict,
         variant = assign(text, values)
         result = check(variant, arch=arch)
         if not result.ok and _shape_only(result):  # a wgmma's N follows the tile's (sm_90a)
-            variant, result = _with_shapes_fixed(variant, arch)
+            variant, result = _with_shapes_fixed(variant, arch, result)
         if not result.ok:
             refused += 1
             continue
@@ -154,20 +154,15 @@ def _shape_only(result) -> bool:
                                 and "mma" in d.help for d in errors)
 
 
-def _with_shapes_fixed(text: str, arch: str):
+def _with_shapes_fixed(text: str, arch: str, result):
     """The plan with those shapes swapped (a BN of 64 takes m64n64k16), and its check."""
-    from tlc.api import fix_plan
-
-    fixed, result = fix_plan(text, arch=arch, rounds=1)  # the shape swaps, nothing after
-    if fixed is None or declared(fixed) != declared(text):
-        return text, check_plan(text, arch)
-    return fixed, result
-
-
-def check_plan(text: str, arch: str):
     from tlc.driver import check
+    from tlc.fixes import apply_edits
 
-    return check(text, arch=arch)
+    fixed = apply_edits(text, [e for d in result.diagnostics if d.is_error for e in d.fixes])
+    if declared(fixed) != declared(text):  # only the shapes may change
+        return text, result
+    return fixed, check(fixed, arch=arch)
 
 
 def predict(resources: dict, values: dict, occupancy_arch: str | None = None) -> dict:
