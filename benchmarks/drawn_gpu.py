@@ -66,8 +66,10 @@ def main() -> int:
 
     def built(item):
         plan, result = item
-        ptx = plan.arch == "sm_75"
-        own = ptx or plan.arch == "sm_90a"  # PTX for Turing; sm_90a code is for itself only
+        from tlc.arch import ARCHS
+
+        ptx = plan.arch == "sm_75"  # Turing plans run as compute_75 PTX (the method's choice)
+        own = ptx or bool(ARCHS[plan.arch].runs_only_on)  # sm_90a code is for itself only
         return build_for(result.lowered, plan.arch if own else present,
                          output="ptx" if ptx else "cubin")
 

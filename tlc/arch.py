@@ -100,14 +100,19 @@ class Arch:
         """Threads a block runs for a plan whose warps make `threads`: the producer's too."""
         return threads + 32 * self.producer_warps
 
+    def moves_registers(self, threads: int) -> bool:
+        """Whether a producer warpgroup gives registers to the consumers: there is one, and
+        the block's even share of the file is less than a thread may use."""
+        share = self.regs_per_block // self.block_threads(threads) // 8 * 8
+        return bool(self.producer_warps) and share < self.regs_per_thread
+
     def register_limit(self, threads: int) -> int:
         """Registers a thread of the plan's warps may use: the per-thread maximum and the
         block's share of the file; with a producer warpgroup, what is left to the consumers
         after the producer's PRODUCER_REGISTERS, in the multiples of 8 setmaxnreg takes."""
-        block = self.block_threads(threads)
-        plain = min(self.regs_per_thread, self.regs_per_block // block // 8 * 8)
-        if not self.producer_warps or plain == self.regs_per_thread:
-            return plain  # enough for every thread: no reallocation
+        if not self.moves_registers(threads):
+            return min(self.regs_per_thread,
+                       self.regs_per_block // self.block_threads(threads) // 8 * 8)
         left = self.regs_per_block - PRODUCER_REGISTERS * 32 * self.producer_warps
         return min(self.regs_per_thread, left // threads // 8 * 8)
 

@@ -385,11 +385,10 @@ def _overlappable(em, loop: ir.Loop):
 
 
 def facts_limit(em) -> int | None:
-    """The consumers' register count, where the block's share of the register file is less
-    than a thread may use and registers move from the producer to them; else None."""
+    """The consumers' register count where registers move from the producer to them, else
+    None (the arch's rule, which the checker holds plans to)."""
     arch = em.target.facts
-    plain = arch.regs_per_block // em.block_threads // 8 * 8
-    return None if plain >= arch.regs_per_thread else arch.register_limit(em.threads)
+    return arch.register_limit(em.threads) if arch.moves_registers(em.threads) else None
 
 
 def _shared_reads(op) -> set[str]:
