@@ -48,3 +48,9 @@ if [ "$step" = drawn ]; then  # accepted sm_90a draws, run against the float64 r
         --json "$OUT/$GPU-drawn-sm_90a.json" > "$OUT/$GPU-drawn-sm_90a.log" 2>&1
     grep -E "drawn plans:|FAILED" "$OUT/$GPU-drawn-sm_90a.log" | tail -6
 fi
+if [ "$step" = memcheck ]; then  # one example under compute-sanitizer memcheck, small shapes
+    timeout ${LIMIT:-60} compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -x \
+        "tests/gpu/test_sm90a_attention.py::test_example[mha_fwd_fp16_d128_sm90a]" \
+        > "$OUT/$GPU-sm90a-memcheck.log" 2>&1
+    echo "memcheck: exit $? $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/$GPU-sm90a-memcheck.log" | tail -2 | tr '\n' ' ')"
+fi
