@@ -66,9 +66,8 @@ def runner(kernel, source, plan, q, k, v, o, causal):
             pointers.append(tensors[a.name].data_ptr())
         elif a.kind == "tensormap":
             t = tensors[a.of]
-            values.append(launch.tensor_map(t.data_ptr(), a.dtype, tuple(reversed(t.shape)),
-                                            tuple(s * 2 for s in reversed(t.stride()[:-1])),
-                                            a.box))
+            values.append(launch.tensor_map_of(t.data_ptr(), a.dtype, t.shape, t.stride(),
+                                               a.box))
         elif a.kind == "scalar":
             values.append(q.shape[-1] ** -0.5)
         elif a.kind == "size":

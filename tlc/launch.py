@@ -192,6 +192,14 @@ def tensor_map(address: int, dtype: str, dims, strides: tuple[int, ...], box,
     return ctypes.string_at(aligned, TENSORMAP_BYTES)
 
 
+def tensor_map_of(address: int, dtype: str, shape, element_strides, box) -> bytes:
+    """tensor_map for a tensor as callers hold it: shape and strides (in elements) outermost
+    first, the last dimension contiguous; box innermost first, as a tensormap Argument has it."""
+    element = ELEMENT_BYTES[dtype]
+    return tensor_map(address, dtype, tuple(reversed(tuple(shape))),
+                      tuple(s * element for s in reversed(tuple(element_strides)[:-1])), box)
+
+
 def grid_function(kernel: ir.Kernel, extents=None):
     """A function from the runtime sizes (a dict) to a grid as three ints, the plan's or
     `extents` (IR, e.g. a KernelSource's): the expressions compiled once into Python

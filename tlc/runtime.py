@@ -251,14 +251,12 @@ class LoadedKernel:
         the 128 bytes PyCUDA passes by value."""
         import numpy as np
 
-        from tlc.launch import DriverError, tensor_map
+        from tlc.launch import DriverError, tensor_map_of
 
-        tensor = self.kernel.tensor(argument.of)
-        shape, element = self._shape(tensor, sizes), 2 if argument.dtype != "fp32" else 4
+        shape = self._shape(self.kernel.tensor(argument.of), sizes)
         try:
-            value = tensor_map(int(bound[argument.of]), argument.dtype, tuple(reversed(shape)),
-                               tuple(s * element for s in reversed(strides[argument.of][:-1])),
-                               argument.box)
+            value = tensor_map_of(int(bound[argument.of]), argument.dtype, shape,
+                                  strides[argument.of], argument.box)
         except DriverError as error:
             raise ArgumentError(f"{argument.of}: {error}") from None
         return np.frombuffer(value, dtype=np.uint8).copy()

@@ -116,7 +116,7 @@ class Tma(CopyEngine):
         self._check_plan(em)
         plan = barriers_of(kernel, facts.stages)
         consumers, warps = em.threads, em.warps
-        limit = facts_limit(em)
+        limit = consumer_registers(em)
         use = shared_memory(facts, em.target)
         offset = use.offsets[[name for name, _, _ in use.parts].index("mbarriers")]
         em.line(f"uint64_t* tlc_bar = reinterpret_cast<uint64_t*>(tlc_smem + {offset});")
@@ -384,7 +384,7 @@ def _overlappable(em, loop: ir.Loop):
     return head, first, reshape, second
 
 
-def facts_limit(em) -> int | None:
+def consumer_registers(em) -> int | None:
     """The consumers' register count where registers move from the producer to them, else
     None (the arch's rule, which the checker holds plans to)."""
     arch = em.target.facts
