@@ -7,8 +7,11 @@ lengths 1 to 300, Nq and Nk apart, H = Hkv * GROUP), every (batch, head) compare
 poisoned with NaN first. `--sizes small` keeps the sequences under 80 for the sanitizers.
 
     python3 benchmarks/drawn_gpu.py [--count 120] [--seed 2026] [--sizes small] [--json PATH]
+                                    [--only 3,17] [--skip 5]
 
-A short table is printed last; the rows go to $OUT/drawn-plans.json (or --json).
+Each plan's index, edits and sizes are printed before it runs, so that a plan which kills the
+CUDA context names itself; `--only` reruns it alone (under compute-sanitizer, say) and `--skip`
+runs the others. A short table is printed last; the rows go to $OUT/drawn-plans.json (or --json).
 """
 from __future__ import annotations
 
@@ -57,11 +60,15 @@ def main() -> int:
     parser.add_argument("--sizes", choices=("normal", "small"), default="normal")
     parser.add_argument("--arch", help="only the draws for this target (sm_75, sm_80, sm_90a)")
     parser.add_argument("--json", help="where the rows go (default $OUT/drawn-plans.json)")
+    parser.add_argument("--only", type=_indices, help="run only these draws (indices, 3,17)")
+    parser.add_argument("--skip", type=_indices, default=(), help="leave these draws out")
     args = parser.parse_args()
     from tlc.driver import build_for
     from tlc.runtime import check_random, device_arch, device_name, load
 
-    plans = accepted(args.count, args.seed, args.arch)
+    plans = list(enumerate(accepted(args.count, args.seed, args.arch)))
+    plans = [(i, item) for i, item in plans
+             if (args.only is None or i in args.only) and i not in args.skip]
     present = device_arch()
 
     def built(item):
@@ -74,14 +81,15 @@ def main() -> int:
                          output="ptx" if ptx else "cubin")
 
     with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
-        builds = list(pool.map(built, plans))
+        builds = list(pool.map(built, [item for _, item in plans]))
     rows = []
-    for index, ((plan, result), build) in enumerate(zip(plans, builds)):
+    for (index, (plan, result)), build in zip(plans, builds):
         rng = random.Random(args.seed * 1000 + index)
         sizes = sizes_for(result, rng, args.sizes == "small")
+        print(f"[{index}] {plan.arch} {plan.example} {list(plan.edits)} {sizes}", flush=True)
         kernel = load(result, prebuilt=(result.lowered, build))
         verdict = check_random(kernel, sizes, seed=index, whole=True)
-        rows.append({"arch": plan.arch, "example": plan.example, "edits": list(plan.edits),
+        rows.append({"index": index, "arch": plan.arch, "example": plan.example, "edits": list(plan.edits),
                      "shape": sizes, "ok": verdict.ok, "how": kernel.how,
                      **{k: v for k, v in verdict.to_json().items() if k != "ok"}})
     out = args.json or os.path.join(os.environ.get("OUT", "."), "drawn-plans.json")
@@ -96,6 +104,10 @@ def main() -> int:
     print(f"drawn plans: {len(rows) - len(failed)}/{len(rows)} accepted plans correct on "
           f"{device_name()} (seed {args.seed}, sizes {args.sizes})")
     return 1 if failed else 0
+
+
+def _indices(text: str) -> set[int]:
+    return {int(part) for part in text.split(",") if part.strip()}
 
 
 if __name__ == "__main__":

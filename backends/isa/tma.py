@@ -41,12 +41,21 @@ class Barriers:
     count: int
 
 
-def barriers_of(kernel: ir.Kernel, stages_of) -> Barriers:
-    once, staged, index, depth = {}, {}, 0, 1
+def copied_once(kernel: ir.Kernel) -> dict[str, ir.Copy]:
+    """Each tile copied from global memory outside the loops, by its first Copy. A repeat of
+    that Copy loads the same bytes again and is issued once; the checked plan's other forms
+    are refused (_check_plan), since two TMA copies into one tile may land in either order."""
+    once = {}
     for op in kernel.body:
         if isinstance(op, ir.Copy) and (op.src, op.dst) == (ir.Level.GLOBAL, ir.Level.SHARED):
-            once.setdefault(op.name, index)
-            index += 1
+            once.setdefault(op.name, op)
+    return once
+
+
+def barriers_of(kernel: ir.Kernel, stages_of) -> Barriers:
+    staged, depth = {}, 1
+    once = {name: index for index, name in enumerate(copied_once(kernel))}
+    index = len(once)
     loops = [op for op in ir.walk(kernel.body) if isinstance(op, ir.Loop) and staged_copies(op)]
     if loops:
         copies = staged_copies(loops[0])
@@ -135,8 +144,9 @@ class Tma(CopyEngine):
         em.open(f"if (threadIdx.x == {consumers})")
         for argument in self.tensor_maps(kernel, em.schedule):
             em.line(f"tlc::sm90a::prefetch_tensormap(&{argument.name});")
+        first = copied_once(kernel)
         for op in kernel.body:
-            if isinstance(op, ir.Copy) and (op.src, op.dst) == (ir.Level.GLOBAL, ir.Level.SHARED):
+            if isinstance(op, ir.Copy) and first.get(op.name) is op:
                 self._issue(em, [op], {}, lambda name: plan.once[name], "0")
             elif isinstance(op, ir.Loop) and staged_copies(op):
                 self._produce_loop(em, op, plan)
@@ -164,9 +174,16 @@ class Tma(CopyEngine):
             if loop.splits is not None:
                 raise Unsupported(loop, "a split key loop: tlc's sm_90a code does not split "
                                   "loops yet", help="drop `split` (or target sm_90)")
+        first = copied_once(em.kernel)
         for op in ir.walk(em.kernel.body):
             if isinstance(op, ir.Copy) and (op.src, op.dst) == (ir.Level.GLOBAL, ir.Level.SHARED):
                 self._check_copy(em, op)
+                if op.name in first and op != first[op.name]:
+                    raise Unsupported(op, f"`{op.name}` is copied from global memory twice, "
+                                      "into one tile from other coordinates: TMA copies are "
+                                      "asynchronous, and the two may land in either order",
+                                      help=f"keep one `Copy {op.name} ... from global to "
+                                      "shared`")
 
     def _check_copy(self, em, op: ir.Copy) -> None:
         tensor, tile = em.kernel.tensor(op.name), em.shared_tile(op.name, op)

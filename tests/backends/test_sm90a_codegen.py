@@ -100,3 +100,31 @@ def test_tune_varies_the_tile_and_the_wgmma_shape_follows():
         params = declared(c.text)
         assert all(params[name] == str(value) for name, value in c.values.items())
         assert c.check.ok and c.values["BM"] == 16 * c.values["WARPS"]
+
+
+QCOPY = "Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared\n"
+
+
+def test_a_repeated_copy_of_q_is_issued_once():
+    """A drawn plan that copies Q twice killed the CUDA context on the H200: the second TMA
+    copy was still landing when the block exited. A repeat of the same Copy is issued once."""
+    text = (ROOT / "examples" / "softcap_fwd_bf16_d256_sm90a.tl").read_text()
+    assert QCOPY in text
+    once, twice = check(text, arch="sm_90a"), check(text.replace(QCOPY, QCOPY * 2),
+                                                     arch="sm_90a")
+    assert twice.ok, twice.diagnostics
+    code = twice.lowered.source
+    assert code.count("&Q_map, &tlc_bar[0]") == 4  # four 64-column panels, once
+    assert once.lowered.source.count("mbarrier_init") == code.count("mbarrier_init")
+    assert re.findall(r"i < (\d+); \+\+i\) tlc::sm90a::mbarrier_init", code) == \
+        re.findall(r"i < (\d+); \+\+i\) tlc::sm90a::mbarrier_init", once.lowered.source)
+
+
+def test_a_second_copy_of_q_from_elsewhere_is_refused():
+    text = (ROOT / "examples" / "mha_fwd_fp16_d128_sm90a.tl").read_text()
+    other = QCOPY.replace("Nq = m]", "Nq = m + 1]")
+    result = check(text.replace(QCOPY, QCOPY + other), arch="sm_90a")
+    assert [d.code for d in result.diagnostics] == ["backend-unsupported"]
+    diagnostic = result.diagnostics[0]
+    assert "either order" in diagnostic.message and diagnostic.span.line == \
+        text.splitlines().index(QCOPY.strip()) + 2

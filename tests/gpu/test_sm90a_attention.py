@@ -66,3 +66,12 @@ def test_runs_only_on_hopper_is_said(gpu, tmp_path):
 
     with pytest.raises(ArgumentError, match="runs on sm_90 GPUs only"):
         load((ROOT / "examples" / f"{EXAMPLES[0]}.tl").read_text(), cache_dir=tmp_path)
+
+
+def test_a_repeated_copy_of_q(hopper, tmp_path):
+    """Drawn plan 14 of seed 2026 (benchmarks/drawn_gpu.py): Q copied twice once killed the
+    context, the second TMA copy landing after the block had exited."""
+    copy = "Copy Q (BM, D) in coordinate [B = b, H = h, Nq = m] from global to shared\n"
+    text = (ROOT / "examples" / "softcap_fwd_bf16_d256_sm90a.tl").read_text()
+    _check(load(text.replace(copy, copy * 2), cache_dir=tmp_path), "Q copied twice",
+           shapes=[(272, 272), (1, 5)])
