@@ -97,23 +97,61 @@ def _writes(op) -> list[tuple[str, ir.Level]]:
 
 
 def _written_before_read(facts: Facts, ctx) -> None:
-    written = {(g.out, ir.Level.REGISTER) for g in facts.gemms}  # accumulators start at 0
+    """A buffer written only inside a loop that may run no iteration (causal rows that see
+    no key: `cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)` is 0 for them) is not written for
+    the statements after that loop."""
+    always = {(g.out, ir.Level.REGISTER) for g in facts.gemms}  # accumulators start at 0
+    writes: dict[tuple, list[tuple]] = {}  # buffer -> the loops around each of its writes
     reported = set()
-    for op, _, _ in facts.walk_held():
+    for op, loops, _ in facts.walk_held():
         if isinstance(op, ir.Loop):
             continue
         for name, level in _reads(op):
-            if (name, level) in written or (name, level) in reported:
+            key = (name, level)
+            if key in always or key in reported:
                 continue
-            reported.add((name, level))
-            elsewhere = [lv for (n, lv) in written if n == name]
+            skipped = [_skippable(around, loops) for around in writes.get(key, [])]
+            if skipped and not all(skipped):
+                continue
+            reported.add(key)
+            if skipped:
+                loop = skipped[0]
+                ctx.report(Diagnostic(
+                    "unwritten-read", f"`{name}` is read from {level.value} memory here, but "
+                    f"only the loop over {loop.var} (line {loop.span.line}) writes it there, "
+                    "and that loop may run no iteration (for a causal row that sees no key, or a "
+                    "sequence of no keys): the kernel would then read whatever the memory held",
+                    op.span,
+                    help=f"move the statement that writes `{name}` after the loop"))
+                continue
+            elsewhere = [lv for (n, lv) in list(writes) + list(always) if n == name]
             help = (f"add `Copy {name} from {elsewhere[0].value} to {level.value}` before it"
                     if elsewhere else f"write `{name}` into {level.value} before it is read")
             ctx.report(Diagnostic(
                 "unwritten-read", f"`{name}` is read from {level.value} memory here, but no "
                 "statement before writes it there: the kernel would read whatever the memory "
                 "held", op.span, help=help))
-        written.update(_writes(op))
+        for key in _writes(op):
+            writes.setdefault(key, []).append(loops)
+
+
+def _skippable(around: tuple, here: tuple):
+    """The first loop around a write, and not around the read `here`, that may run no
+    iteration; None when every such loop runs at least once."""
+    return next((loop for loop in around if loop not in here and not _runs_once(loop)), None)
+
+
+def _runs_once(loop: ir.Loop) -> bool:
+    """Whether the loop surely runs an iteration: from 0 to a positive constant, a size, or
+    the tiles of a size (`cdiv(Nk, BN)`); a bound that mixes in block indices (a causal
+    bound) or per-sequence lengths may be 0."""
+    stop = loop.stop
+    if isinstance(stop, ir.Call) and stop.func == "cdiv" and stop.args:
+        stop = stop.args[0]
+    starts_at_0 = isinstance(loop.start, ir.Const) and loop.start.value == 0
+    positive = (isinstance(stop, ir.Const) and stop.value > 0) or \
+        (isinstance(stop, ir.Sym) and stop.kind in (ir.SymKind.SIZE, ir.SymKind.PARAM))
+    return starts_at_0 and positive
 
 
 # ---- stores that add ----

@@ -50,3 +50,36 @@ def test_a_load_of_a_column_chunk_past_the_row_is_refused():
     result = check(text, arch="sm_80")
     assert [d.code for d in result.diagnostics if d.is_error] == ["out-of-bounds"]
     assert "column 512 of rows 512 wide" in result.diagnostics[0].message
+
+
+STAGE_O = "\nCopy O from register to shared\n"
+
+
+def _staged_in_the_loop(text: str) -> str:
+    """The plan with `Copy O from register to shared` moved to the end of its key loop."""
+    assert STAGE_O in text
+    head, tail = text.replace(STAGE_O, "\n").rsplit("\nend\n", 1)
+    return head + "\n  Copy O from register to shared\nend\n" + tail
+
+
+@pytest.mark.parametrize("example", ["gqa_causal_fwd_bf16_d64_sm90a",
+                                     "gqa_causal_fwd_bf16_d64_sm80"])
+def test_o_staged_only_inside_a_causal_loop_is_refused(example):
+    """Drawn plan 15 of seed 2026 for sm_90a (59/60 on the H200): `Copy O from register to
+    shared` moved into the causal key loop. Rows that see no key run no iteration, so the
+    store to global read whatever the shared tile held (not 0; 4.06 off elsewhere)."""
+    moved = _staged_in_the_loop(EXAMPLES[example])
+    result = check(moved, arch=example.rsplit("_", 1)[1].replace("sm", "sm_"))
+    errors = [d for d in result.diagnostics if d.is_error]
+    assert [d.code for d in errors] == ["unwritten-read"], result.diagnostics
+    assert "may run no iteration" in errors[0].message
+    assert "Copy O (BM, D)" in moved.splitlines()[errors[0].span.line - 1]
+
+
+def test_o_staged_inside_a_loop_that_always_runs_is_accepted():
+    """Over all the keys (`cdiv(Nk, BN)`, Nk >= 1) the loop runs at least once, and its last
+    iteration leaves the finished O in the shared tile."""
+    text = EXAMPLES["mha_fwd_fp16_d128_sm90a"]
+    assert "for n = 0: cdiv(Nk, BN)" in text
+    result = check(_staged_in_the_loop(text), arch="sm_90a")
+    assert not any(d.code == "unwritten-read" for d in result.diagnostics), result.diagnostics
