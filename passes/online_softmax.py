@@ -26,14 +26,23 @@ class OnlineSoftmax:
     loop_var: str
 
 
+def _softmaxes_in_loops(kernel: ir.Kernel):
+    """(softmax, its innermost loop, the GEMM after it that reads its scores or None)."""
+    for op, loops, _ in Facts(kernel).walk_held():
+        if isinstance(op, ir.Softmax) and loops:
+            yield op, loops[-1], _consumer(loops[-1].body, op)
+
+
+def online_softmaxes(kernel: ir.Kernel) -> tuple[OnlineSoftmax, ...]:
+    """The online softmaxes of a kernel (the state the resource model counts)."""
+    return tuple(OnlineSoftmax(op.target, gemm.out, loop.var)
+                 for op, loop, gemm in _softmaxes_in_loops(kernel)
+                 if gemm is not None and gemm.accumulate)
+
+
 def online_softmax(kernel: ir.Kernel, ctx) -> ir.Kernel:
     """Record each online softmax in ctx.facts; report a softmax in a loop that is not one."""
-    found = []
-    for op, loops, _ in Facts(kernel).walk_held():
-        if not isinstance(op, ir.Softmax) or not loops:
-            continue
-        loop = loops[-1]
-        gemm = _consumer(loop.body, op)
+    for op, loop, gemm in _softmaxes_in_loops(kernel):
         if gemm is None:
             ctx.report(Diagnostic(
                 "online-softmax", f"the probabilities in `{op.target}` are never multiplied "
@@ -46,9 +55,7 @@ def online_softmax(kernel: ir.Kernel, ctx) -> ir.Kernel:
                 f"keeps only the last key block", gemm.span,
                 help=f"write `and accumulate {gemm.out}`: online softmax adds every block's "
                      "contribution and rescales the sum", fixes=_accumulate(ctx.source, gemm)))
-        else:
-            found.append(OnlineSoftmax(op.target, gemm.out, loop.var))
-    ctx.facts["online_softmax"] = tuple(found)
+    ctx.facts["online_softmax"] = online_softmaxes(kernel)
     for loop in (op for op in ir.walk(kernel.body) if isinstance(op, ir.Loop)):
         _one_softmax_per_accumulate(loop, ctx)
     _logsumexp_after_the_loop(Facts(kernel), ctx)

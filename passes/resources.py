@@ -36,10 +36,13 @@ def resources(kernel: ir.Kernel, ctx) -> ir.Kernel:
     return kernel
 
 
-def register_limit(arch: Arch, threads: int) -> int:
+def register_limit(arch: Arch, threads: int, shared: int | None = None,
+                   registers: int | None = None) -> int:
     """Registers a thread may use: the per-thread maximum, and the block's share of the file
-    (less a producer warpgroup's, where the target adds one)."""
-    return arch.register_limit(threads)
+    (less a producer warpgroup's, where the target adds one; half the file where the block's
+    `shared` bytes and estimated `registers` let the lowering ask for two blocks an SM,
+    Arch.resident_blocks)."""
+    return arch.register_limit(threads, arch.resident_blocks(threads, shared, registers))
 
 
 def _threads(facts: Facts, arch: Arch, report) -> None:
@@ -70,7 +73,8 @@ def _registers(facts: Facts, arch: Arch, online, model, ctx) -> None:
     use = model.registers(facts, online)
     if use is None:
         return
-    limit = register_limit(arch, facts.threads)
+    shared = model.shared_memory(facts)
+    limit = register_limit(arch, facts.threads, shared.total if shared else None, use.peak)
     if use.peak <= limit:
         return
     live = ", ".join(f"{label} {regs}" for label, regs in use.parts)

@@ -37,3 +37,19 @@ def test_features():
                                           ("T4", "sm_75"), ("sm_9O", "sm_90")])
 def test_suggestions(typed, meant):
     assert suggest_arch(typed) == meant
+
+
+def test_two_small_warp_specialized_blocks_share_an_sm():
+    """sm_90a asks for two resident blocks where one consumer warpgroup's block fits twice in
+    shared memory; each then has half the register file, which setmaxnreg moves from the
+    producer (24 a thread) to the consumers: (32768 - 24 * 128) / 128 = 232."""
+    hopper, ampere = ARCHS["sm_90a"], ARCHS["sm_80"]
+    assert hopper.resident_blocks(128, 84040, 150) == 2
+    assert hopper.resident_blocks(128, 84040, 240) == 1      # past 232: one, with 255
+    assert hopper.resident_blocks(128, 116 * 1024, 150) == 1  # two would need 234 KB
+    assert hopper.resident_blocks(256, 84040, 150) == 1       # two consumer warpgroups
+    assert hopper.resident_blocks(128, None, 150) == 1
+    assert ampere.resident_blocks(128, 1024, 64) == 1         # no producer warpgroup
+    assert hopper.register_limit(128, 2) == 232 and hopper.moves_registers(128, 2)
+    assert hopper.register_limit(128) == 255 and not hopper.moves_registers(128)
+    assert hopper.register_limit(256) == 240 and hopper.register_limit(384) == 160

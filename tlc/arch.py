@@ -100,20 +100,40 @@ class Arch:
         """Threads a block runs for a plan whose warps make `threads`: the producer's too."""
         return threads + 32 * self.producer_warps
 
-    def moves_registers(self, threads: int) -> bool:
+    def resident_blocks(self, threads: int, shared: int | None, registers: int | None) -> int:
+        """Blocks an SM is asked to hold at once (__launch_bounds__' second figure): two where
+        a producer warpgroup serves one consumer warpgroup, two blocks' shared memory fits
+        and the consumers' estimated `registers` fit in half the file, so that one block's
+        first loads and last stores run under the other's GEMMs; else one, and the block may
+        have every register. On the H200 at D = 64, causal, N = 1k:
+        225 TFLOP/s with three consumer warpgroups, 257 with two, 283 with one and two blocks
+        an SM (benchmarks/sm90a_ablation.py, h200-sm90a-blocks.json)."""
+        one_warpgroup = threads == 4 * self.warp_size
+        if self.producer_warps and one_warpgroup and None not in (shared, registers) and \
+                2 * (shared + self.smem_reserved_per_block) <= self.smem_per_sm and \
+                registers <= self.register_limit(threads, 2):
+            return 2
+        return 1
+
+    def _register_pool(self, blocks: int) -> int:
+        """The registers one of `blocks` resident blocks may hold."""
+        return min(self.regs_per_block, self.regs_per_sm // blocks)
+
+    def moves_registers(self, threads: int, blocks: int = 1) -> bool:
         """Whether a producer warpgroup gives registers to the consumers: there is one, and
-        the block's even share of the file is less than a thread may use."""
-        share = self.regs_per_block // self.block_threads(threads) // 8 * 8
+        the block's even share of its pool is less than a thread may use."""
+        share = self._register_pool(blocks) // self.block_threads(threads) // 8 * 8
         return bool(self.producer_warps) and share < self.regs_per_thread
 
-    def register_limit(self, threads: int) -> int:
+    def register_limit(self, threads: int, blocks: int = 1) -> int:
         """Registers a thread of the plan's warps may use: the per-thread maximum and the
-        block's share of the file; with a producer warpgroup, what is left to the consumers
-        after the producer's PRODUCER_REGISTERS, in the multiples of 8 setmaxnreg takes."""
-        if not self.moves_registers(threads):
-            return min(self.regs_per_thread,
-                       self.regs_per_block // self.block_threads(threads) // 8 * 8)
-        left = self.regs_per_block - PRODUCER_REGISTERS * 32 * self.producer_warps
+        block's share of its pool (the file, or half of it for two resident blocks); with a
+        producer warpgroup, what is left to the consumers after the producer's
+        PRODUCER_REGISTERS, in the multiples of 8 setmaxnreg takes."""
+        pool = self._register_pool(blocks)
+        if not self.moves_registers(threads, blocks):
+            return min(self.regs_per_thread, pool // self.block_threads(threads) // 8 * 8)
+        left = pool - PRODUCER_REGISTERS * 32 * self.producer_warps
         return min(self.regs_per_thread, left // threads // 8 * 8)
 
     @property

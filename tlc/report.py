@@ -22,7 +22,9 @@ def resources_json(result) -> dict:
     if regs is not None:
         from tlc.passes.resources import register_limit
 
-        limit = register_limit(arch, facts["threads"]) if arch and facts.get("threads") else None
+        limit = register_limit(arch, facts["threads"], smem.total if smem else None,
+                               regs.peak) \
+            if arch and facts.get("threads") else None
         data["registers"] = {"estimate": regs.peak, "limit": limit,
                              "peak_line": regs.at.span.line,
                              "live": [{"what": w, "registers": r} for w, r in regs.parts]}

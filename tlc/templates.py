@@ -20,10 +20,13 @@ SMALL_TILES = [(32, 16, 2), (32, 8, 2)]  # a last resort: wide head dims on Turi
 DECODE_TILES = [(32, 64, 2), (16, 128, 1), (16, 64, 1), (64, 64, 4), (16, 32, 1), (16, 16, 1)]
 # Hopper (sm_90a) tiles: warps in whole warpgroups of 64 rows (the backend adds a producer
 # warpgroup); BN is the N of the Q·K^T wgmma.
-# Three warpgroups first: at D = 64 they ran 3-13 % faster than two on the H200 from N = 4k
-# (benchmarks/sm90a_ablation.py; at N = 1k causal two were 12 % faster,
-# h200-sm90a-tiles64.json); at D = 128 their registers do not fit and two are next.
-WARPGROUP_TILES = [(192, 128, 12), (128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]
+# One consumer warpgroup first, taken where two blocks of it fit an SM (Arch.resident_blocks:
+# D = 64): on the H200 it ran 0-26 % faster than three warpgroups from N = 1k to 4k, most
+# where causal rows are short (h200-sm90a-blocks.json). Three warpgroups next: at D = 64 they
+# ran 3-13 % faster than two from N = 4k (h200-sm90a-ablation.json); at D = 128 their
+# registers do not fit, and two are next. A lone warpgroup that an SM holds once is the last
+# resort (D = 256).
+WARPGROUP_TILES = [(64, 128, 4), (192, 128, 12), (128, 128, 8), (128, 64, 8), (64, 64, 4)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
 CHUNKS = [256, 128, 64, 32]
 
@@ -205,12 +208,33 @@ def plan(dtype: str, d: int, causal: bool = False, group: int = 1, arch: str = "
     query rows). `variant` takes Options' window, softcap, alibi, lse and splits."""
     from tlc.api import check
 
+    lone, kind = None, None  # the first accepted plan of one warpgroup an SM holds once
     for options in candidates(dtype, d, causal, group, arch, stages, staged, tiles,
                               **variant):
+        if lone and (options.staged, options.chunk) != kind:
+            return lone  # the best of its kind: O's store and the head dim stay preferred
+        kind = (options.staged, options.chunk)
         text = render(options)
-        if check(text, arch=arch).ok:
+        result = check(text, arch=arch)
+        if result.ok and _held_alone(result, arch):
+            lone = lone or text
+        elif result.ok:
             return text
+    if lone:
+        return lone
     raise ValueError(f"no tiling of the template fits {dtype} D={d} on {arch}")
+
+
+def _held_alone(result, arch: str) -> bool:
+    """A warp-specialized block of one consumer warpgroup that an SM holds once: it leaves
+    the tensor cores idle while it waits for its first tiles (Arch.resident_blocks)."""
+    from tlc.arch import ARCHS
+
+    target, threads = ARCHS[arch], result.facts.get("threads")
+    shared, registers = result.facts.get("shared_memory"), result.facts.get("registers")
+    return bool(target.producer_warps) and threads == 4 * target.warp_size and \
+        target.resident_blocks(threads, shared.total if shared else None,
+                               registers.peak if registers else None) == 1
 
 
 def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=True,

@@ -6,8 +6,10 @@ copies are told apart by their level pair. A statement with no rule is a tlc bug
 from __future__ import annotations
 
 from tlc import ir
+from tlc.passes.online_softmax import online_softmaxes
 from tlc.backends.emit import scores, splits, tiles
 from tlc.backends.emit.writer import CodeWriter, c_expr, unroll_policy
+from tlc.backends.resources import registers
 from tlc.backends.schedule import C_TYPES, SWIZZLE_ALIGNMENT, Pipeline, Schedule, SharedTile
 from tlc.backends.target import (Argument, KernelSource, LoweringBug, Target, Unsupported,
                                 stride_name)
@@ -28,6 +30,11 @@ class KernelEmitter(CodeWriter):
         self.joined_loads: list[str] = []
         # the block's threads: the plan's warps, and a producer warpgroup where the target adds one
         self.block_threads = target.facts.block_threads(self.threads)
+        # blocks an SM is asked to hold: one, or two small warp-specialized ones (the
+        # checker's register estimate decides, as it did for the plan's limit)
+        estimate = registers(self.facts, target, online_softmaxes(kernel))
+        self.resident_blocks = target.facts.resident_blocks(
+            self.threads, schedule.shared_bytes, estimate.peak if estimate else None)
         self.sync = "__syncthreads();"  # a barrier among the threads that run the statements
         # id of a GEMM -> (lines before it is issued, lines once it is): the copy engine's
         # ordering of warpgroups (isa/tma.py, ping-pong)
@@ -74,8 +81,10 @@ class KernelEmitter(CodeWriter):
         self.lines = [f'#include "{self.target.header}"', "",
                       f"// {self.kernel.name}: lowered by tlc for {self.target.arch}",
                       # (threads, 1): one block per SM is enough, so ptxas may use all the
-                      # registers the plan was checked for rather than spill to fit two.
-                      f'extern "C" __global__ void __launch_bounds__({self.block_threads}, 1) '
+                      # registers the plan was checked for rather than spill to fit two; the
+                      # checker counted the same figure (Arch.resident_blocks).
+                      f'extern "C" __global__ void __launch_bounds__({self.block_threads}, '
+                      f'{self.resident_blocks}) '
                       f"{self.kernel.name}(" + ", ".join(self._parameter(a) for a in arguments)
                       + ") {"]
         self._prologue()

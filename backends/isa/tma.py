@@ -404,8 +404,9 @@ def _overlappable(em, loop: ir.Loop):
 def consumer_registers(em) -> int | None:
     """The consumers' register count where registers move from the producer to them, else
     None (the arch's rule, which the checker holds plans to)."""
-    arch = em.target.facts
-    return arch.register_limit(em.threads) if arch.moves_registers(em.threads) else None
+    arch, blocks = em.target.facts, em.resident_blocks
+    return arch.register_limit(em.threads, blocks) if arch.moves_registers(em.threads, blocks) \
+        else None
 
 
 def _shared_reads(op) -> set[str]:

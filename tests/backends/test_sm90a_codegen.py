@@ -128,3 +128,20 @@ def test_a_second_copy_of_q_from_elsewhere_is_refused():
     diagnostic = result.diagnostics[0]
     assert "either order" in diagnostic.message and diagnostic.span.line == \
         text.splitlines().index(QCOPY.strip()) + 2
+
+
+@needs_nvcc
+def test_a_d64_template_plan_runs_two_blocks_an_sm():
+    """At D = 64 the template takes one consumer warpgroup, two blocks an SM: launch bounds
+    that say so, ptxas within half the register file at entry (128 a thread), setmaxnreg to
+    the 232 the checker allowed, and no spills."""
+    from tlc.templates import plan
+
+    result = check(plan("bf16", 64, True, 1, arch="sm_90a"), arch="sm_90a")
+    kernel = result.lowered.main
+    assert "__launch_bounds__(256, 2)" in kernel.source
+    assert "registers_increase<232>" in kernel.source
+    assert "registers_decrease<24>" in kernel.source
+    report = build(result.lowered.source, "sm_90a").function(kernel.name)
+    assert report.registers <= 128 and report.spill_stores == report.spill_loads == 0
+    assert 2 * (kernel.shared_memory + 1024) <= 228 * 1024
