@@ -2,7 +2,8 @@
 # The sm_90a (Hopper) lowering's GPU evidence in one run: the helper and attention tests on
 # the GPU present (STEP=tests), then the attention grid for tlc sm_90a plans against PyTorch's
 # SDPA backends, FlexAttention and FlashAttention-3 where its wheel loads (STEP=bench, with
-# SEQS/DIMS/DTYPES to narrow it). Logs and JSON go to $OUT (default ./out); a short table last.
+# SEQS/DIMS/DTYPES to narrow it and NAME for its files), the correctness matrix
+# (STEP=correctness) and the variant matrix (STEP=variants). Logs and JSON go to $OUT (default ./out); a short table last.
 set -u
 OUT=${OUT:-out}
 GPU=${GPU:-h200}
@@ -27,13 +28,19 @@ if [ "$step" = all ] || [ "$step" = bench ]; then
     python3 benchmarks/attention.py --arch sm_90a --no-tune \
         --backends "${BACKENDS:-tlc,sdpa-cudnn,sdpa-flash,flex,fa3}" \
         --dtypes "${DTYPES:-fp16,bf16}" --dims "${DIMS:-64,128}" --seqs "${SEQS:-1024,4096,16384}" \
-        --json "$OUT/$GPU-attention-sm_90a.json" > "$OUT/$GPU-attention-sm_90a.log" 2>&1
-    tail -40 "$OUT/$GPU-attention-sm_90a.log"
+        --json "$OUT/${NAME:-$GPU-attention-sm_90a}.json" > "$OUT/${NAME:-$GPU-attention-sm_90a}.log" 2>&1
+    tail -40 "$OUT/${NAME:-$GPU-attention-sm_90a}.log"
 fi
 if [ "$step" = all ] || [ "$step" = correctness ]; then
     python3 benchmarks/correctness.py --arch sm_90a --json "$OUT/$GPU-correctness-sm_90a.json" \
         > "$OUT/$GPU-correctness-sm_90a.log" 2>&1
     grep -E "correctness: |FAILED" "$OUT/$GPU-correctness-sm_90a.log" | tail -5
+fi
+if [ "$step" = all ] || [ "$step" = variants ]; then  # window, softcap, ALiBi; wide head dims
+    python3 benchmarks/variants.py --skip-benchmark --targets sm_90a \
+        > "$OUT/$GPU-variants-correctness-sm_90a.log" 2>&1
+    mv "$OUT/variants-correctness-sm_90a.json" "$OUT/$GPU-variants-correctness-sm_90a.json"
+    grep -E "variants correctness: |FAILED" "$OUT/$GPU-variants-correctness-sm_90a.log" | tail -5
 fi
 if [ "$step" = sanitize ]; then  # memcheck, racecheck, synccheck on a few small cases
     for tool in memcheck racecheck synccheck; do

@@ -26,6 +26,8 @@ VARIANTS = {  # name -> (Tma fields, tiles (BM, BN, WARPS) or None for the templ
     "2 warpgroups": (dict(overlap=True, turns=True), (128, 128, 8)),
     "3 warpgroups": (dict(overlap=True, turns=True), (192, 128, 12)),
     "1 warpgroup": (dict(overlap=True, turns=True), (64, 128, 4)),
+    "1 warpgroup BN 64": (dict(overlap=True, turns=True), (64, 64, 4)),
+    "1 warpgroup 2 blocks": (dict(overlap=True, turns=True, blocks=2), (64, 128, 4)),
     "long rows first": (dict(overlap=True, turns=True, reverse=True), None),
 }
 
@@ -44,11 +46,22 @@ def kernel_for(text: str, fields: dict):
         raise ValueError("; ".join(d.message for d in result.diagnostics))
     fields = dict(fields)
     reverse = fields.pop("reverse", False)
+    blocks = fields.pop("blocks", 1)
     target = dataclasses.replace(SM90A, copies=dataclasses.replace(SM90A.copies, **fields))
     source = lower(result.kernel, target).main
     if reverse:
         source = dataclasses.replace(source, source=source.source.replace(
             "const int p_m = blockIdx.x;", "const int p_m = gridDim.x - 1 - blockIdx.x;"))
+    if blocks == 2:  # two blocks an SM: half the register file each, moved by setmaxnreg
+        consumers = (64 * 1024 // 2 - 24 * 128) // (source.threads - 128)
+        source = dataclasses.replace(source, source=source.source.replace(
+            f"__launch_bounds__({source.threads}, 1)", f"__launch_bounds__({source.threads}, 2)"
+        ).replace("one thread issues every copy from global memory",
+                  "one thread issues every copy from global memory\n"
+                  "tlc::sm90a::registers_decrease<24>();").replace(
+            "every statement but the copies from global memory",
+            "every statement but the copies from global memory\n"
+            f"tlc::sm90a::registers_increase<{consumers // 8 * 8}>();"))
     built = build(source.source, "sm_90a")
     return launch.Kernel(open(built.path, "rb").read(), source.name, source.arguments,
                          source.threads, source.shared_memory), source, result.kernel

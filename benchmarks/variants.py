@@ -1,12 +1,14 @@
 """Attention variants and wide head dims on the GPU present: a correctness matrix for tlc's
 sm_80 and sm_75 plans, then tlc side by side with PyTorch SDPA and FlexAttention.
 
-Correctness: for each target, each variant (sliding window, softcap, ALiBi, all three with
-causal and GQA) at D = 64 and 128, and each head dim of 72, 80, 96, 192, 320 and 512 (plain
-and causal), fp16 and bf16, over the sequence pairs of benchmarks/correctness.py: every
-(batch, head) of the output against the float64 reference by the peers' tolerance rule
-(tlc.runtime.check_random; the output poisoned with NaN first). sm_75 plans run as PTX for
-compute_75, JIT-compiled by the driver.
+Correctness: for each target (--targets: sm_80 and sm_75 unless told; sm_90a on a Hopper
+GPU), each variant (sliding window, softcap, ALiBi, all three with causal and GQA) at D = 64
+and 128, and each head dim of 72, 80, 96, 192, 320 and 512 (plain and causal; for sm_90a
+those its whole-panel TMA tiles take: 192, 256 and 320), fp16 and bf16, over the sequence
+pairs of benchmarks/correctness.py: every (batch, head) of the output against the float64
+reference by the peers' tolerance rule (tlc.runtime.check_random; the output poisoned with
+NaN first). sm_75 plans run as PTX for compute_75, JIT-compiled by the driver; sm_90a plans
+are built for sm_90a.
 
 Benchmark: fp16, MHA, batch = 16384 / N, heads = 2048 / D (rounded down), for each variant
 and head dim: tlc (sm_80 plans, and sm_75 plans as PTX), SDPA's flash, cuDNN and efficient
@@ -17,6 +19,7 @@ gets a row saying why. FLOPs: 4·B·H·N²·D, halved for causal; with a window,
 the visible pairs.
 
     python3 benchmarks/variants.py [--skip-correctness] [--skip-benchmark] [--seqs 1024,4096]
+                                   [--targets sm_90a]
 
 Writes $OUT/variants-correctness.json and $OUT/variants.json; tables are printed last.
 """
@@ -45,16 +48,19 @@ VARIANTS = {
     "all": dict(causal=True, window=(200, 0), softcap=30.0, alibi=True),
 }
 WIDE_DIMS = [72, 80, 96, 192, 320, 512]
+# sm_90a's TMA tiles are whole 64-column panels, and its one pipelined loop takes no column
+# split: the head dims past D = 128 it lowers
+WIDE_DIMS_OF = {"sm_90a": [192, 256, 320]}
 TARGETS = ("sm_80", "sm_75")
 CHECK_ROWS = 128
 
 
-def _cases():
+def _cases(arch: str):
     """(name, dtype, D, options, GROUP) of the correctness matrix."""
     for dtype in ("fp16", "bf16"):
         for name, d in itertools.product(VARIANTS, (64, 128)):
             yield name, dtype, d, dict(VARIANTS[name]), 4 if name == "all" else 1
-        for d, causal in itertools.product(WIDE_DIMS, (False, True)):
+        for d, causal in itertools.product(WIDE_DIMS_OF.get(arch, WIDE_DIMS), (False, True)):
             yield ("causal" if causal else "plain"), dtype, d, dict(causal=causal), 1
 
 
@@ -65,17 +71,20 @@ def _build(text, arch, present):
     lowered = lowered_of(check(text, arch=arch))
     if arch == "sm_75":  # as a Turing GPU would get it: PTX JIT-compiled by the driver
         return lowered, build_for(lowered, arch, output="ptx")
+    if arch == "sm_90a":  # arch-specific code, for itself only
+        return lowered, build_for(lowered, arch)
     return lowered, build_for(lowered, present)
 
 
-def correctness(path: str) -> list[dict]:
+def correctness(path: str, targets=TARGETS) -> list[dict]:
     from tlc.runtime import check_random, device_arch, device_name, load
 
     present = device_arch()
     texts = {}
-    for arch, (name, dtype, d, options, group) in itertools.product(TARGETS, _cases()):
-        causal = options.pop("causal", False)
-        texts[(arch, name, dtype, d)] = plan(dtype, d, causal, group, arch, **options)
+    for arch in targets:
+        for name, dtype, d, options, group in _cases(arch):
+            causal = options.pop("causal", False)
+            texts[(arch, name, dtype, d)] = plan(dtype, d, causal, group, arch, **options)
     started = time.time()
     with ThreadPoolExecutor(12) as pool:
         built = dict(zip(texts, pool.map(lambda key: _build(texts[key], key[0], present),
@@ -106,7 +115,8 @@ def correctness(path: str) -> list[dict]:
               f"{sum(r['ok'] for r in group):>6}  {worst:.2f}")
     passed = sum(r["ok"] for r in rows)
     print(f"variants correctness: {passed}/{len(rows)} cases passed on {device_name()} "
-          f"(sm_80 plans built natively, sm_75 plans as compute_75 PTX)", flush=True)
+          f"(targets {', '.join(targets)}: sm_80 plans built natively, sm_75 plans as "
+          "compute_75 PTX, sm_90a plans for sm_90a)", flush=True)
     return rows
 
 
@@ -321,11 +331,15 @@ def main() -> int:
     parser.add_argument("--seqs", default="1024,4096")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--rotate", type=int, default=3, help="input sets taken in turn")
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        help="the plans' targets for the correctness matrix (sm_80,sm_75)")
     args = parser.parse_args()
     out = os.environ.get("OUT", ".")
     failed = False
     if not args.skip_correctness:
-        rows = correctness(os.path.join(out, "variants-correctness.json"))
+        suffix = "" if args.targets == ",".join(TARGETS) else f"-{args.targets.replace(',', '-')}"
+        rows = correctness(os.path.join(out, f"variants-correctness{suffix}.json"),
+                           args.targets.split(","))
         failed |= not all(r["ok"] for r in rows)
     if not args.skip_benchmark:
         rows = benchmark(os.path.join(out, "variants.json"),
