@@ -23,9 +23,9 @@ DECODE_TILES = [(32, 64, 2), (16, 128, 1), (16, 64, 1), (64, 64, 4), (16, 32, 1)
 # One consumer warpgroup first, taken where two blocks of it fit an SM (Arch.resident_blocks:
 # D = 64): on the H200 it ran -1 to +26 % against three warpgroups from N = 1k to 4k, most
 # where causal rows are short (h200-sm90a-blocks.json), but about 10 % slower at N = 16k
-# (docs/performance.md: the tile is chosen per head dim, not per length). Three warpgroups next: at D = 64 they
-# ran 3-13 % faster than two from N = 4k (h200-sm90a-ablation.json); at D = 128 their
-# registers do not fit, and two are next. A lone warpgroup that an SM holds once is the last
+# (docs/performance.md: the tile is chosen per head dim, not per length). Three warpgroups
+# next: at D = 64 they ran 3-13 % faster than two from N = 4k (h200-sm90a-ablation.json); at
+# D = 128 their registers do not fit, and two are next. A lone warpgroup that an SM holds once is the last
 # resort (D = 256).
 WARPGROUP_TILES = [(64, 128, 4), (192, 128, 12), (128, 128, 8), (128, 64, 8), (64, 64, 4)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
