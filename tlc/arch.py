@@ -108,12 +108,15 @@ class Arch:
         have every register. On the H200 at D = 64, causal, N = 1k:
         225 TFLOP/s with three consumer warpgroups, 257 with two, 283 with one and two blocks
         an SM (benchmarks/sm90a_ablation.py, h200-sm90a-blocks.json)."""
-        one_warpgroup = threads == 4 * self.warp_size
-        if self.producer_warps and one_warpgroup and None not in (shared, registers) and \
+        if self.feeds_one_warpgroup(threads) and None not in (shared, registers) and \
                 2 * (shared + self.smem_reserved_per_block) <= self.smem_per_sm and \
                 registers <= self.register_limit(threads, 2):
             return 2
         return 1
+
+    def feeds_one_warpgroup(self, threads: int) -> bool:
+        """Whether a producer warpgroup serves a plan whose warps are one warpgroup."""
+        return bool(self.producer_warps) and threads == 4 * self.warp_size
 
     def _register_pool(self, blocks: int) -> int:
         """The registers one of `blocks` resident blocks may hold."""

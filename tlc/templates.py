@@ -233,9 +233,8 @@ def _held_alone(result, arch: str) -> bool:
 
     target, threads = ARCHS[arch], result.facts.get("threads")
     shared, registers = result.facts.get("shared_memory"), result.facts.get("registers")
-    return bool(target.producer_warps) and threads == 4 * target.warp_size and \
-        target.resident_blocks(threads, shared.total if shared else None,
-                               registers.peak if registers else None) == 1
+    return target.feeds_one_warpgroup(threads) and target.resident_blocks(
+        threads, shared.total if shared else None, registers.peak if registers else None) == 1
 
 
 def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=True,
