@@ -73,16 +73,23 @@ class _Liveness:
                 first, _ = self.loop_span.get(id(loop), (index, index))
                 self.loop_span[id(loop)] = (first, index)
         self.roles = {}  # operand name -> (gemm, "A" or "B")
+        self.producers = {}  # accumulator name -> its first GEMM
         for op, _ in self.positions:
             if isinstance(op, ir.Gemm):
                 self.roles.setdefault(op.a.name, (op, "A"))
                 self.roles.setdefault(op.b.name, (op, "B"))
+                self.producers.setdefault(op.out, op)
 
     def buffer_cost(self, name: str, dtype: ir.DType | None) -> int:
         buffer = self.facts.buffers.get((name, ir.Level.REGISTER))
         elements = self.facts.elements(buffer) if buffer else None
         if elements is None:
             return 0
+        gemm, shape = self.producers.get(name), self.facts.shape(buffer)
+        mma = MMA_SHAPES.get(gemm.mma or "") if gemm else None
+        if mma and shape and isinstance(shape[-1], int) and shape[-1]:
+            # the columns the instruction accumulates (wgmma: whole panels, tlc.arch)
+            elements = elements // shape[-1] * mma.extents(shape[-1], 16, gemm.b.transposed)[0]
         width = (dtype or buffer.dtype or ir.DType.FP32).bytes
         return ceil(elements * width / 4 / self.threads)
 

@@ -30,6 +30,7 @@ class SharedMemory:
 # address bits 4-6 xor 7-9) is the one wgmma's descriptors assume [PTX ISA, "Matrix
 # Descriptor Format": base offset 0]; dynamic shared memory gets as much slack to align it.
 SWIZZLE_ALIGNMENT = 1024
+PANEL_BYTES = 128  # the swizzle span: a swizzled panel's row
 BARRIER_BYTES = 8  # an mbarrier, a 64-bit shared-memory object
 
 
@@ -51,8 +52,9 @@ def shared_memory(facts: Facts, target) -> SharedMemory | None:
         rows = 1
         for extent in shape[:-1]:
             rows *= extent
-        padding = 0 if buffer.name in swizzled else target.smem_padding
-        size = rows * (shape[-1] + padding) * buffer.dtype.bytes
+        width = swizzled_columns(shape[-1], buffer.dtype) if buffer.name in swizzled else \
+            shape[-1] + target.smem_padding
+        size = rows * width * buffer.dtype.bytes
         stages = facts.stages(buffer.name)
         align = SWIZZLE_ALIGNMENT if buffer.name in swizzled else 16
         offset = -(-offset // align) * align
@@ -77,6 +79,14 @@ def swizzled_tiles(kernel: ir.Kernel, target) -> set[str]:
             and (op.src, op.dst) == (ir.Level.GLOBAL, ir.Level.SHARED)}
 
 
+def swizzled_columns(cols: int, dtype: ir.DType) -> int:
+    """The columns a swizzled tile of `cols` occupies: whole panels of 128 bytes a row
+    (isa/tma.py). A head dim that ends inside a panel leaves the rest of it to the copy
+    engine's zero fill, which the GEMMs read as zeros (isa/wgmma.py)."""
+    panel = PANEL_BYTES // dtype.bytes
+    return -(-cols // panel) * panel
+
+
 @dataclass(frozen=True)
 class SharedTile:
     """A shared buffer as placed: `stages` tiles of rows × cols, rows `stride` elements apart
@@ -94,7 +104,13 @@ class SharedTile:
     @property
     def panel_cols(self) -> int:
         """Columns of one swizzled panel: 128 bytes of a row."""
-        return 128 // self.dtype.bytes
+        return PANEL_BYTES // self.dtype.bytes
+
+    @property
+    def panels(self) -> int:
+        """The swizzled panels of a row (the last one part zeros where cols ends inside
+        it)."""
+        return -(-self.cols // self.panel_cols)
 
     @property
     def ctype(self) -> str:
@@ -238,9 +254,10 @@ def _place_shared(facts: Facts, target: Target) -> tuple[dict, int]:
             raise Unsupported(buffer, f"shared buffer `{name}`: this backend takes 2-D tiles "
                               "of fp16 or bf16")
         rows, cols = shape
-        padding = 0 if name in swizzled else target.smem_padding
-        placed[name] = SharedTile(name, rows, cols, cols + padding, stages, buffer.dtype,
-                                  offset, name in swizzled)
+        stride = swizzled_columns(cols, buffer.dtype) if name in swizzled else \
+            cols + target.smem_padding
+        placed[name] = SharedTile(name, rows, cols, stride, stages, buffer.dtype, offset,
+                                  name in swizzled)
     return placed, use.total
 
 

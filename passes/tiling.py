@@ -102,23 +102,27 @@ def _fits_mma(facts: Facts, gemm: ir.Gemm, warps, report, source=None) -> None:
         return
     k_step = shape.k_step  # K may end in a shorter last step (m16n8k16 in one m16n8k8)
     rows = shape.rows_per_warp  # a warpgroup MMA's 64 rows are 16 a warp
+    values = {axis: facts.value(dim) for axis, dim in (("M", m), ("N", n), ("K", k))}
+    if all(isinstance(v, int) for v in values.values()):  # a head dim to whole wgmma panels
+        values["N"], values["K"] = shape.extents(values["N"], values["K"], gemm.b.transposed)
     for dim, axis, step in ((m, "M", warps[0] * rows), (n, "N", warps[1] * shape.n),
                             (k, "K", k_step)):
-        value = facts.value(dim)
-        if not isinstance(value, int) or value % step == 0:
+        computed, value = values[axis], facts.value(dim)
+        if not isinstance(computed, int) or computed % step == 0:
             continue
         why = {"M": f"{warps[0]} warps along rows × {rows}" + (
                    f" ({warps[0] // 4} warpgroup(s) × 64)" if shape.warpgroup else ""),
                "N": f"{warps[1]} warps along columns × {shape.n}",
                "K": f"the k of {shape.name}" if k_step == shape.k else
                f"{shape.name} steps, ending in one of {shape.last_k}"}[axis]
-        message = (f"the GEMM's {axis} = {text(dim)} = {value} is not a multiple of {step} "
-                   f"({why})")
-        if shape.warpgroup and axis == "N" and value % 8 == 0 and value <= 256:
-            # a wgmma's N is the tile's: the shape follows the tile, not the other way
+        read = f", {computed} in whole 64-column panels," if computed != value else ""
+        message = (f"the GEMM's {axis} = {text(dim)} = {value}{read} is not a multiple of "
+                   f"{step} ({why})")
+        if shape.warpgroup and axis == "N" and computed % 8 == 0 and computed <= 256:
+            # a wgmma's N is the tile's (in whole panels): the shape follows the tile
             from tlc.passes.features import replace_word
 
-            better = f"m64n{value}k16"
+            better = f"m64n{computed}k16"
             report(Diagnostic("tile-mma", message, gemm.span, help=f"use `mma {better}`",
                               fixes=replace_word(source, gemm.mma, better, gemm.span)
                               if source is not None else ()))

@@ -54,11 +54,26 @@ class MmaShape:
     def rows_per_warp(self) -> int:
         return 16 if self.warpgroup else self.m
 
+    def extents(self, n: int, k: int, b_transposed: bool) -> tuple[int, int]:
+        """(N, K) of a GEMM as this instruction computes it. A warpgroup MMA reads its
+        shared operands as tlc's copy engine lays them out, in whole 64-column panels with
+        zeros past a row's end (backends/isa/tma.py): an MN-major B (V in P·V) is read a
+        whole panel wide, so a head dim that ends inside one is computed to the panel's end;
+        where B is K-major (K^T in Q·K^T) both operands' K is a head dim, and a K that ends
+        half-way through a 16-deep step ends in those zeros. mma.sync computes what it is
+        given."""
+        if not self.warpgroup:
+            return n, k
+        if not b_transposed:
+            return -(-n // WGMMA_PANEL) * WGMMA_PANEL, k
+        return n, -(-k // self.k) * self.k if k % 8 == 0 else k
+
 
 M16N8K8 = MmaShape("m16n8k8", 16, 8, 8)
 M16N8K16 = MmaShape("m16n8k16", 16, 8, 16, last_k=8)
 M16N8K32 = MmaShape("m16n8k32", 16, 8, 32)
 # [WGMMA]: the instruction's N is the tile's (or a part of it), so each N has its shape.
+WGMMA_PANEL = 64  # 16-bit columns of a 128-byte swizzled row, the unit of a shared operand
 WGMMA_SHAPES = tuple(MmaShape(f"m64n{n}k16", 64, n, 16) for n in range(8, 257, 8))
 MMA_SHAPES = {shape.name: shape for shape in (M16N8K8, M16N8K16, M16N8K32) + WGMMA_SHAPES}
 # [MAXNREG] the producer warpgroup of a warp-specialized kernel keeps this many registers a

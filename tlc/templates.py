@@ -98,10 +98,11 @@ def render(o: Options) -> str:
     params += [("SPLITS", o.splits)] * (o.splits > 1)
     params += [("PAGE", o.page)] * bool(o.page)
     ragged = o.lengths or bool(o.page)
-    # wgmma's N is the tile's: Q·K^T's is BN; P·V's the head dim's, 128 (or 64) at a time
+    # wgmma's N is the tile's: Q·K^T's is BN; P·V's the head dim's in whole 64-column panels
+    # (isa/wgmma.py), 128 (or 64) at a time
     mma_s = f"m64n{o.bn}k16" if o.warpgroup else o.mma
-    columns = o.chunk or o.d  # of O's tile
-    mma_o = f"m64n{128 if columns % 128 == 0 else 64}k16" if o.warpgroup else o.mma
+    panels = -(-(o.chunk or o.d) // 64)  # of O's tile
+    mma_o = f"m64n{128 if panels % 2 == 0 else 64}k16" if o.warpgroup else o.mma
     vector = "" if o.warpgroup else " with vector 8"  # TMA copies whole tiles
     head = [f"kernel {o.name} for {o.arch}", "",
             f"input Q (B, H, Nq, D) {o.dtype}"]

@@ -32,6 +32,16 @@ def _tiles(em, name: str):
     return em.schedule.tiles_of(name)
 
 
+def _stored_tiles(em, name: str) -> int:
+    """The n-tiles of accumulator `name` that hold its columns: all of them but the zero
+    columns of whole panels that wgmma accumulates past a head dim (isa/wgmma.py)."""
+    tiles = _tiles(em, name)
+    buffer = em.facts.buffers.get((name, ir.Level.REGISTER))
+    shape = em.facts.shape(buffer) if buffer else ()
+    columns = shape[-1] if shape else None
+    return min(tiles.n, -(-columns // 8)) if isinstance(columns, int) else tiles.n
+
+
 def multiply(em, op: ir.Multiply) -> None:
     factor = op.b
     if isinstance(factor, ir.Ref):  # a scalar argument is named like a tensor
@@ -259,13 +269,13 @@ def register_to_global(em, op: ir.Copy) -> None:
     tensor = em.kernel.tensor(op.name)
     if op.name not in em.schedule.accumulators or tensor.dtype not in PACK:
         raise Unsupported(op, f"store of `{op.name}`: an accumulator into fp16 or bf16")
-    tiles = _tiles(em, op.name)
+    stored = _stored_tiles(em, op.name)
     at = register_tile_address(em, op)
     em.block(f"// Copy {op.name} from register to global")
     em.line(f"{C_TYPES[tensor.dtype]}* tlc_dst = {op.name}_g + {at.offset};")
     em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
     columns = f" if (j * 8 < {at.cols_left})" if at.cols_left else ""
-    _normalised_rows(em, op, f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {tiles.n}; "
+    _normalised_rows(em, op, f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {stored}; "
                      f"++j){columns} *reinterpret_cast<uint32_t*>(tlc_dst + (long long)"
                      f"tlc_row * {at.row_stride} + j * 8 + tlc_pair) = "
                      f"{_packed_pair(em, op.name, PACK[tensor.dtype])};")
@@ -278,9 +288,9 @@ def register_to_shared(em, op: ir.Copy) -> None:
     if op.name not in em.schedule.accumulators or tile.dtype not in PACK:
         raise Unsupported(op, f"Copy {op.name} from register to shared: an accumulator into "
                           "an fp16 or bf16 tile")
-    tiles = _tiles(em, op.name)
     em.block(f"// Copy {op.name} from register to shared")
-    _normalised_rows(em, op, f"for (int j = 0; j < {tiles.n}; ++j) *reinterpret_cast<"
+    _normalised_rows(em, op, f"for (int j = 0; j < {_stored_tiles(em, op.name)}; ++j) "
+                     f"*reinterpret_cast<"
                      f"uint32_t*>({op.name}_s + tlc_row * {tile.stride} + j * 8 + tlc_pair) = "
                      f"{_packed_pair(em, op.name, PACK[tile.dtype])};")
     em.close()

@@ -26,7 +26,6 @@ from tlc.backends.isa.engine import CopyEngine
 from tlc.backends.schedule import Pipeline, shared_memory, staged_copies
 from tlc.backends.target import Argument, Unsupported
 
-PANEL_BYTES = 128  # the swizzle span: a panel's row
 BOX_ROWS = 256     # the most rows a TMA box spans [CUDA driver API, cuTensorMapEncodeTiled]
 
 
@@ -193,10 +192,18 @@ class Tma(CopyEngine):
         if tensor.dtype is not tile.dtype:
             raise Unsupported(op, f"Copy {op.name}: TMA moves bytes; the shared tile must be "
                               f"{tensor.dtype.value} as the tensor is")
-        if tile.cols % tile.panel_cols:
-            raise Unsupported(op, f"Copy {op.name}: a tile {tile.cols} columns wide; tlc's TMA "
-                              f"tiles are whole {tile.panel_cols}-column panels (128 bytes)",
-                              help=f"make the head dim a multiple of {tile.panel_cols}")
+        width = em.facts.value(tensor.shape[-1])
+        if tile.cols % tile.panel_cols and tile.cols != width:
+            # the last panel's box would read the next columns of the row, not zeros
+            raise Unsupported(op, f"Copy {op.name}: a chunk of {tile.cols} of the {width} "
+                              f"columns; tlc's TMA copies a chunk of a row in whole "
+                              f"{tile.panel_cols}-column panels (128 bytes)",
+                              help=f"make the chunk a multiple of {tile.panel_cols} columns, or "
+                                   "the whole row")
+        if (tile.cols * tile.dtype.bytes) % 16:
+            raise Unsupported(op, f"Copy {op.name}: rows of {tile.cols * tile.dtype.bytes} "
+                              "bytes; TMA steps through global memory 16 bytes at a time",
+                              help=f"make the head dim a multiple of {16 // tile.dtype.bytes}")
         if tile.rows > BOX_ROWS:
             raise Unsupported(op, f"Copy {op.name}: {tile.rows} rows; a TMA box spans at most "
                               f"{BOX_ROWS}")
@@ -219,8 +226,9 @@ class Tma(CopyEngine):
     def _issue(self, em, copies, rename: dict, barrier, stage: str) -> None:
         for op in copies:
             tile = em.shared[op.name]
-            panels = tile.cols // tile.panel_cols
-            bytes_ = tile.rows * tile.cols * tile.dtype.bytes
+            panels = tile.panels
+            # whole boxes, the zeros filled past the tensor's last column and row included
+            bytes_ = tile.rows * panels * tile.panel_cols * tile.dtype.bytes
             coords = tma_coordinates(em, op, rename)
             rank = len(coords)
             em.line(f"tlc::sm90a::mbarrier_arrive_expect_tx(&tlc_bar[{barrier(op.name)}], "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from tlc import ir
 from tlc.arch import MMA_SHAPES
 from tlc.backends.isa.mma_sync import M16N8, FragmentLayout, operand_dtype, reshape_to_a
-from tlc.backends.schedule import WarpTiles
+from tlc.backends.schedule import WarpTiles, gemm_dims
 from tlc.backends.target import Unsupported
 
 GROUP_BYTES = 1024  # 8 rows of 128 bytes: the descriptor's stride-dimension byte offset
@@ -42,11 +42,14 @@ class Wgmma:
             raise Unsupported(gemm, f"mma {gemm.mma}: sm_90a code issues warpgroup MMAs, "
                               f"m64nNk16", help=f"use `mma {fix}`",
                               replace=(gemm.mma, fix) if gemm.mma else None)
+        n, k = shape.extents(n, k, gemm.b.transposed)  # whole panels (tlc.arch)
         if shape.n not in self.instruction_n or n % shape.n:
             fits = [x for x in self.instruction_n if n % x == 0]
             options = " or ".join(f"m64n{x}k16" for x in fits)
             widest = f"m64n{max(fits)}k16" if fits else None
-            raise Unsupported(gemm, f"mma {gemm.mma} for a GEMM of N = {n}: tlc's wgmma takes "
+            wide = f" ({n} in whole panels)" if n != dims[1] else ""
+            raise Unsupported(gemm, f"mma {gemm.mma} for a GEMM of N = {dims[1]}{wide}: tlc's "
+                              "wgmma takes "
                               f"N = {' or '.join(map(str, self.instruction_n))}, the tile's N "
                               "or a part of it", help=f"use `mma {options}`" if options else
                               "make the tile's N a multiple of 64",
@@ -58,7 +61,8 @@ class Wgmma:
                                    f"{warps * 16}" if m % 64 == 0 else
                               f"make M {warps * 16}, 16 rows a warp")
         if k % 16:
-            raise Unsupported(gemm, f"K = {k}: wgmma steps through K 16 at a time")
+            raise Unsupported(gemm, f"K = {k}: wgmma steps through K 16 at a time",
+                              help="make K a multiple of 16")
         return WarpTiles(1, n // 8, k // 16)
 
     # ---- GEMM ----
@@ -71,6 +75,11 @@ class Wgmma:
         dtype = operand_dtype(em.kernel, op.a.name, op)
         shape = MMA_SHAPES[op.mma]
         in_registers = f"{op.a.name}_frag" in em.declared
+        depth = gemm_dims(em.facts, op)[2]
+        if in_registers and depth % 16:  # no zeros past K there
+            raise Unsupported(op, f"A (`{op.a.name}`) in registers with K = {depth}: its "
+                              "fragments are whole 16-deep steps",
+                              help="make K a multiple of 16")
         a_tile = None if in_registers else self._shared_operand(em, op.a.name, op, "A")
         b_tile = self._shared_operand(em, op.b.name, op, "B")
         form = "rs" if in_registers else "ss"

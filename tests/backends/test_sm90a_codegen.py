@@ -57,12 +57,12 @@ SOUND = (ROOT / "examples" / "mha_fwd_fp16_d128_sm90a.tl").read_text()
 
 @needs_nvcc
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(d=st.sampled_from([64, 128, 192, 256]), bm=st.sampled_from([64, 128, 192]),
+@given(d=st.sampled_from([32, 40, 64, 72, 96, 128, 192, 256]), bm=st.sampled_from([64, 128, 192]),
        bn=st.sampled_from([64, 128]), warps=st.sampled_from([4, 8, 12]),
        stages=st.integers(1, 3), causal=st.booleans())
 def test_what_the_checker_accepts_for_sm90a_builds_without_spills(d, bm, bn, warps, stages,
                                                                   causal, tmp_path_factory):
-    mma_o = 128 if d % 128 == 0 else 64
+    mma_o = 128 if -(-d // 64) % 2 == 0 else 64  # P·V's N in whole 64-column panels
     text = (SOUND.replace("param D = 128", f"param D = {d}")
             .replace("param BM = 128", f"param BM = {bm}")
             .replace("param BN = 128", f"param BN = {bn}")
@@ -145,3 +145,47 @@ def test_a_d64_template_plan_runs_two_blocks_an_sm():
     report = build(result.lowered.source, "sm_90a").function(kernel.name)
     assert report.registers <= 128 and report.spill_stores == report.spill_loads == 0
     assert 2 * (kernel.shared_memory + 1024) <= 228 * 1024
+
+
+def test_a_head_dim_that_ends_inside_a_panel_is_computed_to_the_panel_end():
+    """D = 72: each tile takes two whole 64-column panels (shared memory counts them), TMA
+    announces the whole boxes (their zero fill included), Q·K^T runs five 16-deep steps (the
+    fifth half zeros), P·V accumulates 128 columns, and only O's 72 (nine n-tiles) are
+    stored."""
+    text = (SOUND.replace("param D = 128", "param D = 72"))
+    result = check(text, arch="sm_90a")
+    assert result.ok, result.diagnostics
+    source = result.lowered.main.source
+    assert "mbarrier_arrive_expect_tx(&tlc_bar[0], 32768);  // Copy Q (128 x 72)" in source
+    assert source.count("&Q_map, &tlc_bar[0], 64,") == 1  # the second panel's box
+    assert "for (int kk = 0; kk < 5; ++kk)" in source
+    assert "float O_acc[1][16][4]" in source
+    assert "for (int j = 0; j < 9; ++j) *reinterpret_cast<uint32_t*>(O_s + tlc_row * 80" in source
+    # Q, and K and V two stages each, in whole panels; O's shared tile padded rows of 80
+    panels = (128 * 128 * 2) * (1 + 2 + 2)
+    assert result.facts["shared_memory"].total >= panels + 128 * 80 * 2
+
+
+def test_a_wgmma_too_wide_for_a_head_dim_in_panels_gets_the_panel_width():
+    """D = 32 is one 64-column panel: P·V with m64n128k16 would read past V's tile; the fix
+    is the panel's width, which the backend has."""
+    text = (SOUND.replace("param D = 128", "param D = 32"))
+    result = check(text, arch="sm_90a")
+    found = [d for d in result.diagnostics if d.code == "tile-mma"]
+    assert found and "64 in whole 64-column panels" in found[0].message
+    assert "m64n64k16" in found[0].help
+    fixed = text.replace("accumulate O with warps (WARPS, 1), mma m64n128k16",
+                         "accumulate O with warps (WARPS, 1), mma m64n64k16")
+    assert check(fixed, arch="sm_90a").ok
+
+
+def test_a_k_major_wgmma_operand_is_not_padded_past_its_rows():
+    """Q·K^T's N is K's rows (the keys): the next tile follows them in shared memory, not
+    zeros, so a BN that is not a multiple of the MMA's N stays refused."""
+    text = (SOUND.replace("param BN = 128", "param BN = 96")
+            .replace("get S with warps (WARPS, 1), mma m64n128k16",
+                     "get S with warps (WARPS, 1), mma m64n64k16"))
+    result = check(text, arch="sm_90a")
+    assert not result.ok
+    assert any(d.code == "tile-mma" and "N = BN = 96 is not a multiple of 64" in d.message
+               for d in result.diagnostics)

@@ -48,6 +48,11 @@ CASES = {  # (dtype, D, causal, group, variant)
     "fp16 d256 softcap causal": ("fp16", 256, True, 1, dict(softcap=30.0)),
     "fp16 d128 everything": ("fp16", 128, True, 2, dict(window=(77, 0), softcap=20.0,
                                                         alibi=True)),
+    # head dims that end inside a 64-column panel: the copy engine's zeros fill the rest
+    "bf16 d72 causal gqa": ("bf16", 72, True, 4, {}),
+    "fp16 d96": ("fp16", 96, False, 1, {}),
+    "fp16 d40 causal": ("fp16", 40, True, 1, {}),
+    "bf16 d32 window": ("bf16", 32, False, 2, dict(window=(50, 10))),
 }
 
 
