@@ -1,7 +1,8 @@
 """Attention forward, side by side on the GPU present: tlc's kernels and PyTorch's.
 
 One run times every backend on the same grid (DESIGN §6): dtype × head dim D × sequence
-length N × MHA or GQA 4:1 × causal or not, with batch = 16384 / N and heads = 2048 / D.
+length N × MHA or GQA 4:1 × causal or not, with batch = 16384 / N and heads = 2048 / D (rounded
+down to a multiple of 4, so that GQA 4:1 divides it: 20 at D = 96).
 Each backend's output is checked once against the float64 reference (the last 128 query rows
 of the first and the last head, by the peers' tolerance rule) before it is timed; a backend
 that fails, or cannot run the case, gets a row saying so and no time. Timing: CUDA events
@@ -47,10 +48,15 @@ def flops(batch, heads, n, d, causal) -> float:
     return 4.0 * batch * heads * n * n * d / (2 if causal else 1)
 
 
+def grid_heads(d: int) -> int:
+    """2048 / D query heads, a multiple of the GQA group of 4."""
+    return max(4, 2048 // d // 4 * 4)
+
+
 class Case:
     def __init__(self, dtype, d, n, gqa, causal):
         self.dtype, self.d, self.n, self.gqa, self.causal = dtype, d, n, gqa, causal
-        self.batch, self.heads = 16384 // n, 2048 // d
+        self.batch, self.heads = 16384 // n, grid_heads(d)
         self.group = 4 if gqa else 1
         self.kv_heads = self.heads // self.group
 
@@ -156,7 +162,7 @@ SETTINGS = {"tune_cache": None}  # set by main()
 
 def tuning_shape(case) -> dict:
     """The problem each plan is tuned on: the grid's N = 4096 point of its case."""
-    heads = 2048 // case.d
+    heads = grid_heads(case.d)
     return {"B": 16384 // 4096, "H": heads, "Hkv": heads // case.group, "Nq": 4096,
             "Nk": 4096}
 
