@@ -246,10 +246,9 @@ def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=T
 
     target = ARCHS[arch]
     warpgroup = any(shape.warpgroup for shape, _ in target.mma)
-    if warpgroup:  # the tiles, and the head dim whole (TMA pipelines the kernel's one loop)
-        tiles, chunks = tiles or WARPGROUP_TILES, [None]
-    else:
-        chunks = [None] + [c for c in CHUNKS if c < d]
+    chunks = [None] + [c for c in CHUNKS if c < d]
+    if warpgroup:
+        tiles = tiles or WARPGROUP_TILES
     base = Options(dtype, d, causal, group, arch, **variant, warpgroup=warpgroup,
                    mma="m64n64k16" if warpgroup else target_for(arch).gemm.shapes[0],
                    stages=stages if target.has_cp_async else 1,

@@ -144,11 +144,20 @@ class Tma(CopyEngine):
         for argument in self.tensor_maps(kernel, em.schedule):
             em.line(f"tlc::sm90a::prefetch_tensormap(&{argument.name});")
         first = copied_once(kernel)
+        if chunk_loop(kernel):
+            em.line("int tlc_ring = 0;  // iterations of the ring that earlier chunks ran")
         for op in kernel.body:
             if isinstance(op, ir.Copy) and first.get(op.name) is op:
                 self._issue(em, [op], {}, lambda name: plan.once[name], "0")
             elif isinstance(op, ir.Loop) and staged_copies(op):
                 self._produce_loop(em, op, plan)
+            elif isinstance(op, ir.Loop) and op is chunk_loop(kernel):
+                var = em.loop_range(op)
+                em.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
+                for inner in op.body:
+                    if isinstance(inner, ir.Loop) and staged_copies(inner):
+                        self._produce_loop(em, inner, plan, ring=True)
+                em.close()
         em.close()
         em.close()
         em.open("else")
@@ -156,6 +165,8 @@ class Tma(CopyEngine):
         if limit:
             em.line(f"tlc::sm90a::registers_increase<{limit}>();")
         em.sync = f"tlc::sm90a::consumer_sync<{consumers}>();"
+        if chunk_loop(kernel):
+            em.line("int tlc_ring = 0;  // iterations of the ring that earlier chunks ran")
         em.emit_state()
         em.emit_statements()
         em.close()
@@ -166,10 +177,12 @@ class Tma(CopyEngine):
         for loop in loops[1:]:
             raise Unsupported(loop, "a second loop that copies from global memory: tlc's TMA "
                               "code pipelines one loop")
+        outer = chunk_loop(em.kernel)
         for loop in loops:
-            if loop not in em.kernel.body:
-                raise Unsupported(loop, "a loop inside a loop copies from global memory: tlc's "
-                                  "TMA code pipelines a loop of the kernel's body")
+            if loop not in em.kernel.body and (outer is None or loop not in outer.body):
+                raise Unsupported(loop, "a loop two loops deep copies from global memory: "
+                                  "tlc's TMA code pipelines a loop of the kernel's body, or of "
+                                  "one loop around it (a column chunk's)")
             if loop.splits is not None:
                 raise Unsupported(loop, "a split key loop: tlc's sm_90a code does not split "
                                   "loops yet", help="drop `split` (or target sm_90)")
@@ -210,11 +223,12 @@ class Tma(CopyEngine):
         if len(tensor.shape) > 5:
             raise Unsupported(op, f"`{op.name}` has {len(tensor.shape)} dimensions; TMA takes 5")
 
-    def _produce_loop(self, em, op: ir.Loop, plan: Barriers) -> None:
+    def _produce_loop(self, em, op: ir.Loop, plan: Barriers, ring: bool = False) -> None:
         var = em.loop_range(op)
         depth = plan.stages
         em.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
-        em.line(f"const int tlc_i = {var} - {var}_start, tlc_stage = tlc_i % {depth};")
+        em.line(f"const int tlc_i = {_turn(ring)}{var} - {var}_start, tlc_stage = tlc_i % "
+                f"{depth};")
         for copy in staged_copies(op):
             em.line(f"if (tlc_i >= {depth}) tlc::sm90a::mbarrier_wait(&tlc_bar["
                     f"{empty_barrier(plan, copy.name, 'tlc_stage')}], (tlc_i / {depth} - 1) & 1);"
@@ -222,6 +236,8 @@ class Tma(CopyEngine):
             self._issue(em, [copy], {op.var: var},
                         lambda name: f"{plan.staged[name]} + tlc_stage", "tlc_stage")
         em.close()
+        if ring:
+            _count_turns(em, var)
 
     def _issue(self, em, copies, rename: dict, barrier, stage: str) -> None:
         for op in copies:
@@ -255,15 +271,29 @@ class Tma(CopyEngine):
         plan = barriers_of(em.kernel, em.facts.stages)
         depth = plan.stages
         var = em.loop_range(op)
+        ring = bool(em.loop_stack)  # a column chunk's loop: the ring goes on across chunks
         if self.turns:
             self._take_turns(em, op, var)
         parts = _overlappable(em, op) if self.overlap else None
         if parts:
-            return self._overlapped_loop(em, op, plan, var, *parts)
+            self._overlapped_loop(em, op, plan, var, *parts, ring=ring)
+        else:
+            self._plain_loop(em, op, plan, var, ring)
+        if ring:
+            _count_turns(em, var)
+            if any(isinstance(c, ir.Copy) and (c.src, c.dst) == (ir.Level.REGISTER,
+                   ir.Level.SHARED) for c in ir.walk(em.loop_stack[-1].body)):
+                # every consumer is past the last chunk's store from O's shared tile before
+                # this chunk's writes to it
+                em.line(em.sync)
+
+    def _plain_loop(self, em, op: ir.Loop, plan: Barriers, var: str, ring: bool) -> None:
+        depth, turn = plan.stages, _turn(ring)
+        staged = staged_copies(op)
         em.open(f"for (int {var} = {var}_start; {var} < {var}_stop; ++{var})")
         em.loop_stack.append(op)
-        em.line(f"const int tlc_stage = ({var} - {var}_start) % {depth};")
-        em.line(f"const uint32_t tlc_phase = (({var} - {var}_start) / {depth}) & 1;")
+        em.line(f"const int tlc_stage = ({turn}{var} - {var}_start) % {depth};")
+        em.line(f"const uint32_t tlc_phase = (({turn}{var} - {var}_start) / {depth}) & 1;")
         waiting = [c.name for c in staged]
         for inner in op.body:
             for name in [n for n in waiting if n in _shared_reads(inner)]:
@@ -277,7 +307,8 @@ class Tma(CopyEngine):
         em.close()
 
     def _overlapped_loop(self, em, op: ir.Loop, plan: Barriers, var: str, head: list,
-                         first: ir.Gemm, reshape: ir.Reshape, second: ir.Gemm) -> None:
+                         first: ir.Gemm, reshape: ir.Reshape, second: ir.Gemm,
+                         ring: bool = False) -> None:
         """The loop software-pipelined across two key blocks [FlashAttention-3, §3.2]: the
         scores of block n (Q·K^T) and the output of block n - 1 (P·V) are issued back to
         back, and the softmax of block n runs while P·V is in flight; the output's rescale
@@ -286,7 +317,7 @@ class Tma(CopyEngine):
         from tlc.backends.emit import scores
         from tlc.backends.isa.mma_sync import declare_fragments, reshape_to_a
 
-        gemm, depth, name = em.target.gemm, plan.stages, first.out
+        gemm, depth, name, turn = em.target.gemm, plan.stages, first.out, _turn(ring)
         staged = [c.name for c in staged_copies(op)]
         early = [n for n in staged if n in _shared_reads(first)]  # freed once Q·K^T is done
         late = [n for n in staged if n not in early]
@@ -295,8 +326,12 @@ class Tma(CopyEngine):
         em.loop_stack.append(op)
         em.open(f"if ({var}_start < {var}_stop)")
         em.line(f"// key block {var}_start: its scores, softmax and P before the loop")
-        em.line(f"const int {var} = {var}_start, tlc_stage = 0;")
-        em.line("const uint32_t tlc_phase = 0;")
+        if ring:
+            em.line(f"const int {var} = {var}_start, tlc_stage = tlc_ring % {depth};")
+            em.line(f"const uint32_t tlc_phase = (tlc_ring / {depth}) & 1;")
+        else:
+            em.line(f"const int {var} = {var}_start, tlc_stage = 0;")
+            em.line("const uint32_t tlc_phase = 0;")
         self._wait_for(em, plan, op, [first] + head)
         gemm.emit_gemm(em, first)
         self._release(em, plan, early, "tlc_stage")
@@ -308,10 +343,10 @@ class Tma(CopyEngine):
         em.close()
         turn_wait, turn_pass = em.turns.pop(id(first), ([], []))
         em.open(f"for (int {var} = {var}_start + 1; {var} < {var}_stop; ++{var})")
-        em.line(f"const int tlc_stage = ({var} - {var}_start) % {depth}, tlc_before = "
-                f"({var} - 1 - {var}_start) % {depth};")
-        em.line(f"const uint32_t tlc_phase = (({var} - {var}_start) / {depth}) & 1, "
-                f"tlc_before_phase = (({var} - 1 - {var}_start) / {depth}) & 1;")
+        em.line(f"const int tlc_stage = ({turn}{var} - {var}_start) % {depth}, tlc_before = "
+                f"({turn}{var} - 1 - {var}_start) % {depth};")
+        em.line(f"const uint32_t tlc_phase = (({turn}{var} - {var}_start) / {depth}) & 1, "
+                f"tlc_before_phase = (({turn}{var} - 1 - {var}_start) / {depth}) & 1;")
         self._wait_for(em, plan, op, [first] + head)
         em.turns[id(first)], em.turns[id(second)] = (turn_wait, []), ([], turn_pass)
         gemm.emit_gemm(em, first, wait=False)
@@ -337,8 +372,9 @@ class Tma(CopyEngine):
         em.turns.pop(id(first)), em.turns.pop(id(second))
         em.open(f"if ({var}_start < {var}_stop)")
         em.line(f"// the last key block's P·V")
-        em.line(f"const int tlc_stage = ({var}_stop - 1 - {var}_start) % {depth};")
-        em.line(f"const uint32_t tlc_phase = (({var}_stop - 1 - {var}_start) / {depth}) & 1;")
+        em.line(f"const int tlc_stage = ({turn}{var}_stop - 1 - {var}_start) % {depth};")
+        em.line(f"const uint32_t tlc_phase = (({turn}{var}_stop - 1 - {var}_start) / {depth}) "
+                "& 1;")
         scores.deferred_rescale(em, name)
         self._wait_for(em, plan, op, [second])
         gemm.emit_gemm(em, second)
@@ -407,6 +443,25 @@ def _overlappable(em, loop: ir.Loop):
     if any(isinstance(s, (ir.Loop, ir.Gemm, ir.Copy, ir.Reshape)) for s in head):
         return None
     return head, first, reshape, second
+
+
+def chunk_loop(kernel: ir.Kernel) -> ir.Loop | None:
+    """The loop of the kernel's body around the loop that copies from global memory (the
+    column chunks of a split head dim), or None."""
+    for op in kernel.body:
+        if isinstance(op, ir.Loop) and not staged_copies(op) and any(
+                isinstance(inner, ir.Loop) and staged_copies(inner) for inner in op.body):
+            return op
+    return None
+
+
+def _turn(ring: bool) -> str:
+    """Where a chunk's loop starts in the ring: after the iterations of the chunks before."""
+    return "tlc_ring + " if ring else ""
+
+
+def _count_turns(em, var: str) -> None:
+    em.line(f"if ({var}_stop > {var}_start) tlc_ring += {var}_stop - {var}_start;")
 
 
 def consumer_registers(em) -> int | None:

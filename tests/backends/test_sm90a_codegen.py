@@ -189,3 +189,32 @@ def test_a_k_major_wgmma_operand_is_not_padded_past_its_rows():
     assert not result.ok
     assert any(d.code == "tile-mma" and "N = BN = 96 is not a multiple of 64" in d.message
                for d in result.diagnostics)
+
+
+SPLIT = (ROOT / "examples" / "mha_fwd_fp16_d512_sm90a.tl").read_text()
+
+
+def test_a_column_split_keeps_one_ring_across_the_chunks():
+    """D = 512 in chunks of 128: the flash loop runs once per chunk, and the producer and the
+    consumers count the ring's iterations on from the chunks before, so stage and parity
+    agree on both sides (the ring does not restart at stage 0 with stale parity)."""
+    result = check(SPLIT, arch="sm_90a")
+    assert result.ok, result.diagnostics
+    source = result.lowered.main.source
+    assert source.count("int tlc_ring = 0;") == 2  # the producer's thread and the consumers
+    assert "const int tlc_i = tlc_ring + p_n - p_n_start, tlc_stage = tlc_i % 2;" in source
+    assert "tlc_stage = tlc_ring % 2;" in source  # the first key block of a chunk
+    assert "(tlc_ring + p_n - p_n_start) % 2" in source
+    assert source.count("if (p_n_stop > p_n_start) tlc_ring += p_n_stop - p_n_start;") == 2
+    assert "// O and the online softmax of S start afresh" in source
+    # V's chunk: columns c * 128 on, two panels
+    assert "&V_map, &tlc_bar[3 + tlc_stage], (p_c) * 128 + 64," in source
+
+
+def test_a_copying_loop_two_loops_deep_is_refused():
+    lines = SPLIT.splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith("for c"))
+    deep = lines[:at] + ["for r = 0: 1"] + ["  " + line for line in lines[at:]] + ["end"]
+    result = check("\n".join(deep) + "\n", arch="sm_90a")
+    assert [d.code for d in result.diagnostics] == ["backend-unsupported"]
+    assert "two loops deep" in result.diagnostics[0].message

@@ -53,6 +53,8 @@ CASES = {  # (dtype, D, causal, group, variant)
     "fp16 d96": ("fp16", 96, False, 1, {}),
     "fp16 d40 causal": ("fp16", 40, True, 1, {}),
     "bf16 d32 window": ("bf16", 32, False, 2, dict(window=(50, 10))),
+    # a head dim split into column chunks, the TMA ring going on across them
+    "bf16 d512 causal gqa": ("bf16", 512, True, 4, {}),
 }
 
 
