@@ -155,49 +155,77 @@ TENSORMAP_SWIZZLES = {0: 0, 32: 1, 64: 2, 128: 3}
 ELEMENT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 
 
+class TensorMapEncoder:
+    """CUtensorMaps of one tiled TMA copy (dtype, dims and box in elements, innermost first;
+    strides in bytes of each dimension but the innermost; swizzle the span in bytes: 0, 32,
+    64 or 128) for any address: the driver's limits are checked and its arguments built
+    once, so that `encode` costs one driver call, as a call of tlc.torch on new tensors
+    needs. Elements of a box past the tensor's end read as zeros."""
+
+    def __init__(self, dtype: str, dims, strides: tuple[int, ...], box, swizzle: int = 128):
+        rank, element = len(dims), ELEMENT_BYTES[dtype]
+        problems = []
+        if not 1 <= rank <= 5 or len(box) != rank or len(strides) != rank - 1:
+            problems.append(f"rank {rank} with {len(box)} box extents and {len(strides)} "
+                            "strides (1 to 5 dimensions, a stride for each but the innermost)")
+        problems += [f"stride {s} bytes is not a multiple of 16" for s in strides if s % 16]
+        problems += [f"box extent {b} is not within 1..256" for b in box if not 1 <= b <= 256]
+        if swizzle not in TENSORMAP_SWIZZLES:
+            problems.append(f"swizzle {swizzle}: one of 0, 32, 64, 128 bytes")
+        elif swizzle and box[0] * element > swizzle:
+            problems.append(f"the box's inner extent, {box[0] * element} bytes, exceeds the "
+                            f"{swizzle}-byte swizzle span: split it")
+        if (box[0] * element) % 16:
+            problems.append(f"the box's inner extent, {box[0] * element} bytes, is not a "
+                            "multiple of 16")
+        if problems:
+            raise DriverError("tensor map: " + "; ".join(problems))
+        u64, u32 = ctypes.c_uint64, ctypes.c_uint32
+        self._fixed = (TENSORMAP_DTYPES[dtype], rank)
+        self._arrays = ((u64 * rank)(*dims), (u64 * max(rank - 1, 1))(*strides),
+                        (u32 * rank)(*box), (u32 * rank)(*[1] * rank))
+        # no interleave; the swizzle; L2 promotion 128 B; zero fill past the tensor's end
+        self._modes = (0, TENSORMAP_SWIZZLES[swizzle], 2, 0)
+        self._storage = threading.local()  # each thread encodes into its own buffer
+        self._what = f"cuTensorMapEncodeTiled (dims {tuple(dims)}, box {tuple(box)})"
+
+    def encode(self, address: int) -> bytes:
+        """The 128 bytes of the map of the tensor at `address` (16-byte aligned)."""
+        if address % 16:
+            raise DriverError(f"tensor map: address {address:#x} is not 16-byte aligned")
+        aligned = getattr(self._storage, "aligned", None)
+        if aligned is None:
+            storage = ctypes.create_string_buffer(TENSORMAP_BYTES + TENSORMAP_ALIGNMENT)
+            aligned = ctypes.addressof(storage) + (-ctypes.addressof(storage) %
+                                                   TENSORMAP_ALIGNMENT)
+            self._storage.buffer, self._storage.aligned = storage, aligned
+        cuda = _cuda()
+        _check(cuda, cuda.cuTensorMapEncodeTiled(aligned, *self._fixed, address,
+                                                 *self._arrays, *self._modes), self._what)
+        return ctypes.string_at(aligned, TENSORMAP_BYTES)
+
+
 def tensor_map(address: int, dtype: str, dims, strides: tuple[int, ...], box,
                swizzle: int = 128) -> bytes:
-    """The 128-byte CUtensorMap of a tiled TMA copy of a tensor at `address`: dims and box
-    in elements, innermost first; strides in bytes of each dimension but the innermost;
-    swizzle the span in bytes (0, 32, 64 or 128). Elements of a box past the tensor's end
-    read as zeros. The limits the driver sets are checked here with what to change."""
-    rank, element = len(dims), ELEMENT_BYTES[dtype]
-    problems = []
-    if not 1 <= rank <= 5 or len(box) != rank or len(strides) != rank - 1:
-        problems.append(f"rank {rank} with {len(box)} box extents and {len(strides)} strides "
-                        "(1 to 5 dimensions, a stride for each but the innermost)")
-    if address % 16:
-        problems.append(f"address {address:#x} is not 16-byte aligned")
-    problems += [f"stride {s} bytes is not a multiple of 16" for s in strides if s % 16]
-    problems += [f"box extent {b} is not within 1..256" for b in box if not 1 <= b <= 256]
-    if swizzle not in TENSORMAP_SWIZZLES:
-        problems.append(f"swizzle {swizzle}: one of 0, 32, 64, 128 bytes")
-    elif swizzle and box[0] * element > swizzle:
-        problems.append(f"the box's inner extent, {box[0] * element} bytes, exceeds the "
-                        f"{swizzle}-byte swizzle span: split it")
-    if (box[0] * element) % 16:
-        problems.append(f"the box's inner extent, {box[0] * element} bytes, is not a "
-                        "multiple of 16")
-    if problems:
-        raise DriverError("tensor map: " + "; ".join(problems))
-    u64, u32 = ctypes.c_uint64, ctypes.c_uint32
-    storage = ctypes.create_string_buffer(TENSORMAP_BYTES + TENSORMAP_ALIGNMENT)
-    aligned = ctypes.addressof(storage) + (-ctypes.addressof(storage) % TENSORMAP_ALIGNMENT)
-    cuda = _cuda()
-    _check(cuda, cuda.cuTensorMapEncodeTiled(
-        aligned, TENSORMAP_DTYPES[dtype], rank, address, (u64 * rank)(*dims),
-        (u64 * max(rank - 1, 1))(*strides), (u32 * rank)(*box), (u32 * rank)(*[1] * rank),
-        0, TENSORMAP_SWIZZLES[swizzle], 2, 0),  # no interleave; L2 promotion 128 B; zero fill
-        f"cuTensorMapEncodeTiled (dims {tuple(dims)}, box {tuple(box)})")
-    return ctypes.string_at(aligned, TENSORMAP_BYTES)
+    """The 128-byte CUtensorMap of a tiled TMA copy of the tensor at `address`
+    (TensorMapEncoder says the terms). The limits the driver sets are checked here with what
+    to change."""
+    return TensorMapEncoder(dtype, dims, strides, box, swizzle).encode(address)
+
+
+def encoder_of(dtype: str, shape, element_strides, box) -> TensorMapEncoder:
+    """A TensorMapEncoder for a tensor as callers hold it: shape and strides (in elements)
+    outermost first, the last dimension contiguous; box innermost first, as a tensormap
+    Argument has it."""
+    element = ELEMENT_BYTES[dtype]
+    return TensorMapEncoder(dtype, tuple(reversed(tuple(shape))),
+                            tuple(s * element for s in reversed(tuple(element_strides)[:-1])),
+                            box)
 
 
 def tensor_map_of(address: int, dtype: str, shape, element_strides, box) -> bytes:
-    """tensor_map for a tensor as callers hold it: shape and strides (in elements) outermost
-    first, the last dimension contiguous; box innermost first, as a tensormap Argument has it."""
-    element = ELEMENT_BYTES[dtype]
-    return tensor_map(address, dtype, tuple(reversed(tuple(shape))),
-                      tuple(s * element for s in reversed(tuple(element_strides)[:-1])), box)
+    """tensor_map for a tensor as callers hold it (encoder_of says how)."""
+    return encoder_of(dtype, shape, element_strides, box).encode(address)
 
 
 def grid_function(kernel: ir.Kernel, extents=None):
