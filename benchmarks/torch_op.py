@@ -276,8 +276,16 @@ def overhead_check(generator):
     q = torch.randn(1, 4, 128, 64, generator=generator, device="cuda").half()
     k, v = torch.randn_like(q), torch.randn_like(q)
     record = {"overhead_shape": "B=1 H=4 N=128 D=64 fp16"}
+    others = [torch.randn_like(q) for _ in range(3)]
+    turn = [0]
+
+    def alternating():  # other tensors each call: an sm_90a plan encodes their TMA descriptors
+        turn[0] ^= 1
+        return tt.attention(*(others if turn[0] else (q, k, v)))
+
     calls = {
         "tlc": lambda: tt.attention(q, k, v),
+        "tlc_other_tensors_each_call": alternating,
         "tlc_op_direct": lambda: torch.ops.tlc.attention(q, k, v, False, -1, -1, 0.0, None,
                                                          0.125, "bhsd", ""),
         "tlc_impl_direct": lambda: tt._attention_cuda(q, k, v, False, -1, -1, 0.0, None,
@@ -290,11 +298,15 @@ def overhead_check(generator):
     out = tt.attention(q, k, v)
     recipe = next(iter(tt._recipes.values()))  # what that call's signature launches
     kernel, order, tail, grid = recipe.launches[0]
-    pointers = [(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), 0)[i]
-                for i in order]
+    every = [q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), 0, 0, 0, 0]
+    if recipe.maps:  # an sm_90a plan: its TMA descriptors, made once here
+        tail = tt._with_tensor_maps(recipe, every)[0]
+    pointers = [every[i] for i in order]
     stream = torch.cuda.current_stream().cuda_stream
     calls["ctypes_launch"] = lambda: kernel.launch(grid, pointers, tail, stream)
-    built = tt.built_for(tt.Case("fp16", 64, arch=tt._present_target(0)[0]), 0, False)
+    case = tt.own_target_case(tt.Case("fp16", 64, arch=tt._present_target(0)[0]),
+                              [q.stride()] * 3, q.element_size())  # the plan tt.attention ran
+    built = tt.built_for(case, 0, False)
     loaded = load(built.text)
     kept = loaded(Q=q, K=k, V=v, scale=0.125)  # its output stays alive for the relaunches
     calls["pycuda_launch"] = loaded.launch

@@ -118,6 +118,24 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
     return text
 
 
+def own_target_case(case: Case, strides, element_bytes: int) -> Case:
+    """The case on the target that only this GPU runs, if there is one (sm_90a on Hopper:
+    wgmma and TMA), where its template takes the case and TMA can read the tensors (every
+    stride but the last a positive multiple of 16 bytes); else the case as it is, on the GPU's
+    portable target. Decoding, split keys and K/V caches have no sm_90a plan yet."""
+    from tlc.arch import ARCHS
+
+    own = [name for name, facts in ARCHS.items() if facts.runs_only_on == case.arch]
+    if not own or any(s <= 0 or s * element_bytes % 16 for t in strides for s in t[:-1]):
+        return case
+    candidate = _replace(case, arch=own[0])
+    try:
+        plan_for(candidate)
+    except NotCovered:
+        return case
+    return candidate
+
+
 def refuse_uncovered(case: Case) -> None:
     """Raise NotCovered for a case outside what the templates can state."""
     if case.dtype not in DTYPES.values():
@@ -180,20 +198,33 @@ class Built:
             lowered = lowered_of(result)
         except CompileError as error:
             raise ArgumentError(f"the plan for {case.describe()} does not lower: {error}")
+        from tlc.arch import ARCHS
+
         present = "sm_{}{}".format(*torch.cuda.get_device_capability(device))
-        check_fits(result, present)
-        built = build_for(lowered, case.arch if from_ptx else present,
+        own = case.arch in ARCHS and ARCHS[case.arch].runs_only_on  # sm_90a: Hopper's own
+        if not own:
+            check_fits(result, present)
+        built = build_for(lowered, case.arch if from_ptx or own else present,
                           output="ptx" if from_ptx else "cubin")
         image = Path(built.path).read_bytes()
         # Each kernel in launch order: (loaded kernel, which pointers, which values, grid).
         self.stages = [self._stage(source, image, device, result.kernel)
                        for source in lowered.kernels]
+        # Each kernel's TMA descriptors (sm_90a), made at the call from a tensor's address:
+        # (position among its values, which pointer, dtype, its shape function, box).
+        self.tensor_maps = [[(source.arguments[len(stage[1]):].index(a), _POINTERS.index(a.of),
+                              a.dtype, launch.shape_function(result.kernel,
+                                                             result.kernel.tensor(a.of).shape),
+                              a.box)
+                             for a in source.arguments if a.kind == "tensormap"]
+                            for source, stage in zip(lowered.kernels, self.stages)]
         self.kernel, self.grid = self.stages[0][0], self.stages[0][3]
         # Scratch buffers the kernels pass along (a split's parts), fp32, by their shapes.
         self.workspaces = [(_POINTERS.index(a.name), launch.shape_function(result.kernel,
                                                                           a.shape))
                            for a in lowered.main.arguments if a.kind == "workspace"]
         self.how = (f"PTX for compute_{case.arch[3:]}, JIT-compiled for {present}" if from_ptx
+                    else f"built for {case.arch}, run on {present}" if own
                     else f"built for {present}")
 
     def _stage(self, source, image: bytes, device: int, kernel):
@@ -201,7 +232,9 @@ class Built:
 
         pointers = [a.name for a in source.arguments if a.kind in ("tensor", "workspace")]
         tail = [a.name for a in source.arguments[len(pointers):]]
-        missing = [name for name in pointers + tail if name not in _POINTERS + _VALUES]
+        maps = {a.name for a in source.arguments if a.kind == "tensormap" and a.of in _POINTERS}
+        missing = [name for name in pointers + tail if name not in _POINTERS + _VALUES
+                   and name not in maps]
         if missing or any(a.kind in ("tensor", "workspace") for a in
                           source.arguments[len(pointers):]):
             raise ArgumentError(f"the plan for {self.case.describe()} takes arguments "
@@ -367,7 +400,7 @@ class _Recipe:
     reads the data pointers and launches."""
 
     __slots__ = ("launches", "workspaces", "out_shape", "lse_shape", "dtype", "device",
-                 "copy", "zeros")
+                 "copy", "zeros", "maps", "last_maps")
 
 
 _recipes: dict[tuple, _Recipe] = {}
@@ -413,9 +446,34 @@ def _attention_cuda(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi
         for (index, _), part in zip(recipe.workspaces, parts):
             pointers[index] = part.data_ptr()
     stream = _current_stream(recipe.device.index)
-    for kernel, order, tail, grid in recipe.launches:
-        kernel.launch(grid, [pointers[i] for i in order], tail, stream)
+    tails = _with_tensor_maps(recipe, pointers) if recipe.maps else None
+    for index, (kernel, order, tail, grid) in enumerate(recipe.launches):
+        kernel.launch(grid, [pointers[i] for i in order], tails[index] if tails else tail,
+                      stream)
     return (out, rows) if lse else out
+
+
+def _with_tensor_maps(recipe, pointers) -> list:
+    """Each kernel's values with its TMA descriptors for these tensors' addresses: encoded
+    where the addresses differ from the last call's (a few microseconds a descriptor), else
+    the last call's."""
+    from tlc.launch import DriverError
+
+    key = tuple(pointers[i] for maps in recipe.maps for _, i, _ in maps)
+    last = recipe.last_maps
+    if last is not None and last[0] == key:
+        return last[1]
+    tails = []
+    for (_, _, tail, _), maps in zip(recipe.launches, recipe.maps):
+        tail = list(tail)
+        for position, pointer, encoder in maps:
+            try:
+                tail[position] = encoder.encode(pointers[pointer])
+            except DriverError as error:
+                raise ArgumentError(f"{_POINTERS[pointer]}: {error}") from None
+        tails.append(tuple(tail))
+    recipe.last_maps = (key, tails)
+    return tails
 
 
 def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, arch, lse):
@@ -436,9 +494,12 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
                     lse)
     case, packed = shaped_case(case, b, h, nq, hkv, nk, left, alibi_slopes is not None,
                                _multiprocessors(device))
+    if not from_ptx:
+        case = own_target_case(case, [t.stride() for t in (q, k, v)], q.element_size())
     group = h // hkv if packed else 1
     built = built_for(case, device, from_ptx)
     recipe = _Recipe()
+    recipe.maps = recipe.last_maps = None
     recipe.out_shape, recipe.dtype, recipe.device = tuple(q.shape), q.dtype, q.device
     recipe.lse_shape = (b, h, nq)
     recipe.zeros = False if b * h * nq == 0 else True if nk == 0 else None  # no launch
@@ -470,8 +531,20 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
     values.update(sizes, scale=scale)
     for name, view in zip("QKVO", views):
         values.update({f"{name}_stride{dim}": view[dim] for dim in range(3)})
-    recipe.launches = [(kernel, order, tuple(values[name] for name in tail), grid(sizes))
+    recipe.launches = [(kernel, order, tuple(values.get(name) for name in tail), grid(sizes))
                        for kernel, order, tail, grid in built.stages]
+    # a TMA descriptor sees each tensor as the kernel does: its shape, the strides of `views`
+    from tlc.launch import DriverError, encoder_of
+
+    strides = dict(zip("QKVO", views))
+    try:
+        recipe.maps = [[(position, pointer, encoder_of(dtype, shape(sizes), strides[
+                            _POINTERS[pointer]] + (1,), box))
+                        for position, pointer, dtype, shape, box in maps]
+                       for maps in built.tensor_maps]
+    except DriverError as error:
+        raise ArgumentError(f"q, k, v as TMA reads them: {error}") from None
+    recipe.maps = recipe.maps if any(recipe.maps) else None
     recipe.workspaces = [(index, shape(sizes)) for index, shape in built.workspaces]
     return recipe
 

@@ -105,3 +105,49 @@ def test_bad_calls_get_errors_that_name_the_argument():
     with pytest.raises(ArgumentError, match="no backward"):
         with torch.enable_grad():
             tt.attention(q.requires_grad_(), q, q)
+
+
+hopper = pytest.mark.skipif(
+    torch.cuda.get_device_capability() != (9, 0),
+    reason="sm_90a plans (wgmma, TMA) run on Hopper (sm_90) only")
+
+
+def _arches_of(head_dim):
+    return {key[0].arch for key in tt._built if key[0].head_dim == head_dim}
+
+
+@hopper
+@pytest.mark.parametrize("d", [64, 72, 128, 512])
+def test_hopper_runs_the_sm90a_plan(d):
+    """On Hopper the op takes the sm_90a plan (wgmma, TMA) wherever its template takes the
+    case: head dims that end inside a panel and column-split ones included."""
+    q = torch.randn(2, 8, 150, d, device="cuda").bfloat16()
+    k, v = torch.randn(2, 2, 130, d, device="cuda").bfloat16(), \
+        torch.randn(2, 2, 130, d, device="cuda").bfloat16()
+    out = tt.attention(q, k, v, causal=True)
+    assert "sm_90a" in _arches_of(d)
+    assert verdict(out, q, k, v, "bf16", Variant(causal=True), "bhsd").ok
+
+
+@hopper
+def test_the_tensor_maps_follow_each_calls_tensors():
+    """One signature, three calls on other tensors and back: each call's TMA descriptors are
+    its own tensors' (the descriptors of the last addresses are kept, not of the first)."""
+    def inputs():
+        return [torch.randn(1, 4, 200, 128, device="cuda").half() for _ in range(3)]
+
+    first, second = inputs(), inputs()
+    for q, k, v in (first, second, first):
+        out = tt.attention(q, k, v, layout="bhsd")
+        assert verdict(out, q, k, v, "fp16", Variant(), "bhsd").ok
+
+
+@hopper
+def test_strides_tma_cannot_read_take_the_portable_plan():
+    """Rows 152 bytes apart (a D = 72 view of 76-wide rows) are no TMA layout: the call runs
+    the sm_90 plan instead, and is still right."""
+    wide = torch.randn(1, 4, 120, 76, device="cuda").half()
+    q = wide[..., :72]
+    out = tt.attention(q, q, q)
+    assert "sm_90" in _arches_of(72)
+    assert verdict(out, q, q, q, "fp16", Variant(), "bhsd").ok
