@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tlc.diagnostics import Diagnostic
 from tlc.source import Source
+from tlc.passes.backward_recipe import backward_recipe
 from tlc.passes.check_levels import check_levels
 from tlc.passes.complete import complete
 from tlc.passes.features import features
@@ -51,7 +52,7 @@ class PassContext:
 # except the resource budgets: figures of a plan that is wrong anyway (a missing Reshape keeps
 # fp32 scores alive) would only send the reader after the wrong change.
 ANALYSES = (infer_shapes, check_levels, gemm_orientation, link_gemms, online_softmax,
-            splits, paging, mask_coverage, tiling, semantics, resources, features)
+            splits, paging, mask_coverage, tiling, semantics, backward_recipe, resources, features)
 
 PIPELINES = {
     # A sketch states what happens; TL code must also state every parameter.

@@ -107,7 +107,12 @@ class Facts:
     def _update(self, op, held: dict[str, Held]) -> None:
         if isinstance(op, ir.Copy) and op.dst is ir.Level.REGISTER:
             buffer = self.buffers.get((op.name, ir.Level.REGISTER))
-            held[op.name] = Held("data", buffer.dtype if buffer else None)
+            source = self.buffers.get((op.name, op.src))
+            # a Copy does not convert: the registers hold the source's dtype (the checker
+            # reports one that differs from what they held)
+            dtype = source.dtype if op.src is ir.Level.SHARED and source and source.dtype \
+                else buffer.dtype if buffer else None
+            held[op.name] = Held("data", dtype)
         elif isinstance(op, ir.Gemm):
             held[op.out] = Held("MMA_C", ir.DType.FP32)
         elif isinstance(op, ir.Reshape) and op.dst:

@@ -60,7 +60,7 @@ class _Shapes:
         if ir.Level.GLOBAL in (op.src, op.dst):
             self._global_copy(op)
         else:
-            self._local_copy(op)
+            self._local_copy(op, held)
 
     def _global_copy(self, op: ir.Copy) -> None:
         tensor = self.facts.tensors.get(op.name)
@@ -125,7 +125,7 @@ class _Shapes:
                         help=f"name them in the coordinate: `[{example}, ...]`, e.g. the "
                              "block's batch and head indices")
 
-    def _local_copy(self, op: ir.Copy) -> None:
+    def _local_copy(self, op: ir.Copy, held) -> None:
         src = self.facts.buffers.get((op.name, op.src))
         dst = self.facts.buffers.get((op.name, op.dst))
         if src is None or dst is None or src.shape is None or dst.shape is None:
@@ -134,10 +134,14 @@ class _Shapes:
             self.report("shape-mismatch", f"`{op.name}` is {shape_text(src.shape)} in "
                         f"{op.src.value} and {shape_text(dst.shape)} in {op.dst.value}", op.span,
                         help="allocate both with the same shape")
-        if src.dtype and dst.dtype and src.dtype is not dst.dtype and \
+        # A register buffer a Reshape converted (P of the backward pass, fp16 after it) takes
+        # a load of that dtype back: what it holds now, not what it was allocated as.
+        now = held.get(op.name) if op.dst is ir.Level.REGISTER else None
+        dst_dtype = now.dtype if now is not None and now.dtype else dst.dtype
+        if src.dtype and dst_dtype and src.dtype is not dst_dtype and \
                 op.src is not ir.Level.REGISTER:  # a store out of registers converts
             self.report("dtype-mismatch", f"`{op.name}` is {src.dtype.value} in {op.src.value} "
-                        f"and {dst.dtype.value} in {op.dst.value}; a Copy between them does not "
+                        f"and {dst_dtype.value} in {op.dst.value}; a Copy between them does not "
                         "convert", op.span, help=f"allocate both as {src.dtype.value}, or "
                                                  "convert in registers with a Reshape")
 

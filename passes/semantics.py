@@ -291,8 +291,13 @@ def _coverage_problem(facts: Facts, tensor: ir.Tensor, stores):
                             "keep each coordinate of the store within its dimension")
                 counts.add(region)
         # stores that add (a reduction into a zeroed output) may meet; none may be missing
-        # (a store that overwrites among adds is output-race's)
+        # (a store that overwrites among adds is output-race's), but for the rows the plan's
+        # Mask leaves without a key: their gradient is the zero the output starts at, and a
+        # causal plan skips them
         adds = any(op.add for op, _ in stores)
+        if adds:
+            for rows in _keyless_rows(facts, tensor, env, shape):
+                counts.add(tuple(slice(0, n) for n in shape[:-2]) + (rows, slice(0, shape[-1])))
         for value, what in ((0, "never written"), (2, "written more than once"))[:2 - adds]:
             first, total = counts.never() if value == 0 else counts.twice()
             if total:
@@ -302,6 +307,32 @@ def _coverage_problem(facts: Facts, tensor: ir.Tensor, stores):
                         f"is {what} ({total} elements so)",
                         _coverage_help(facts, tensor, stores, value))
     return None
+
+
+def _keyless_rows(facts: Facts, tensor: ir.Tensor, env: dict, shape) -> list[range]:
+    """The rows (along the second-to-last dimension of `tensor`, a query length) that the
+    plan's Mask leaves without any key, as ranges, at these sizes: below the causal diagonal's
+    start, or outside every row's window."""
+    masks = [op for op in ir.walk(facts.kernel.body) if isinstance(op, ir.Mask)]
+    gemm = next((g for g in facts.gemms if masks and g.out == masks[0].target), None)
+    query, key = (facts.tensors.get(n) for n in (gemm.a.name, gemm.b.name)) if gemm else \
+        (None, None)
+    if len(tensor.shape) < 2 or query is None or key is None or len(query.shape) < 2 or \
+            len(key.shape) < 2 or text(tensor.shape[-2]) != text(query.shape[-2]):
+        return []
+    try:
+        nq, nk = (ir.evaluate(t.shape[-2], env) for t in (query, key))
+        right = ir.evaluate(masks[0].window[1], env) if masks[0].window else None
+    except (ir.NotConstant, ArithmeticError, ValueError, KeyError):
+        return []
+    if masks[0].causal:
+        right = 0 if right is None else min(right, 0)
+    if right is None:
+        return []
+    # row r sees keys up to its diagonal r + nk - nq plus `right`: none while that is below 0
+    # (a window's left edge leaves every row its diagonal key)
+    first = min(max(0, nq - nk - right), shape[-2])
+    return [slice(0, first)] if first else []
 
 
 class _Counts:

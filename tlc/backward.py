@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from tlc.ir import is_backward  # noqa: F401  (the convention, where passes read it)
+
 GRADIENTS = ("dQ", "dK", "dV")
 
 
@@ -23,10 +25,6 @@ class NotBackward(ValueError):
     gives; the message names what is missing."""
 
 
-def is_backward(kernel) -> bool:
-    """Whether a plan is a backward pass: it takes an output gradient `dO`."""
-    tensor = kernel.tensor("dO")
-    return tensor is not None and tensor.role == "input"
 
 
 def check_backward(loaded, arrays: dict, rounded: dict, variant, slopes_name):

@@ -76,6 +76,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "unwritten-read": (Severity.ERROR, "a buffer read before any statement writes it"),
     "output-coverage": (Severity.ERROR, "an output element written never, twice, or outside it"),
     "output-race": (Severity.ERROR, "an output some stores add into and another overwrites"),
+    "backward-recipe": (Severity.ERROR, "a backward plan that does not compute the gradients"),
     "out-of-bounds": (Severity.ERROR, "a Copy's coordinate can leave its tensor"),
     # tiling, resources and features of the target
     "tile-mma": (Severity.ERROR, "a GEMM tile that the MMA shape and warps do not divide"),

@@ -426,3 +426,10 @@ def walk(ops: tuple[Op, ...]):
         yield op
         if isinstance(op, Loop):
             yield from walk(op.body)
+
+
+def is_backward(kernel: Kernel) -> bool:
+    """Whether a plan is a backward pass: it takes an output gradient `dO` (tlc/backward.py
+    holds the rest of the convention)."""
+    tensor = kernel.tensor("dO")
+    return tensor is not None and tensor.role == "input"
