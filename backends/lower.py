@@ -15,14 +15,19 @@ def schedule(kernel: ir.Kernel, target: Target) -> Schedule:
     if not target.lowers:
         raise Unsupported(None, f"tlc does not generate code for {target.arch} yet",
                           help=target.note)
-    backward = next((op for op in ir.walk(kernel.body) if is_backward(op)), None)
-    if backward is not None:
-        raise Unsupported(backward, "the backward pass's statements (Exp, Subtract, "
-                          "SoftcapGrad, Rowsum, a "
-                          "per-row vector loaded from global memory, a store `with add`) have "
-                          f"no {target.arch} lowering yet",
-                          help="`tlc sim FILE` runs the plan on the CPU against the float64 "
-                               "gradients (docs/language.md §5.9)")
+    rowsum = next((op for op in ir.walk(kernel.body) if isinstance(op, ir.Rowsum)), None)
+    if rowsum is not None:
+        raise Unsupported(rowsum, f"Rowsum (the step before the backward pass) has no "
+                          f"{target.arch} lowering yet",
+                          help="tlc.torch computes Delta = rowsum(dO * O) itself; `tlc sim FILE` "
+                               "runs this plan on the CPU (docs/language.md §5.9)")
+    if not hasattr(target.gemm, "store_fragments"):
+        backward = next((op for op in ir.walk(kernel.body) if is_backward(op)), None)
+        if backward is not None:
+            raise Unsupported(backward, "the backward pass's statements have no "
+                              f"{target.arch} lowering yet",
+                              help="lower it for sm_80 or sm_75 (`--arch sm_80`); `tlc sim FILE` "
+                                   "runs it on the CPU (docs/language.md §5.9)")
     return build_schedule(kernel, target)
 
 

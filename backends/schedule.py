@@ -8,7 +8,7 @@ derivations (backends/resources.py), and `tlc compile --emit schedule` prints it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tlc import ir
 from tlc.backends.target import Target, Unsupported
@@ -156,13 +156,26 @@ class Schedule:
     pipelines: tuple        # Pipeline per loop that copies from global memory
     logsumexp: dict         # register vector -> the scores whose softmax's row LSE it holds
     split: object = None    # the split key loop (backends/emit/splits.SplitKV), or None
+    # tile -> the accumulator whose layout it shares: the result of an elementwise Compute
+    # that names a new tile (the backward pass's P = Exp(S, L), dS = P * dP)
+    derived: dict = field(default_factory=dict)
 
     def warp_tiles(self, gemm: ir.Gemm) -> WarpTiles:
         return self.tiles[id(gemm)]
 
     def tiles_of(self, name: str) -> WarpTiles:
-        """The warp tiles of the accumulator `name` (as its first GEMM lays it out)."""
-        return self.tiles[id(self.accumulators[name])]
+        """The warp tiles of the accumulator `name` (as its first GEMM lays it out), or of
+        the accumulator an elementwise result derives from."""
+        return self.tiles[id(self.accumulators[self.source_of(name)])]
+
+    def source_of(self, name: str) -> str:
+        """The accumulator whose layout `name` has: itself, or the one it derives from."""
+        return self.derived.get(name, name)
+
+    def in_registers(self, name: str) -> bool:
+        """Whether `name` is a tile in accumulator layout: a GEMM's result or derived from
+        one."""
+        return name in self.accumulators or name in self.derived
 
     def text(self) -> str:
         """The schedule as `tlc compile --emit schedule` prints it."""
@@ -182,6 +195,8 @@ class Schedule:
         for pipeline in self.pipelines:
             lines.append(f"loop {pipeline.loop_var}: copies {', '.join(pipeline.copies)} by "
                          f"{pipeline.engine}, {pipeline.stages} stage(s)")
+        for name, source in self.derived.items():
+            lines.append(f"  {name}: elementwise, laid out as {source}")
         for scores, output in self.softmax.items():
             lines.append(f"softmax {scores}: " + (f"online, rescaling {output}" if output
                                                   else "no output accumulates it"))
@@ -218,9 +233,29 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
                         frozenset(streamed_operands(facts)), accumulators, tiles,
                         softmax, pipelines,
                         {op.out: op.target for op in ir.walk(kernel.body)
-                         if isinstance(op, ir.Logsumexp)}, split_of(kernel, facts, softmax))
+                         if isinstance(op, ir.Logsumexp)}, split_of(kernel, facts, softmax),
+                        derived_tiles(kernel, accumulators))
     verify(schedule)
     return schedule
+
+
+def derived_tiles(kernel: ir.Kernel, accumulators: dict) -> dict:
+    """Each tile an elementwise Compute writes under a new name, with the accumulator whose
+    fragment layout it takes (that of its first tile operand)."""
+    derived = {}
+    for op in ir.walk(kernel.body):
+        if isinstance(op, (ir.Multiply, ir.Subtract)) and isinstance(op.a, ir.Ref):
+            source = op.a.name
+        elif isinstance(op, ir.Exp):
+            source = op.target
+        elif isinstance(op, ir.SoftcapGrad):
+            source = op.gradient
+        else:
+            continue
+        source = derived.get(source, source)
+        if op.out not in accumulators and op.out not in derived and source in accumulators:
+            derived[op.out] = source
+    return derived
 
 
 def verify(schedule: Schedule) -> None:

@@ -235,7 +235,10 @@ class LoadedKernel:
             return pointer
         tensor = self.kernel.tensor(name)
         if argument.output:
-            pointer, handle = _poisoned(kind, self._shape(tensor, sizes), dtype)
+            # an output the kernel adds into (`with add`, the backward pass's dQ) starts at
+            # zero; every other one is poisoned, so an element left unwritten shows
+            fill = 0.0 if name in added_outputs(self.kernel) else float("nan")
+            pointer, handle = _poisoned(kind, self._shape(tensor, sizes), dtype, fill)
             outputs[name] = handle
             if kind == "numpy":
                 copies.append((name, handle))
@@ -540,20 +543,30 @@ def _element_strides(kind: str, array) -> tuple[int, ...]:
     return contiguous_strides(array.shape)
 
 
-def _poisoned(kind: str, shape, dtype: str):
-    """(launch argument, handle) for an output filled with NaN."""
+def added_outputs(kernel) -> set[str]:
+    """The outputs a kernel stores into `with add` (they start at zero)."""
+    from tlc import ir
+
+    return {op.name for op in ir.walk(kernel.body) if isinstance(op, ir.Copy) and op.add}
+
+
+def _poisoned(kind: str, shape, dtype: str, fill: float = float("nan")):
+    """(launch argument, handle) for an output filled with NaN (or `fill`)."""
     import numpy as np
 
     if kind == "torch":
         import torch
 
-        out = torch.full(shape, float("nan"), dtype=getattr(torch, _TORCH_DTYPES[dtype]),
+        out = torch.full(shape, fill, dtype=getattr(torch, _TORCH_DTYPES[dtype]),
                          device="cuda")
         return np.uintp(out.data_ptr()), out
     from pycuda import gpuarray
 
-    host = np.full(shape, np.nan, dtype=np.float32) if dtype == "fp32" else \
-        np.full(shape, _NAN_BITS[dtype], dtype=np.uint16).view(_NUMPY_DTYPES[dtype])
+    if fill == 0.0:
+        host = np.zeros(shape, dtype=np.float32 if dtype == "fp32" else _NUMPY_DTYPES[dtype])
+    else:
+        host = np.full(shape, np.nan, dtype=np.float32) if dtype == "fp32" else \
+            np.full(shape, _NAN_BITS[dtype], dtype=np.uint16).view(_NUMPY_DTYPES[dtype])
     out = gpuarray.to_gpu(host)
     return out.gpudata, out
 

@@ -145,6 +145,8 @@ class KernelEmitter(CodeWriter):
         """The registers the statements keep: accumulators and online-softmax state."""
         for name, gemm in self.schedule.accumulators.items():
             self.line(self.layout.declare(name, self.schedule.warp_tiles(gemm)))
+        for name in self.schedule.derived:
+            self.line(self.layout.declare(name, self.schedule.tiles_of(name)))
         for name in self.schedule.softmax:
             scores.declare_softmax_state(self, name)
 
@@ -217,17 +219,40 @@ class KernelEmitter(CodeWriter):
                 self.line(f"// Copy {op.name}: streamed into its GEMM one k-step at a time")
             else:
                 self.target.gemm.hold_operand(self, op)
+        elif levels == (ir.Level.GLOBAL, ir.Level.REGISTER):
+            scores.vector_to_registers(self, op)
+        elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL) and op.add:
+            scores.register_add_to_global(self, op)
         elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL) and op.name in \
                 self.schedule.logsumexp:
             scores.logsumexp_to_global(self, op)
         elif levels == (ir.Level.REGISTER, ir.Level.GLOBAL):
             scores.register_to_global(self, op)
+        elif levels == (ir.Level.REGISTER, ir.Level.SHARED) and f"{op.name}_frag" in \
+                self.declared:
+            self._store_fragments(op)
         elif levels == (ir.Level.REGISTER, ir.Level.SHARED):
             scores.register_to_shared(self, op)
         elif levels == (ir.Level.SHARED, ir.Level.GLOBAL):
             tiles.shared_to_global(self, op)
         else:
             raise Unsupported(op, f"Copy from {op.src.value} to {op.dst.value}")
+
+
+    def _store_fragments(self, op: ir.Copy) -> None:
+        """A reshaped tile into shared memory, for every warp to read (the backward pass's P
+        and dS): the block waits for all of it, once after the last of such stores in a row."""
+        store = getattr(self.target.gemm, "store_fragments", None)
+        if store is None:
+            raise Unsupported(op, f"Copy {op.name} from register to shared after a Reshape: "
+                              f"not on {self.target.arch}")
+        store(self, op)
+        body = self.loop_stack[-1].body if self.loop_stack else self.kernel.body
+        at = next(i for i, x in enumerate(body) if x is op)
+        after = body[at + 1] if at + 1 < len(body) else None
+        if not (isinstance(after, ir.Copy) and (after.src, after.dst) == (
+                ir.Level.REGISTER, ir.Level.SHARED)):
+            self.line(self.sync)
 
 
 def _bounds_a_loop(kernel: ir.Kernel, index: str) -> bool:
@@ -268,4 +293,7 @@ RULES = {
     ir.Alibi: scores.alibi,
     ir.Softmax: scores.softmax,
     ir.Logsumexp: scores.logsumexp,
+    ir.Exp: scores.exp,
+    ir.Subtract: scores.subtract,
+    ir.SoftcapGrad: scores.softcap_grad,
 }

@@ -26,7 +26,7 @@ def _each_score(em, name: str, body: str) -> None:
 
 
 def _tiles(em, name: str):
-    if name not in em.schedule.accumulators:
+    if not em.schedule.in_registers(name):
         raise Unsupported(None, f"`{name}` is not a GEMM's result: the score rules work on an "
                           "accumulator in registers")
     return em.schedule.tiles_of(name)
@@ -44,6 +44,8 @@ def _stored_tiles(em, name: str) -> int:
 
 def multiply(em, op: ir.Multiply) -> None:
     factor = op.b
+    if isinstance(factor, ir.Ref) and em.schedule.in_registers(factor.name):
+        return _tile_by_tile(em, op, "*")
     if isinstance(factor, ir.Ref):  # a scalar argument is named like a tensor
         tensor = em.kernel.tensor(factor.name)
         if tensor is None or tensor.shape:
@@ -57,10 +59,140 @@ def multiply(em, op: ir.Multiply) -> None:
     _each_score(em, op.a.name, f"x *= (float)({em.expr(factor)}); (void)tlc_row; (void)tlc_col;")
 
 
+def _tile_by_tile(em, op, operator: str) -> None:
+    """out = a (op) b, element by element, for two tiles of one accumulator layout."""
+    a, b = op.a.name, op.b.name
+    if em.schedule.tiles_of(a) != em.schedule.tiles_of(b):
+        raise Unsupported(op, f"`{a}` and `{b}` are laid out as different GEMMs' results")
+    em.line(f"// Compute {type(op).__name__} {a}, {b} and get {op.out}")
+    _each_score(em, op.out, f"x = {a}_acc[i][j][e] {operator} {b}_acc[i][j][e]; "
+                            "(void)tlc_row; (void)tlc_col;")
+
+
+def _from(em, op, source: str) -> str:
+    """The C accumulator an elementwise rule reads: `source`'s, where the result is a new
+    tile (written whole by the rule, so `x` starts as the source element)."""
+    return "" if op.out == source else f"x = {source}_acc[i][j][e]; "
+
+
+def subtract(em, op: ir.Subtract) -> None:
+    """out = a - b: b a tile of a's layout, a per-row vector (the backward pass's Delta)
+    or a scalar."""
+    if not isinstance(op.a, ir.Ref) or not em.schedule.in_registers(op.a.name):
+        raise Unsupported(op, "Subtract from a GEMM's result in registers only")
+    b = op.b
+    if isinstance(b, ir.Ref) and em.schedule.in_registers(b.name):
+        return _tile_by_tile(em, op, "-")
+    if isinstance(b, ir.Ref) and f"{b.name}_row" in em.declared:
+        term = f"{b.name}_row[i][e / 2]"
+    elif isinstance(b, ir.Ref):
+        tensor = em.kernel.tensor(b.name)
+        if tensor is None or tensor.shape:
+            raise Unsupported(op, f"Subtract `{b.name}`: a tile, a per-row vector loaded "
+                              "into registers, or a scalar")
+        term = f"(float)({em.expr(ir.Sym(b.name, ir.SymKind.SCALAR))})"
+    else:
+        term = f"(float)({em.expr(b)})"
+    em.line(f"// Compute Subtract {op.a.name}, {em.expr(b) if not isinstance(b, ir.Ref) else b.name}"
+            f" and get {op.out}")
+    _each_score(em, op.out, f"{_from(em, op, op.a.name)}x -= {term}; (void)tlc_row; "
+                            "(void)tlc_col;")
+
+
+def exp(em, op: ir.Exp) -> None:
+    """out = exp(scores - vector[row]), the probabilities of a softmax whose row
+    log-sum-exp is the vector: 0 for a hidden score, a key past the end, a query row past the
+    end and a row whose log-sum-exp is -inf (it saw no key)."""
+    if f"{op.vector}_row" not in em.declared:
+        raise Unsupported(op, f"Exp {op.target}, {op.vector}: the per-row vector is copied "
+                          "into registers first",
+                          help=f"add `Copy {op.vector} (...) in coordinate [...] from global to "
+                               "register` before this line")
+    q0, nq, k0, nk = _score_origin(em, op.target)
+    em.block(f"// Compute Exp {op.target}, {op.vector} and get {op.out}")
+    em.line(f"const int tlc_keys_left = {nk} - ({k0}), tlc_queries_left = {nq} - ({q0});")
+    _each_score(em, op.out, f"const float tlc_l = {op.vector}_row[i][e / 2]; "
+                            f"{_from(em, op, op.target)}x = tlc_col < tlc_keys_left && tlc_row < "
+                            "tlc_queries_left && tlc_l != -INFINITY ? "
+                            f"tlc::exp2_approx((x - tlc_l) * {LOG2E}f) : 0.f;")
+    em.close()
+
+
+def softcap_grad(em, op: ir.SoftcapGrad) -> None:
+    """out = gradient * (1 - (scores / cap)^2), scores the capped ones: 0 where a score is
+    hidden (-inf), whatever the gradient holds there."""
+    for name in (op.gradient, op.scores):
+        if not em.schedule.in_registers(name):
+            raise Unsupported(op, f"SoftcapGrad: `{name}` is not a tile in registers")
+    em.block(f"// Compute SoftcapGrad {op.gradient}, {op.scores} and get {op.out}")
+    em.line(f"const float tlc_inverse_cap = 1.f / (float)({em.expr(op.cap)});")
+    _each_score(em, op.out, f"const float tlc_t = {op.scores}_acc[i][j][e] * tlc_inverse_cap; "
+                            f"{_from(em, op, op.gradient)}x = tlc_t == -INFINITY ? 0.f : "
+                            "x * (1.f - tlc_t * tlc_t); (void)tlc_row; (void)tlc_col;")
+    em.close()
+
+
+def vector_to_registers(em, op: ir.Copy) -> None:
+    """A per-row vector (the forward's log-sum-exp, Delta) from global memory into the rows
+    of the accumulator layout that reads it: each thread loads the rows it holds; a row past
+    the end reads 0 (the rules that read the vector hide those rows)."""
+    reader = next((r for r in ir.walk(em.kernel.body)
+                   if isinstance(r, ir.Exp) and r.vector == op.name
+                   or isinstance(r, ir.Subtract) and isinstance(r.b, ir.Ref)
+                   and r.b.name == op.name), None)
+    tiles_name = None if reader is None else reader.target if isinstance(reader, ir.Exp) \
+        else reader.a.name
+    if tiles_name is None or not em.schedule.in_registers(tiles_name):
+        raise Unsupported(op, f"Copy {op.name} from global to register: a per-row vector read "
+                          "by an Exp or a Subtract of a GEMM's result")
+    if em.kernel.tensor(op.name).dtype is not ir.DType.FP32:
+        raise Unsupported(op, f"`{op.name}`: a per-row vector is fp32")
+    tiles = _tiles(em, tiles_name)
+    if f"{op.name}_row" in em.declared:
+        raise Unsupported(op, f"`{op.name}` is copied into registers twice",
+                          help=f"keep one `Copy {op.name} ... from global to register`, where "
+                               "its rows change (in the loop over query tiles)")
+    em.declared.add(f"{op.name}_row")
+    at = vector_address(em, op)
+    em.line(f"{em.layout.row_state(f'{op.name}_row', tiles)};")
+    em.block(f"// Copy {op.name} from global to register, the rows of {tiles_name}")
+    em.line(f"const float* tlc_src = {op.name}_g + {at.offset};")
+    em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+    em.open(em.layout.each_row(tiles))
+    em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
+    em.line(f"{op.name}_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;")
+    em.close()
+    em.close()
+
+
+def register_add_to_global(em, op: ir.Copy) -> None:
+    """`with add`: each element of an accumulator added into an fp32 tensor by an atomic
+    add (blocks of other key tiles add into the same rows); nothing past the tensor's end."""
+    tensor = em.kernel.tensor(op.name)
+    if not em.schedule.in_registers(op.name) or tensor.dtype is not ir.DType.FP32:
+        raise Unsupported(op, f"`Copy {op.name} ... with add`: an accumulator into fp32")
+    stored = _stored_tiles(em, op.name)
+    at = register_tile_address(em, op)
+    tiles = _tiles(em, op.name)
+    em.block(f"// Copy {op.name} from register to global with add")
+    em.line(f"float* tlc_dst = {op.name}_g + {at.offset};")
+    em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+    columns = f" && j * 8 + tlc_pair < {at.cols_left}" if at.cols_left else ""
+    em.open(em.layout.each_row(tiles))
+    em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
+    first, second = em.layout.half_elements(f"{op.name}_acc")
+    em.open(f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {stored}; ++j)")
+    em.line(f"float* tlc_at = tlc_dst + (long long)tlc_row * {at.row_stride} + j * 8 + tlc_pair;")
+    em.line(f"if (true{columns}) {{ atomicAdd(tlc_at, {first}); atomicAdd(tlc_at + 1, {second}); }}")
+    em.close()
+    em.close()
+    em.close()
+
+
 def _score_origin(em, name: str) -> tuple[str, str, str, str]:
     """C expressions: (first query row, query count, first key, key count) of a score tile,
     from the copies that brought its GEMM's operands."""
-    gemm = em.schedule.accumulators[name]
+    gemm = em.schedule.accumulators[em.schedule.source_of(name)]
     origin = []
     for operand in (gemm.a.name, gemm.b.name):
         copy = global_load(em.kernel.body, operand)

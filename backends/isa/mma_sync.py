@@ -84,11 +84,22 @@ class MmaSync:
     # ---- GEMM ----
 
     def emit_gemm(self, em, op: ir.Gemm) -> None:
-        if op.a.transposed:
-            raise Unsupported(op, "a transposed A operand")
+        if op.a.transposed and op.a.name not in em.schedule.streamed:
+            name = op.a.name
+            raise Unsupported(op, f"a transposed A operand is read from shared memory, where "
+                              f"every warp finds the rows it needs: `{name}` is not copied from "
+                              "shared memory in this loop",
+                              help=f"add `Allocate {name} in shared (...)` (its register shape, "
+                                   f"fp16 or bf16), `Copy {name} from register to shared` after "
+                                   f"its Reshape and `Copy {name} from shared to register` before "
+                                   "this line, as examples/mha_bwd_fp16_d64_sm80.tl does")
+        if op.a.transposed and _k_tail(em, op):
+            raise Unsupported(op, f"a transposed A operand whose K ({gemm_dims(em.facts, op)[2]})"
+                              " is not a multiple of 16", help="make the tile rows a multiple of 16")
         tiles = em.schedule.warp_tiles(op)
         a_dtype = operand_dtype(em.kernel, op.a.name, op)
-        em.block(f"// Compute GEMM {op.a.name}, {op.b.name}{'^T' if op.b.transposed else ''} "
+        em.block(f"// Compute GEMM {op.a.name}{'^T' if op.a.transposed else ''}, "
+                 f"{op.b.name}{'^T' if op.b.transposed else ''} "
                  f"{'accumulating into' if op.accumulate else 'into'} {op.out}")
         if not op.accumulate:
             em.line(self.layout.zero(op.out, tiles))
@@ -110,7 +121,15 @@ class MmaSync:
     def _operand_bases(self, em, op: ir.Gemm, mt: int) -> None:
         """32-bit shared addresses of this lane's first ldmatrix row, once per GEMM: the
         k-steps and tiles then add compile-time byte offsets (cheaper than 64-bit pointers)."""
-        if op.a.name in em.schedule.streamed:
+        if op.a.name in em.schedule.streamed and op.a.transposed:
+            # stored (K, M): lanes 8r..8r+7 address the k rows of matrix r, which holds
+            # k (r / 2) * 8.. and m (r % 2) * 8.. of the 16 x 16 A tile; .trans delivers it
+            # in A's layout [PTX ISA, ldmatrix; the A fragment of m16n8k16]
+            stride = em.shared_tile(op.a.name, op).stride
+            em.line(f"const uint32_t tlc_a_base = tlc::smem_address({em.smem(op.a.name)}) + "
+                    f"(((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + tlc_warp * {mt * 16} + "
+                    f"((tlc_lane / 8) % 2) * 8) * 2;")
+        elif op.a.name in em.schedule.streamed:
             stride = em.shared_tile(op.a.name, op).stride
             em.line(f"const uint32_t tlc_a_base = tlc::smem_address({em.smem(op.a.name)}) + "
                     f"({_a_row(mt, stride)} + (tlc_lane / 16) * 8) * 2;")
@@ -124,7 +143,13 @@ class MmaSync:
 
     def _a_fragments(self, em, op: ir.Gemm, mt: int) -> None:
         name = op.a.name
-        if name in em.schedule.streamed:
+        if name in em.schedule.streamed and op.a.transposed:
+            stride = em.shared[name].stride
+            em.line(f"uint32_t a[{mt}][4];")
+            em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4_trans(a[i], tlc_a_base + "
+                    f"(kk * {16 * stride} + i * 16) * 2);")
+            em.line("#define TLC_A(i) a[i]")
+        elif name in em.schedule.streamed:
             stride = em.shared[name].stride
             em.line(f"uint32_t a[{mt}][4];")
             em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + "
@@ -223,6 +248,33 @@ class MmaSync:
     def emit_reshape(self, em, op: ir.Reshape) -> None:
         reshape_to_a(em, op)
 
+    def store_fragments(self, em, op: ir.Copy) -> None:
+        """A tile a Reshape made A fragments of, into its shared tile as it is laid out (16
+        rows by 16 columns a fragment; for the backward pass, whose P and dS are read back
+        transposed by every warp)."""
+        name = op.name
+        tile = em.shared_tile(name, op)
+        tiles = em.schedule.tiles_of(name)
+        mt, nt = tiles.m, tiles.n
+        if f"{name}_frag" not in em.declared or tile.cols != nt * 8 or \
+                tile.rows != em.warps * mt * 16:
+            raise Unsupported(op, f"Copy {name} from register to shared: a reshaped tile into "
+                              "a shared tile of its shape")
+        em.block(f"// Copy {name} from register to shared, fragment by fragment")
+        em.line(f"{tile.ctype}* tlc_dst = {name}_s + (tlc_warp * {mt * 16} + tlc_group) * "
+                f"{tile.stride} + tlc_pair;")
+        # register r of fragment (i, kk): rows + (r % 2) * 8, columns kk * 16 + (r / 2) * 8
+        em.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk) "
+                "for (int r = 0; r < 4; ++r)")
+        em.line(f"*reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + (r % 2) * 8) * {tile.stride} "
+                f"+ kk * 16 + (r / 2) * 8) = {name}_frag[i][kk][r];")
+        em.close()
+        if nt % 2:
+            em.line(f"for (int i = 0; i < {mt}; ++i) for (int r = 0; r < 2; ++r) "
+                    f"*reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + r * 8) * {tile.stride} + "
+                    f"{(nt // 2) * 16}) = {name}_frag[i][{nt // 2}][r];")
+        em.close()
+
 
 def reshape_to_a(em, op: ir.Reshape, declare: bool = True) -> None:
     """Accumulator pairs of n-tiles become A fragments: the m16n8 C layout of two
@@ -239,7 +291,7 @@ def declare_fragments(em, op: ir.Reshape) -> None:
     role = op.dst[0].name if op.dst and isinstance(op.dst[0], ir.Sym) else None
     if role != "MMA_A" or op.dtype not in PACK:
         raise Unsupported(op, "Reshape to MMA_A fp16 or bf16 only")
-    if op.name not in em.schedule.accumulators:
+    if not em.schedule.in_registers(op.name):
         raise Unsupported(op, f"Reshape of `{op.name}`: only a GEMM's accumulator becomes "
                           "an A operand")
     if f"{op.name}_frag" in em.declared:

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The backward pass's GPU evidence in one run: the gradient tests (tests/gpu/test_backward_gpu.py,
+# built in parallel first), then benchmarks/backward.py (tlc against SDPA's backward kernels).
+# STEP=tests or STEP=bench runs a part; QUICK=1 times a small grid (D = 64, N = 1k and 4k).
+# Logs and JSON go to $OUT (default ./out); the short tables are printed last.
+set -u
+OUT=${OUT:-out}
+GPU=${GPU:-h200}
+STEP=${STEP:-all}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+status=0
+if [ "$STEP" = all ] || [ "$STEP" = tests ]; then
+    {
+        echo "# python3 -m pytest -q tests/gpu/test_backward_gpu.py   ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader))"
+        # the backward examples' CUDA by hash: the code these tests ran (tests/test_results.py)
+        python3 - <<'PY'
+import hashlib
+from pathlib import Path
+for path in sorted(Path("tests/golden").glob("sm_*/*_bwd_*.cu")):
+    print("# golden", hashlib.sha256(path.read_bytes()).hexdigest()[:16], path)
+PY
+        python3 -c "import runpy; runpy.run_path('tests/gpu/test_backward_gpu.py')['prebuild']()" 2>&1
+    } > "$OUT/$GPU-backward-tests.log"
+    python3 -m pytest -q -p no:cacheprovider tests/gpu/test_backward_gpu.py \
+        >> "$OUT/$GPU-backward-tests.log" 2>&1 || status=1
+    tail -15 "$OUT/$GPU-backward-tests.log"
+fi
+if [ "$STEP" = all ] || [ "$STEP" = bench ]; then
+    python3 benchmarks/backward.py ${QUICK:+--dims 64 --seqs 1024,4096} \
+        --json "$OUT/$GPU-backward.json" > "$OUT/$GPU-backward.log" 2>&1 || status=1
+    tail -40 "$OUT/$GPU-backward.log"
+fi
+exit $status

@@ -1,0 +1,157 @@
+"""The backward pass lowered for sm_80 and sm_75, on the CPU: the examples are renders of
+tlc/backward_plans.py; the CUDA reads P^T and dS^T transposed from shared memory (ldmatrix
+.trans as the A operand), makes the stores of P and dS visible once, adds dQ atomically and
+hides keys and rows past the end in Exp; the checker's coverage lets a causal loop skip the
+query tiles that see no key of its block but not one more; what it accepts builds without
+spills. (Running the kernels against the float64 gradients is tests/gpu/test_backward_gpu.py.)"""
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlc.api import check
+from tlc.backward_plans import BackwardOptions, backward_plan, render
+from tlc.build import build, find_nvcc
+from tlc.runtime import added_outputs
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLES = {
+    "mha_bwd_fp16_d64_sm80": BackwardOptions("fp16", 64, False, 1, "sm_80"),
+    "gqa_causal_bwd_bf16_d64_sm80": BackwardOptions("bf16", 64, True, 4, "sm_80"),
+    "mha_bwd_fp16_d64_sm75": BackwardOptions("fp16", 64, False, 1, "sm_75", 32, 32, 2),
+}
+needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc is not on this machine")
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_the_examples_are_the_templates_renders(name):
+    assert (ROOT / "examples" / f"{name}.tl").read_text() == render(EXAMPLES[name])
+
+
+def lowered(text, arch="sm_80"):
+    result = check(text, arch=arch)
+    assert result.ok, [d.message for d in result.diagnostics if d.is_error]
+    return result.lowered.main.source
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_75"])
+def test_p_and_ds_go_through_shared_memory_and_come_back_transposed(arch):
+    source = lowered(backward_plan("fp16", 64, arch=arch), arch)
+    stores = source.index("// Copy P from register to shared")
+    assert source.index("// Copy dS from register to shared") > stores
+    after = source[stores:source.index("// Compute GEMM P^T, dO")]
+    assert after.count("__syncthreads();") == 1  # one barrier for both stores
+    gemm = source[source.index("// Compute GEMM P^T, dO"):source.index("// Compute GEMM dS^T")]
+    assert "tlc::ldmatrix_x4_trans(a[i]" in gemm  # A read transposed
+    assert "atomicAdd(tlc_at, dQ_acc" in source
+
+
+def test_exp_hides_keys_and_rows_past_the_end_and_rows_without_keys():
+    source = lowered(backward_plan("fp16", 64))
+    exp = source[source.index("// Compute Exp S, L and get P"):]
+    exp = exp[:exp.index("// Compute GEMM dO")]
+    for test in ("tlc_col < tlc_keys_left", "tlc_row < tlc_queries_left",
+                 "tlc_l != -INFINITY"):
+        assert test in exp
+
+
+def test_the_added_output_is_the_one_zeroed_at_the_call():
+    assert added_outputs(check(backward_plan("fp16", 64)).kernel) == {"dQ"}
+
+
+CAUSAL = backward_plan("bf16", 64, causal=True, group=4)
+FIRST = "max(0, (n * BN + Nq - Nk) / BM)"
+
+
+def test_a_causal_loop_may_skip_the_tiles_that_see_no_key_but_not_one_more():
+    assert check(CAUSAL, arch="sm_80").ok
+    late = CAUSAL.replace(FIRST, FIRST.replace("/ BM)", "/ BM + 1)"))
+    coverage = [d for d in check(late).diagnostics if d.code == "output-coverage"]
+    assert coverage and "never written" in coverage[0].message
+
+
+def test_exp_without_its_vector_in_registers_is_refused_at_the_exp():
+    plan = backward_plan("fp16", 64)
+    plan = plan.replace("  Copy L (BM) in coordinate", "  Copy Delta (BM) in coordinate", 1)
+    result = check(plan, arch="sm_80")
+    assert not result.ok
+    assert any("per-row vector" in d.message or "L" in d.message for d in result.diagnostics
+               if d.is_error)
+
+
+def test_a_vector_copied_twice_is_refused_at_the_second_copy():
+    """Found by the drawn plans: a second copy of L declared its registers again, and nvcc
+    failed on a plan the checker had accepted."""
+    plan = backward_plan("fp16", 64)
+    copy = next(line for line in plan.splitlines() if line.startswith("  Copy L (BM)"))
+    twice = plan.replace(copy + "\n", copy + "\n" + copy + "\n")
+    errors = [d for d in check(twice, arch="sm_80").diagnostics if d.is_error]
+    assert errors and "copied into registers twice" in errors[0].message
+    assert errors[0].span.line == twice.splitlines().index(copy) + 2
+
+
+def test_d128_is_refused_with_the_registers_it_would_need():
+    with pytest.raises(ValueError, match="no backward plan fits fp16 D=128 on sm_80: .*registers"):
+        backward_plan("fp16", 128)
+
+
+def test_hopper_is_told_there_is_no_backward_lowering_for_it():
+    result = check(backward_plan("fp16", 64), arch="sm_90a")
+    assert not result.ok and all(d.code != "internal-error" for d in result.diagnostics)
+
+
+@needs_nvcc
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=st.sampled_from([32, 64, 96]), bm=st.sampled_from([16, 32, 64, 128]),
+       bn=st.sampled_from([16, 32, 64, 128]), warps=st.sampled_from([1, 2, 4]),
+       variant=st.sampled_from(["plain", "causal", "softcap", "window"]),
+       arch=st.sampled_from(["sm_80", "sm_75"]))
+def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, warps, variant, arch,
+                                                        tmp_path_factory):
+    options = {"causal": dict(causal=True, group=2), "softcap": dict(softcap=2.0),
+               "window": dict(window=(40, 8)), "plain": {}}[variant]
+    text = render(BackwardOptions("fp16", d, arch=arch, bm=bm, bn=bn, warps=warps, **options))
+    result = check(text, arch=arch)
+    if not result.ok:
+        assert not any(x.code == "internal-error" for x in result.diagnostics)
+        return
+    kernel = result.lowered.main
+    report = build(kernel.source, arch, cache_dir=tmp_path_factory.mktemp("k")).function(
+        kernel.name)
+    assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, warps, variant, arch)
+
+
+PLAN = backward_plan("fp16", 64)
+QUERY_TILE = "Nq = t % cdiv(Nq, BM)]"
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("  Compute Subtract dP, Delta and get new dP\n", "",
+     "dO·Vᵀ where the gradient has sub(dO·Vᵀ, Delta)"),
+    ("  Compute Multiply dS, scale and get new dS\n",
+     "  Compute Multiply dS, scale and get new dS\n" * 2, "not the gradient"),
+    (f"{QUERY_TILE} from global to register\n  Copy Delta",
+     "Nq = 0] from global to register\n  Copy Delta", "`L` is copied at another coordinate"),
+    ("from register to global with add\n", "from register to global with add\n  Copy dQ (BM, D) "
+     "in coordinate [B = b, H = h * GROUP + t / cdiv(Nq, BM), Nq = t % cdiv(Nq, BM)] from "
+     "register to global with add\n", "dQ is stored 2 times"),
+    ("  Compute SoftcapGrad", "  Compute SoftcapGrad", None),  # the plan as it is: accepted
+])
+def test_a_plan_that_does_not_compute_the_gradients_is_refused(old, new, says):
+    """Found by drawing edits of the backward examples (tests/drawn_plans.py's edits): 14 of
+    the 208 accepted draws computed wrong gradients before the checker traced the recipe."""
+    plan = PLAN.replace(old, new, 1)
+    errors = [d for d in check(plan, arch="sm_80").diagnostics if d.is_error]
+    if says is None:
+        assert not errors
+        return
+    assert [d.code for d in errors] == ["backward-recipe"]
+    assert says in errors[0].message
+
+
+def test_a_softcap_without_its_derivative_is_refused():
+    capped = backward_plan("fp16", 64, softcap=2.0)
+    plan = "".join(line for line in capped.splitlines(keepends=True) if "SoftcapGrad" not in line)
+    errors = [d for d in check(plan).diagnostics if d.is_error]
+    assert [d.code for d in errors] == ["backward-recipe"]

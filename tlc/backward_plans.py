@@ -1,0 +1,159 @@
+"""Backward plans (docs/language.md §5.9) for a case: the text the examples hold, the GPU tests
+run, the benchmark times and tlc.torch's autograd launches. One template; the examples
+`examples/*_bwd_*.tl` are renders of it (tests/test_backward_lowering.py keeps them so).
+
+A block owns one K/V tile and walks the query tiles of its group's heads that read it; with
+causal masking, only those from the first whose last row reaches the key tile
+(`max(0, (n·BN + Nq - Nk) / BM)`), so a block near the end of the keys walks few.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+# (BM, BN, WARPS) tried in order: the first the checker accepts is the plan
+TILES = ((64, 64, 4), (32, 32, 2))
+TURING_TILES = ((32, 32, 2),)
+
+HEADER = """\
+# The backward pass of {what} on {family} (FlashAttention-2's order): a block owns one
+# K/V tile and walks every query tile that reads it, the query heads of its group included.
+# It recomputes the probabilities from the forward's row log-sum-exp L, takes
+# Delta = rowsum(dO * O) from a step before it, keeps dK and dV in registers and adds its
+# share of dQ into a zeroed fp32 tensor. P and dS go through shared memory, where every warp
+# reads them transposed (the A operands of dV += P^T dO and dK += dS^T Q).
+"""
+
+FAMILIES = {"sm_75": "Turing", "sm_80": "Ampere"}
+
+
+@dataclass(frozen=True)
+class BackwardOptions:
+    dtype: str = "fp16"
+    d: int = 64
+    causal: bool = False
+    group: int = 1
+    arch: str = "sm_80"
+    bm: int = 64
+    bn: int = 64
+    warps: int = 4
+    window: tuple[int, int] | None = None
+    softcap: float | None = None
+    alibi: bool = False
+    name: str | None = None
+    stages: int = 1  # of the query tiles' copies: 2 loads the next Q and dO under this one
+
+
+def kernel_name(o: BackwardOptions) -> str:
+    kind = ("gqa" if o.group > 1 else "mha") + ("_causal" if o.causal else "")
+    return o.name or f"{kind}_bwd_{o.dtype}_d{o.d}_{o.arch.replace('_', '')}"
+
+
+def _mma_shape(arch: str) -> str:
+    """The MMA shape the target's backend emits (m16n8k8 on Turing)."""
+    from tlc.backends import target_for
+
+    try:
+        return target_for(arch).gemm.shapes[0]
+    except (KeyError, ValueError, AttributeError):
+        return "m16n8k16"
+
+
+def render(o: BackwardOptions) -> str:
+    """The plan text for one choice of options."""
+    mma = _mma_shape(o.arch)
+    what = ("causal " if o.causal else "") + ("grouped-query attention" if o.group > 1
+                                              else "attention")
+    lines = [HEADER.format(what=what, family=FAMILIES.get(o.arch, o.arch)).rstrip("\n"),
+             f"kernel {kernel_name(o)} for {o.arch}", ""]
+    dt = o.dtype
+    lines += [f"input Q (B, H, Nq, D) {dt}", f"input K (B, Hkv, Nk, D) {dt}",
+              f"input V (B, Hkv, Nk, D) {dt}", f"input dO (B, H, Nq, D) {dt}",
+              "input L (B, H, Nq) fp32", "input Delta (B, H, Nq) fp32", "input scale fp32"]
+    if o.alibi:
+        lines.append("input slopes (H) fp32")
+    lines += ["output dQ (B, H, Nq, D) fp32", f"output dK (B, Hkv, Nk, D) {dt}",
+              f"output dV (B, Hkv, Nk, D) {dt}", "",
+              f"param D = {o.d}", f"param GROUP = {o.group}", f"param BM = {o.bm}",
+              f"param BN = {o.bn}", f"param WARPS = {o.warps}", "",
+              "grid (cdiv(Nk, BN), Hkv, B) as (n, h, b)", ""]
+    lines += ["Allocate K in shared (BN, D)", "Allocate V in shared (BN, D)",
+              "Allocate Q in shared (BM, D)", "Allocate dO in shared (BM, D)",
+              f"Allocate P in shared (BM, BN) with dtype {dt}",
+              f"Allocate dS in shared (BM, BN) with dtype {dt}"]
+    lines += [f"Allocate {n} in register ({rows}, D)" for n, rows in
+              (("K", "BN"), ("V", "BN"), ("Q", "BM"), ("dO", "BM"))]
+    lines += ["Allocate L in register (BM)", "Allocate Delta in register (BM)",
+              "Allocate S in register (BM, BN)", "Allocate P in register (BM, BN)",
+              "Allocate dP in register (BM, BN)",
+              "Allocate dS in register (BM, BN) with dtype fp32",
+              "Allocate dQ in register (BM, D)", "Allocate dK in register (BN, D)",
+              "Allocate dV in register (BN, D)", ""]
+    lines += [f"Copy {n} (BN, D) in coordinate [B = b, Hkv = h, Nk = n] from global to shared "
+              "with vector 8" for n in ("K", "V")]
+    if o.causal:
+        first = "max(0, (n * BN + Nq - Nk) / BM)"
+        tiles = f"(cdiv(Nq, BM) - {first})"
+        lines += ["# t runs over the query tiles of each query head of the group that see this",
+                  "# key tile: from the first whose last row reaches it past the causal diagonal",
+                  f"for t = 0: GROUP * {tiles}"]
+        at = f"B = b, H = h * GROUP + t / {tiles}, Nq = {first} + t % {tiles}"
+    else:
+        lines += ["# t runs over the query tiles of each query head of the group",
+                  "for t = 0: GROUP * cdiv(Nq, BM)"]
+        at = "B = b, H = h * GROUP + t / cdiv(Nq, BM), Nq = t % cdiv(Nq, BM)"
+    gemm = f"with warps (WARPS, 1), mma {mma}"
+    staged = f", stages {o.stages}" if o.stages > 1 else ""
+    body = [f"Copy {n} (BM, D) in coordinate [{at}] from global to shared with vector 8{staged}"
+            for n in ("Q", "dO")]
+    body += [f"Copy {n} (BM) in coordinate [{at}] from global to register"
+             for n in ("L", "Delta")]
+    body += [f"Copy {n} from shared to register" for n in ("Q", "dO", "K", "V")]
+    body += [f"Compute GEMM Q, K^T and get S {gemm}", "Compute Multiply S, scale and get new S"]
+    if o.softcap:
+        body.append(f"Compute Softcap S with cap {o.softcap}")
+    if o.causal or o.window:
+        clauses = " and ".join((["causal"] if o.causal else []) +
+                               ([f"window ({o.window[0]}, {o.window[1]})"] if o.window else []))
+        body.append(f"Compute Mask S with {clauses}")
+    if o.alibi:
+        body.append("Compute ALiBi S, slopes and get new S")
+    body += ["Compute Exp S, L and get P", f"Compute GEMM dO, V^T and get dP {gemm}",
+             "Compute Subtract dP, Delta and get new dP", "Compute Multiply P, dP and get dS"]
+    if o.softcap:
+        body.append(f"Compute SoftcapGrad dS, S and get new dS with cap {o.softcap}")
+    body += ["Compute Multiply dS, scale and get new dS"]
+    body += [f"Reshape {n} from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {dt}"
+             for n in ("P", "dS")]
+    body += ["Copy P from register to shared", "Copy dS from register to shared",
+             "Copy P from shared to register",
+             f"Compute GEMM P^T, dO and accumulate dV {gemm}",
+             "Copy dS from shared to register",
+             f"Compute GEMM dS^T, Q and accumulate dK {gemm}",
+             f"Compute GEMM dS, K and get dQ {gemm}",
+             f"Copy dQ (BM, D) in coordinate [{at}] from register to global with add"]
+    lines += ["  " + line for line in body] + ["end"]
+    lines += [f"Copy {n} (BN, D) in coordinate [B = b, Hkv = h, Nk = n] from register to global"
+              for n in ("dK", "dV")]
+    return "\n".join(lines) + "\n"
+
+
+def backward_plan(dtype: str, d: int, causal: bool = False, group: int = 1,
+                  arch: str = "sm_80", tiles=None, **variant) -> str:
+    """The first plan for the case that `tlc check` accepts for arch, over `tiles` (default
+    TILES, or TURING_TILES on sm_75); ValueError naming the case where none fits."""
+    from tlc.api import check
+
+    if arch == "sm_75" and dtype == "bf16":
+        raise ValueError("Turing's tensor cores take fp16, not bf16: no sm_75 backward plan "
+                         "for bf16")
+    tried = []
+    for bm, bn, warps in tiles or (TURING_TILES if arch == "sm_75" else TILES):
+        options = BackwardOptions(dtype, d, causal, group, arch, bm, bn, warps, **variant)
+        text = render(options)
+        result = check(text, arch=arch)
+        if result.ok:
+            return text
+        first = next(x for x in result.diagnostics if x.is_error)
+        tried.append(f"BM {bm}, BN {bn}, {warps} warps: {first.message}")
+    raise ValueError(f"no backward plan fits {dtype} D={d} on {arch}: " + "; ".join(tried))
