@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The backward pass's GPU evidence in one run: the gradient tests (tests/gpu/test_backward_gpu.py,
-# built in parallel first), then benchmarks/backward.py (tlc against SDPA's backward kernels).
-# STEP=tests or STEP=bench runs a part; QUICK=1 times a small grid (D = 64, N = 1k and 4k).
+# built in parallel first), tlc.torch's autograd tests (tests/gpu/test_torch_backward_gpu.py and
+# test_torch_gpu.py), then benchmarks/backward.py (tlc against SDPA's backward kernels).
+# STEP=tests, STEP=torch or STEP=bench runs a part; QUICK=1 times a small grid (D = 64, N = 1k
+# and 4k); STEP=ablation runs benchmarks/backward_ablation.py.
 # Logs and JSON go to $OUT (default ./out); the short tables are printed last.
 set -u
 OUT=${OUT:-out}
@@ -25,6 +27,18 @@ PY
     python3 -m pytest -q -p no:cacheprovider tests/gpu/test_backward_gpu.py \
         >> "$OUT/$GPU-backward-tests.log" 2>&1 || status=1
     tail -15 "$OUT/$GPU-backward-tests.log"
+fi
+if [ "$STEP" = all ] || [ "$STEP" = torch ]; then
+    echo "# python3 -m pytest -q tests/gpu/test_torch_backward_gpu.py tests/gpu/test_torch_gpu.py   ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader))" \
+        > "$OUT/$GPU-torch-backward-tests.log"
+    python3 -m pytest -q -p no:cacheprovider tests/gpu/test_torch_backward_gpu.py \
+        tests/gpu/test_torch_gpu.py >> "$OUT/$GPU-torch-backward-tests.log" 2>&1 || status=1
+    tail -15 "$OUT/$GPU-torch-backward-tests.log"
+fi
+if [ "$STEP" = ablation ]; then
+    python3 benchmarks/backward_ablation.py --json "$OUT/$GPU-backward-ablation.json" \
+        > "$OUT/$GPU-backward-ablation.log" 2>&1 || status=1
+    tail -45 "$OUT/$GPU-backward-ablation.log"
 fi
 if [ "$STEP" = all ] || [ "$STEP" = bench ]; then
     python3 benchmarks/backward.py ${QUICK:+--dims 64 --seqs 1024,4096} \

@@ -166,8 +166,9 @@ def vector_to_registers(em, op: ir.Copy) -> None:
 
 
 def register_add_to_global(em, op: ir.Copy) -> None:
-    """`with add`: each element of an accumulator added into an fp32 tensor by an atomic
-    add (blocks of other key tiles add into the same rows); nothing past the tensor's end."""
+    """`with add`: an accumulator added into an fp32 tensor by reductions, a thread's two
+    neighbouring columns at a time (tlc::add_pair: one 8-byte reduction where the GPU has it),
+    as blocks of other key tiles add into the same rows; nothing past the tensor's end."""
     tensor = em.kernel.tensor(op.name)
     if not em.schedule.in_registers(op.name) or tensor.dtype is not ir.DType.FP32:
         raise Unsupported(op, f"`Copy {op.name} ... with add`: an accumulator into fp32")
@@ -183,7 +184,7 @@ def register_add_to_global(em, op: ir.Copy) -> None:
     first, second = em.layout.half_elements(f"{op.name}_acc")
     em.open(f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {stored}; ++j)")
     em.line(f"float* tlc_at = tlc_dst + (long long)tlc_row * {at.row_stride} + j * 8 + tlc_pair;")
-    em.line(f"if (true{columns}) {{ atomicAdd(tlc_at, {first}); atomicAdd(tlc_at + 1, {second}); }}")
+    em.line(f"if (true{columns}) tlc::add_pair(tlc_at, {first}, {second});")
     em.close()
     em.close()
     em.close()

@@ -24,6 +24,25 @@ __device__ __forceinline__ uint32_t pack_bf162(float lo, float hi) {
     return *reinterpret_cast<uint32_t*>(&h);
 }
 
+// Adds two neighbouring fp32 values into global memory (a tile other blocks add into too, as
+// the backward's dQ): one 8-byte reduction where the GPU has it (red.global.add.v2.f32, sm_90
+// and newer [PTX ISA, red: vector types]) and the pair is 8-byte aligned, else two atomic
+// adds. On the H200 the vector form made the D = 64 backward 1.4-1.45x faster: its time goes
+// to these reductions (benchmarks/results/h200-backward-ablation.log). Four columns by one
+// 16-byte reduction, neighbouring lanes swapping halves first, was slower there (8.25 ms
+// against 7.85 at N = 4096): the shuffles cost more than the requests they save.
+__device__ __forceinline__ void add_pair(float* at, float first, float second) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if ((reinterpret_cast<uintptr_t>(at) & 7) == 0) {
+        asm volatile("red.global.add.v2.f32 [%0], {%1, %2};"
+                     :: "l"(__cvta_generic_to_global(at)), "f"(first), "f"(second) : "memory");
+        return;
+    }
+#endif
+    atomicAdd(at, first);
+    atomicAdd(at + 1, second);
+}
+
 // 2^x in one SFU instruction; softmax uses exp2 with log2(e) folded into the scale.
 __device__ __forceinline__ float exp2_approx(float x) {
     float y;

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tlc.api import check
 from tlc.backward_plans import BackwardOptions, backward_plan, render
-from tlc.build import build, find_nvcc
+from tlc.build import build, find_cuobjdump, find_nvcc, sass
 from tlc.runtime import added_outputs
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -44,7 +44,21 @@ def test_p_and_ds_go_through_shared_memory_and_come_back_transposed(arch):
     assert after.count("__syncthreads();") == 1  # one barrier for both stores
     gemm = source[source.index("// Compute GEMM P^T, dO"):source.index("// Compute GEMM dS^T")]
     assert "tlc::ldmatrix_x4_trans(a[i]" in gemm  # A read transposed
-    assert "atomicAdd(tlc_at, dQ_acc" in source
+    assert "tlc::add_pair(tlc_at, dQ_acc" in source
+
+
+@pytest.mark.skipif(find_nvcc() is None or find_cuobjdump() is None,
+                    reason="nvcc and cuobjdump (the test extra's wheels) are needed")
+def test_dq_is_added_by_8_byte_reductions_where_the_gpu_has_them():
+    """The sm_80 plan built for sm_90 adds dQ's column pairs by REDG.E.ADD.F32x2 (the
+    backward's time goes to these reductions); built for sm_80 it has only 4-byte ones."""
+    import re
+
+    source = lowered(backward_plan("fp16", 64))
+    reductions = {arch: set(re.findall(r"\bREDG?\.E\.ADD\.F32\S*", sass(build(source, arch).path)))
+                  for arch in ("sm_90", "sm_80")}
+    assert any("F32x2" in r for r in reductions["sm_90"]), reductions
+    assert reductions["sm_80"] and not any("F32x2" in r for r in reductions["sm_80"]), reductions
 
 
 def test_exp_hides_keys_and_rows_past_the_end_and_rows_without_keys():

@@ -305,7 +305,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                 const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
                 if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 8; ++j) {
                     float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + j * 8 + tlc_pair;
-                    if (true) { atomicAdd(tlc_at, dQ_acc[i][j][2 * h]); atomicAdd(tlc_at + 1, dQ_acc[i][j][2 * h + 1]); }
+                    if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1]);
                 }
             }
         }
