@@ -12,6 +12,8 @@ What a call times, for each backend, is what its backward costs a training step:
 - tlc: Delta = rowsum(dO ∘ O) (one PyTorch reduction), the backward kernel (its call fills dQ
   with zeros and poisons dK, dV), and dQ from fp32 to the input dtype; O and L come from tlc's
   own forward (templates.plan with lse), untimed.
+- tlc-deterministic: the same with the deterministic mode's two plans (dK and dV; then dQ,
+  summed per query tile with no atomics, in the input dtype).
 - sdpa-flash / sdpa-cudnn / sdpa-efficient: torch.autograd.grad of the forward's output,
   the graph kept (retain_graph), under that SDPA backend; GQA by enable_gqa, or K/V repeated
   per query head (and their gradients summed back) where a backend refuses it.
@@ -36,7 +38,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attention import PEAK_TFLOPS, Case, Unsupported, flops, print_table, time_ms  # noqa: E402
 
-BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient")
+BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "tlc-deterministic")
 BACKWARD_FLOPS = 2.5  # the backward's FLOPs over the forward's
 
 
@@ -109,22 +111,26 @@ def check_gradients(case, q, k, v, do, grads) -> dict:
 
 # ---- the backends: each returns (run(set index) -> (dQ, dK, dV), note) ----
 
-def tlc_runner(case, inputs, arch, kernels):
+def tlc_runner(case, inputs, arch, kernels, parts=("all",)):
+    """tlc's backward plans for the case: the one kernel (dQ by atomics), or with parts
+    ("dkdv", "dq") the deterministic mode's two; Delta and the zeroed dQ by PyTorch, as
+    tlc.torch does them, inside the time."""
     import torch
 
     from tlc.backward_plans import backward_plan
     from tlc.runtime import load
     from tlc.templates import plan
 
-    key = (case.dtype, case.d, case.causal, case.group)
+    key = (case.dtype, case.d, case.causal, case.group, parts)
     if key not in kernels:
         try:
-            text = backward_plan(case.dtype, case.d, case.causal, case.group, arch=arch)
+            texts = [backward_plan(case.dtype, case.d, case.causal, case.group, arch=arch,
+                                   part=part) for part in parts]
         except ValueError as why:
             raise Unsupported(str(why)[:200])
         forward = load(plan(case.dtype, case.d, case.causal, case.group, arch=arch, lse=True))
-        kernels[key] = (forward, load(text), text)
-    forward, backward, text = kernels[key]
+        kernels[key] = (forward, [load(text) for text in texts], texts[0])
+    forward, backwards, text = kernels[key]
     scale = 1.0 / case.d ** 0.5
     saved = []
     for q, k, v, do in inputs:
@@ -137,11 +143,17 @@ def tlc_runner(case, inputs, arch, kernels):
         q, k, v, do = inputs[i]
         o, lse = saved[i]
         delta = (do.float() * o.float()).sum(-1)
-        grads = backward(Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, scale=scale)
+        grads = {}
+        for backward in backwards:
+            grads.update(backward(Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, scale=scale))
         return grads["dQ"].to(dtype), grads["dK"], grads["dV"]
     tiles = [line.split("= ")[1] for line in text.splitlines() if line.startswith("param B")
              or line.startswith("param WARPS")]
-    return run, f"BM, BN, WARPS = {', '.join(tiles)}; {backward.how}"
+    return run, f"BM, BN, WARPS = {', '.join(tiles)}; {backwards[0].how}"
+
+
+def deterministic_runner(case, inputs, arch, kernels):
+    return tlc_runner(case, inputs, arch, kernels, parts=("dkdv", "dq"))
 
 
 def sdpa_runner(name):
@@ -188,7 +200,8 @@ def sdpa_runner(name):
     return make
 
 
-RUNNERS = {"tlc": tlc_runner, **{name: sdpa_runner(name) for name in BACKENDS[1:]}}
+RUNNERS = {"tlc": tlc_runner, "tlc-deterministic": deterministic_runner,
+           **{name: sdpa_runner(name) for name in BACKENDS[1:4]}}
 
 
 def measure(row, make_run, check, flop_count, sets, iters, peak) -> dict:

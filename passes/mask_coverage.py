@@ -54,13 +54,22 @@ def mask_coverage(kernel: ir.Kernel, ctx) -> ir.Kernel:
     of order."""
     facts = Facts(kernel)
     for op, loops, _ in facts.walk_held():
-        if isinstance(op, ir.Gemm) and op.b.transposed and loops:
+        if isinstance(op, ir.Gemm) and op.b.transposed and loops and \
+                _are_scores(loops[-1], op.out):
             _check_order(loops[-1], op.out, ctx)
             found = _key_loop(facts, op, loops[-1])
             band = _band(facts, loops[-1], op.out)
             if found is not None and band is not None:
                 _check_range(facts, found, band, ctx)
     return kernel
+
+
+def _are_scores(loop: ir.Loop, out: str) -> bool:
+    """Whether a transposed GEMM's result is the scores: what a Mask, Softmax or Exp of the
+    loop takes (a backward plan's dO·Vᵀ is a transposed GEMM too, but not scores)."""
+    names = _score_names(loop, out)
+    return any(isinstance(op, (ir.Mask, ir.Softmax, ir.Exp)) and op.target in names
+               for op in loop.body)
 
 
 def _score_names(loop: ir.Loop, scores: str) -> set[str]:

@@ -42,11 +42,19 @@ class BackwardOptions:
     alibi: bool = False
     name: str | None = None
     stages: int = 1  # of the query tiles' copies: 2 loads the next Q and dO under this one
+    # "all": one kernel, dQ added by atomics (FlashAttention-2's); the deterministic mode's
+    # two plans: "dkdv" (the same without dQ) and "dq" (blocks own a query tile and walk the
+    # key tiles, summing dQ in registers: no atomics, so the same bits every run)
+    part: str = "all"
+
+
+PARTS = ("all", "dkdv", "dq")
 
 
 def kernel_name(o: BackwardOptions) -> str:
     kind = ("gqa" if o.group > 1 else "mha") + ("_causal" if o.causal else "")
-    return o.name or f"{kind}_bwd_{o.dtype}_d{o.d}_{o.arch.replace('_', '')}"
+    part = "" if o.part == "all" else f"_{o.part}"
+    return o.name or f"{kind}_bwd{part}_{o.dtype}_d{o.d}_{o.arch.replace('_', '')}"
 
 
 def _mma_shape(arch: str) -> str:
@@ -59,21 +67,101 @@ def _mma_shape(arch: str) -> str:
         return "m16n8k16"
 
 
+def _score_chain(o: BackwardOptions, gemm: str) -> list[str]:
+    """S, P, dP and dS of a (query tile, key tile) pair: the statements both plan shapes
+    share."""
+    body = [f"Compute GEMM Q, K^T and get S {gemm}", "Compute Multiply S, scale and get new S"]
+    if o.softcap:
+        body.append(f"Compute Softcap S with cap {o.softcap}")
+    if o.causal or o.window:
+        clauses = " and ".join((["causal"] if o.causal else []) +
+                               ([f"window ({o.window[0]}, {o.window[1]})"] if o.window else []))
+        body.append(f"Compute Mask S with {clauses}")
+    if o.alibi:
+        body.append("Compute ALiBi S, slopes and get new S")
+    body += ["Compute Exp S, L and get P", f"Compute GEMM dO, V^T and get dP {gemm}",
+             "Compute Subtract dP, Delta and get new dP", "Compute Multiply P, dP and get dS"]
+    if o.softcap:
+        body.append(f"Compute SoftcapGrad dS, S and get new dS with cap {o.softcap}")
+    body += ["Compute Multiply dS, scale and get new dS"]
+    return body
+
+
+def _inputs(o: BackwardOptions) -> list[str]:
+    dt = o.dtype
+    lines = [f"input Q (B, H, Nq, D) {dt}", f"input K (B, Hkv, Nk, D) {dt}",
+             f"input V (B, Hkv, Nk, D) {dt}", f"input dO (B, H, Nq, D) {dt}",
+             "input L (B, H, Nq) fp32", "input Delta (B, H, Nq) fp32", "input scale fp32"]
+    return lines + ["input slopes (H) fp32"] * o.alibi
+
+
+DQ_HEADER = """# dQ of {what} on {family}, the deterministic way: a block owns one query tile and walks
+# the key tiles it sees, recomputing the probabilities from the forward's row log-sum-exp L
+# and dS as the dK/dV plan does, and sums dQ = dS K in registers: no block adds into
+# another's rows, so dQ has the same bits every run.
+"""
+
+
+def render_dq(o: BackwardOptions) -> str:
+    """The deterministic mode's dQ plan (part "dq")."""
+    from tlc.templates import _loop_bounds
+
+    mma = _mma_shape(o.arch)
+    what = ("causal " if o.causal else "") + ("grouped-query attention" if o.group > 1
+                                              else "attention")
+    dt = o.dtype
+    lines = [DQ_HEADER.format(what=what, family=FAMILIES.get(o.arch, o.arch)).rstrip("\n"),
+             f"kernel {kernel_name(o)} for {o.arch}", ""] + _inputs(o)
+    lines += [f"output dQ (B, H, Nq, D) {dt}", "",
+              f"param D = {o.d}", f"param GROUP = {o.group}", f"param BM = {o.bm}",
+              f"param BN = {o.bn}", f"param WARPS = {o.warps}"]
+    if o.window:  # the loop's bounds name them (tlc.templates' window loop)
+        lines += [f"param LEFT = {o.window[0]}", f"param RIGHT = {o.window[1]}"]
+    lines += ["", "grid (cdiv(Nq, BM), H, B) as (m, h, b)", ""]
+    lines += [f"Allocate {n} in shared ({rows}, D)" for n, rows in
+              (("Q", "BM"), ("dO", "BM"), ("K", "BN"), ("V", "BN"))]
+    lines += [f"Allocate {n} in register ({rows}, D)" for n, rows in
+              (("Q", "BM"), ("dO", "BM"), ("K", "BN"), ("V", "BN"))]
+    lines += ["Allocate L in register (BM)", "Allocate Delta in register (BM)",
+              "Allocate S in register (BM, BN)", "Allocate P in register (BM, BN)",
+              "Allocate dP in register (BM, BN)",
+              "Allocate dS in register (BM, BN) with dtype fp32",
+              "Allocate dQ in register (BM, D)", ""]
+    at = "B = b, H = h, Nq = m"
+    lines += [f"Copy {n} (BM, D) in coordinate [{at}] from global to shared with vector 8"
+              for n in ("Q", "dO")]
+    lines += [f"Copy {n} (BM) in coordinate [{at}] from global to register"
+              for n in ("L", "Delta")]
+    start, stop = _loop_bounds(o)
+    staged = f", stages {o.stages}" if o.stages > 1 else ""
+    gemm = f"with warps (WARPS, 1), mma {mma}"
+    body = [f"Copy {n} (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] from global to "
+            f"shared with vector 8{staged}" for n in ("K", "V")]
+    body += [f"Copy {n} from shared to register" for n in ("Q", "dO", "K", "V")]
+    body += _score_chain(o, gemm)
+    body += [f"Reshape dS from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {dt}",
+             f"Compute GEMM dS, K and accumulate dQ {gemm}"]
+    lines += [f"for n = {start}: {stop}"] + ["  " + line for line in body] + ["end"]
+    lines += [f"Copy dQ (BM, D) in coordinate [{at}] from register to global"]
+    return "\n".join(lines) + "\n"
+
+
 def render(o: BackwardOptions) -> str:
     """The plan text for one choice of options."""
+    if o.part not in PARTS:
+        raise ValueError(f"part {o.part!r}: one of {', '.join(PARTS)}")
+    if o.part == "dq":
+        return render_dq(o)
     mma = _mma_shape(o.arch)
     what = ("causal " if o.causal else "") + ("grouped-query attention" if o.group > 1
                                               else "attention")
     lines = [HEADER.format(what=what, family=FAMILIES.get(o.arch, o.arch)).rstrip("\n"),
              f"kernel {kernel_name(o)} for {o.arch}", ""]
     dt = o.dtype
-    lines += [f"input Q (B, H, Nq, D) {dt}", f"input K (B, Hkv, Nk, D) {dt}",
-              f"input V (B, Hkv, Nk, D) {dt}", f"input dO (B, H, Nq, D) {dt}",
-              "input L (B, H, Nq) fp32", "input Delta (B, H, Nq) fp32", "input scale fp32"]
-    if o.alibi:
-        lines.append("input slopes (H) fp32")
-    lines += ["output dQ (B, H, Nq, D) fp32", f"output dK (B, Hkv, Nk, D) {dt}",
-              f"output dV (B, Hkv, Nk, D) {dt}", "",
+    with_dq = o.part == "all"
+    lines += _inputs(o)
+    lines += ["output dQ (B, H, Nq, D) fp32"] * with_dq
+    lines += [f"output dK (B, Hkv, Nk, D) {dt}", f"output dV (B, Hkv, Nk, D) {dt}", "",
               f"param D = {o.d}", f"param GROUP = {o.group}", f"param BM = {o.bm}",
               f"param BN = {o.bn}", f"param WARPS = {o.warps}", "",
               "grid (cdiv(Nk, BN), Hkv, B) as (n, h, b)", ""]
@@ -86,9 +174,9 @@ def render(o: BackwardOptions) -> str:
     lines += ["Allocate L in register (BM)", "Allocate Delta in register (BM)",
               "Allocate S in register (BM, BN)", "Allocate P in register (BM, BN)",
               "Allocate dP in register (BM, BN)",
-              "Allocate dS in register (BM, BN) with dtype fp32",
-              "Allocate dQ in register (BM, D)", "Allocate dK in register (BN, D)",
-              "Allocate dV in register (BN, D)", ""]
+              "Allocate dS in register (BM, BN) with dtype fp32"]
+    lines += ["Allocate dQ in register (BM, D)"] * with_dq
+    lines += ["Allocate dK in register (BN, D)", "Allocate dV in register (BN, D)", ""]
     lines += [f"Copy {n} (BN, D) in coordinate [B = b, Hkv = h, Nk = n] from global to shared "
               "with vector 8" for n in ("K", "V")]
     if o.causal:
@@ -109,29 +197,16 @@ def render(o: BackwardOptions) -> str:
     body += [f"Copy {n} (BM) in coordinate [{at}] from global to register"
              for n in ("L", "Delta")]
     body += [f"Copy {n} from shared to register" for n in ("Q", "dO", "K", "V")]
-    body += [f"Compute GEMM Q, K^T and get S {gemm}", "Compute Multiply S, scale and get new S"]
-    if o.softcap:
-        body.append(f"Compute Softcap S with cap {o.softcap}")
-    if o.causal or o.window:
-        clauses = " and ".join((["causal"] if o.causal else []) +
-                               ([f"window ({o.window[0]}, {o.window[1]})"] if o.window else []))
-        body.append(f"Compute Mask S with {clauses}")
-    if o.alibi:
-        body.append("Compute ALiBi S, slopes and get new S")
-    body += ["Compute Exp S, L and get P", f"Compute GEMM dO, V^T and get dP {gemm}",
-             "Compute Subtract dP, Delta and get new dP", "Compute Multiply P, dP and get dS"]
-    if o.softcap:
-        body.append(f"Compute SoftcapGrad dS, S and get new dS with cap {o.softcap}")
-    body += ["Compute Multiply dS, scale and get new dS"]
+    body += _score_chain(o, gemm)
     body += [f"Reshape {n} from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype {dt}"
              for n in ("P", "dS")]
     body += ["Copy P from register to shared", "Copy dS from register to shared",
              "Copy P from shared to register",
              f"Compute GEMM P^T, dO and accumulate dV {gemm}",
              "Copy dS from shared to register",
-             f"Compute GEMM dS^T, Q and accumulate dK {gemm}",
-             f"Compute GEMM dS, K and get dQ {gemm}",
-             f"Copy dQ (BM, D) in coordinate [{at}] from register to global with add"]
+             f"Compute GEMM dS^T, Q and accumulate dK {gemm}"]
+    body += [f"Compute GEMM dS, K and get dQ {gemm}",
+             f"Copy dQ (BM, D) in coordinate [{at}] from register to global with add"] * with_dq
     lines += ["  " + line for line in body] + ["end"]
     lines += [f"Copy {n} (BN, D) in coordinate [B = b, Hkv = h, Nk = n] from register to global"
               for n in ("dK", "dV")]

@@ -120,12 +120,13 @@ def test_hopper_is_told_there_is_no_backward_lowering_for_it():
 @given(d=st.sampled_from([32, 64, 96]), bm=st.sampled_from([16, 32, 64, 128]),
        bn=st.sampled_from([16, 32, 64, 128]), warps=st.sampled_from([1, 2, 4]),
        variant=st.sampled_from(["plain", "causal", "softcap", "window"]),
-       arch=st.sampled_from(["sm_80", "sm_75"]))
-def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, warps, variant, arch,
+       arch=st.sampled_from(["sm_80", "sm_75"]), part=st.sampled_from(["all", "dkdv", "dq"]))
+def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, warps, variant, arch, part,
                                                         tmp_path_factory):
     options = {"causal": dict(causal=True, group=2), "softcap": dict(softcap=2.0),
                "window": dict(window=(40, 8)), "plain": {}}[variant]
-    text = render(BackwardOptions("fp16", d, arch=arch, bm=bm, bn=bn, warps=warps, **options))
+    text = render(BackwardOptions("fp16", d, arch=arch, bm=bm, bn=bn, warps=warps, part=part,
+                                  **options))
     result = check(text, arch=arch)
     if not result.ok:
         assert not any(x.code == "internal-error" for x in result.diagnostics)
@@ -133,7 +134,8 @@ def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, warps, varian
     kernel = result.lowered.main
     report = build(kernel.source, arch, cache_dir=tmp_path_factory.mktemp("k")).function(
         kernel.name)
-    assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, warps, variant, arch)
+    assert report.spill_stores == report.spill_loads == 0, (d, bm, bn, warps, variant, arch,
+                                                            part)
 
 
 PLAN = backward_plan("fp16", 64)
@@ -162,6 +164,36 @@ def test_a_plan_that_does_not_compute_the_gradients_is_refused(old, new, says):
         return
     assert [d.code for d in errors] == ["backward-recipe"]
     assert says in errors[0].message
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_75"])
+@pytest.mark.parametrize("options", [{}, dict(causal=True, group=4), dict(window=(40, 8)),
+                                     dict(softcap=2.0), dict(causal=True, alibi=True, group=2)])
+def test_the_deterministic_plans_check_and_lower(arch, options):
+    """dK and dV without dQ, and the dQ plan: blocks own a query tile, dQ summed in registers
+    and stored once (no atomics), its causal or window loop over the key tiles checked as the
+    forward's is."""
+    for part in ("dkdv", "dq"):
+        text = backward_plan("fp16", 64, arch=arch, part=part, **options)
+        source = lowered(text, arch)
+        assert "add_pair" not in source and "atomicAdd" not in source
+    assert "output dQ" not in backward_plan("fp16", 64, arch=arch, part="dkdv", **options)
+    assert "output dQ (B, H, Nq, D) fp16" in text
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("  Compute GEMM dS, K and accumulate dQ", "  Compute GEMM dS, K and get dQ",
+     "not the gradient"),
+    ("end\nCopy dQ (BM, D) in coordinate [B = b, H = h, Nq = m] from register to global\n",
+     "  Copy dQ (BM, D) in coordinate [B = b, H = h, Nq = m] from register to global\nend\n",
+     "never written"),  # a causal loop may run no iteration
+    ("for n = 0: cdiv(min(Nk, (m + 1) * BM + Nk - Nq), BN)", "for n = 0: cdiv(Nk, BN) - 1",
+     "skips keys"),
+])
+def test_a_dq_plan_that_does_not_sum_dq_is_refused(old, new, says):
+    plan = backward_plan("fp16", 64, causal=True, part="dq").replace(old, new, 1)
+    errors = [d for d in check(plan, arch="sm_80").diagnostics if d.is_error]
+    assert errors and says in errors[0].message, [d.message for d in errors]
 
 
 def test_a_softcap_without_its_derivative_is_refused():

@@ -4,6 +4,8 @@ and dV poisoned before the launch and dQ zeroed (it is added into). MHA and GQA 
 (its loop starts at the first query tile that sees the key tile), a window, a softcap with its
 derivative, ALiBi; Nq != Nk both ways, rows that see no key, one query row, lengths that end
 inside a tile. sm_80 plans natively (fp16 and bf16), sm_75 plans (fp16) as compute_75 PTX.
+Each case as the one-kernel plan (dQ by atomics) and as the deterministic mode's two plans
+(dK and dV; dQ summed per query tile).
 
 `prebuild()` builds every plan here in parallel, into the build cache load() then finds."""
 import concurrent.futures
@@ -25,11 +27,14 @@ CASES = {"mha": dict(dtype="fp16"), "mha-bf16": dict(dtype="bf16"),
 ARCHS = ("sm_80", "sm_75")
 
 
-def case_plan(name: str, arch: str) -> str:
+PARTS = ("all", "dkdv", "dq")
+
+
+def case_plan(name: str, arch: str, part: str = "all") -> str:
     options = dict(CASES[name])
     if arch == "sm_75":  # Turing's tensor cores take fp16
         options["dtype"] = "fp16"
-    return backward_plan(options.pop("dtype"), 64, arch=arch, **options)
+    return backward_plan(options.pop("dtype"), 64, arch=arch, part=part, **options)
 
 
 def prebuild() -> None:
@@ -39,20 +44,21 @@ def prebuild() -> None:
     present = device_arch()
 
     def build(job):
-        name, arch = job
-        lowered = lowered_of(check(case_plan(name, arch), arch=arch))
+        name, arch, part = job
+        lowered = lowered_of(check(case_plan(name, arch, part), arch=arch))
         ptx = arch == "sm_75"
         build_for(lowered, arch if ptx else present, output="ptx" if ptx else "cubin")
 
-    jobs = [(name, arch) for name in CASES for arch in ARCHS]
+    jobs = [(name, arch, part) for name in CASES for arch in ARCHS for part in PARTS]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
         list(pool.map(build, jobs))
 
 
+@pytest.mark.parametrize("part", PARTS)
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_gradients_match_the_reference(gpu, arch, name):
-    kernel = load(case_plan(name, arch), from_ptx=arch == "sm_75")
+def test_the_gradients_match_the_reference(gpu, arch, name, part):
+    kernel = load(case_plan(name, arch, part), from_ptx=arch == "sm_75")
     group = CASES[name].get("group", 1)
     for nq, nk in SHAPES:
         verdict = check_random(kernel, {"B": 2, "H": 2 * group, "Hkv": 2, "Nq": nq, "Nk": nk},
