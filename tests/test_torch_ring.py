@@ -71,3 +71,14 @@ def test_ring_attention_over_gloo_is_attention_of_the_whole_sequence(tmp_path, w
         out, lse = found[rank]
         np.testing.assert_allclose(out.transpose(0, 2, 1, 3), whole[:, :, index], atol=1e-5)
         np.testing.assert_allclose(lse, whole_lse[:, :, index], atol=1e-5)
+
+
+def test_ring_attention_refuses_inputs_that_want_gradients():
+    """Each pair's kernel has a backward now, but the K/V shards' sends do not carry the
+    gradients of the keys back to the ranks that hold them."""
+    import tlc.torch as tt
+    from tlc.runtime import ArgumentError
+
+    q = torch.zeros(1, 4, 2, 8, requires_grad=True)
+    with pytest.raises(ArgumentError, match="no backward yet"):
+        tt.ring_attention(q, q, q, 4)

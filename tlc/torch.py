@@ -278,7 +278,8 @@ def built_for(case: Case, device: int, from_ptx: bool) -> Built:
 
 def attention(q, k, v, *, causal: bool = False, window: tuple[int, int] | None = None,
               softcap: float | None = None, alibi_slopes=None, scale: float | None = None,
-              layout: str = "bhsd", return_lse: bool = False, arch: str | None = None):
+              layout: str = "bhsd", return_lse: bool = False, arch: str | None = None,
+              deterministic: bool = False):
     """Softmax attention of q against k and v by tlc's kernel for the GPU present.
 
     q: (B, H, Nq, D) for layout "bhsd", (B, Nq, H, D) for "bshd"; k, v: the same with Hkv
@@ -291,18 +292,27 @@ def attention(q, k, v, *, causal: bool = False, window: tuple[int, int] | None =
     defaults to 1 / sqrt(D). A query row that sees no key gives zeros. Returns O in q's
     layout; with return_lse, (O, L) with L the (B, H, Nq) fp32 log-sum-exp of each row's
     scores (natural log, -inf for a row that sees no key). arch runs another target's plan
-    (e.g. "sm_75", as PTX the driver compiles).
+    (e.g. "sm_75", as PTX the driver compiles). With grad enabled and an input that requires
+    grad, the call is differentiable (q, k and v; L too): the backward runs tlc's backward
+    plan for the case (tlc/torch_backward.py), and a case without one is refused up front;
+    deterministic=True takes the backward whose dQ has the same bits every run (a second
+    kernel sums it per query tile instead of atomic adds from every key tile).
     """
     if layout not in LAYOUTS:
         raise ArgumentError(f"layout {layout!r}: one of {', '.join(map(repr, LAYOUTS))}")
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        raise ArgumentError("tlc.torch.attention has no backward yet: call it under "
-                            "torch.no_grad() (or on detached tensors) for inference")
     left, right = (-1, -1) if window is None else _window(window)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     arguments = (q, k, v, bool(causal), left, right, 0.0 if softcap is None else float(softcap),
-                 alibi_slopes, float(scale), layout, arch or "")
+                 alibi_slopes, float(scale), layout, arch or "", bool(deterministic))
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        # the op that saves L for the backward (tlc/torch_backward.py); a case with no
+        # backward plan is refused here, before the forward runs
+        from tlc.torch_backward import check_covered
+
+        check_covered(*arguments[:8], layout, arch or "", bool(deterministic))
+        out, rows = _op_lse(*arguments)
+        return (out, rows) if return_lse else out
     if _plain_eager(q):
         return _attention_cuda(*arguments, lse=return_lse)
     return (_op_lse if return_lse else _op)(*arguments)
@@ -407,8 +417,9 @@ _recipes: dict[tuple, _Recipe] = {}
 
 
 def _attention_cuda(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi_slopes=None,
-                    scale=1.0, layout="bhsd", arch="", lse=False):
-    """O, or (O, L) with lse: the implementation behind both ops and the eager call."""
+                    scale=1.0, layout="bhsd", arch="", deterministic=False, lse=False):
+    """O, or (O, L) with lse: the implementation behind both ops and the eager call
+    (`deterministic` is the backward's choice: the forward is the same)."""
     slopes_key = None if alibi_slopes is None else (
         alibi_slopes.shape, alibi_slopes.stride(), alibi_slopes.dtype,
         alibi_slopes.get_device())
@@ -432,7 +443,7 @@ def _attention_cuda(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi
         q, k, v = _in_place(q), _in_place(k), _in_place(v)
         if recipe.copy:  # the copies' strides are not the caller's: a recipe of their own
             return _attention_cuda(q, k, v, causal, left, right, softcap, alibi_slopes, scale,
-                                   layout, arch, lse)
+                                   layout, arch, lse=lse)
     if poison_outputs:
         out.fill_(float("nan"))
         if lse:
@@ -626,7 +637,7 @@ def _attention_cpu(q, *_):
 
 
 def _attention_fake(q, k, v, causal=False, left=-1, right=-1, softcap=0.0, alibi_slopes=None,
-                    scale=1.0, layout="bhsd", arch=""):
+                    scale=1.0, layout="bhsd", arch="", deterministic=False):
     """What torch.compile traces: the output's shape, dtype and (contiguous) strides."""
     _sizes(q, k, v, layout)
     return q.new_empty(q.shape)
@@ -637,7 +648,8 @@ def _attention_lse_cuda(*arguments):
 
 
 def _attention_lse_fake(q, k, v, causal=False, left=-1, right=-1, softcap=0.0,
-                        alibi_slopes=None, scale=1.0, layout="bhsd", arch=""):
+                        alibi_slopes=None, scale=1.0, layout="bhsd", arch="",
+                        deterministic=False):
     b, h, nq, _, _, _ = _sizes(q, k, v, layout)
     return q.new_empty(q.shape), q.new_empty((b, h, nq), dtype=torch.float32)
 
@@ -646,7 +658,7 @@ def _attention_lse_fake(q, k, v, causal=False, left=-1, right=-1, softcap=0.0,
 
 ARGUMENTS = ("(Tensor q, Tensor k, Tensor v, bool causal=False, int window_left=-1, "
              "int window_right=-1, float softcap=0.0, Tensor? alibi_slopes=None, "
-             "float scale=1.0, str layout='bhsd', str arch='')")
+             "float scale=1.0, str layout='bhsd', str arch='', bool deterministic=False)")
 SCHEMA = "attention" + ARGUMENTS + " -> Tensor"
 SCHEMA_LSE = "attention_lse" + ARGUMENTS + " -> (Tensor, Tensor)"  # (O, L)
 
@@ -666,6 +678,9 @@ def register(schema: str, cuda, fake):
 
 _op = register(SCHEMA, _attention_cuda, _attention_fake)
 _op_lse = register(SCHEMA_LSE, _attention_lse_cuda, _attention_lse_fake)
+from tlc import torch_backward  # noqa: E402  (its op and the autograd formulas of these two)
+
+torch_backward.register(_library, _attention_cpu)
 from tlc.torch_kvcache import attention_with_kvcache  # noqa: E402  (they read this module)
 from tlc.torch_varlen import attention_varlen  # noqa: E402
 from tlc.torch_ring import ring_attention  # noqa: E402

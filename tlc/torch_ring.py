@@ -27,6 +27,11 @@ def ring_attention(q, k, v, seq_len: int, *, group=None, causal: bool = False,
     yet: they are refused. `local(q, k, v, causal) -> (O, L)` computes one pair of chunks in
     (B, rows, H, D) layout; by default tlc.torch.attention(..., return_lse=True) on the GPU.
     """
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        # each pair's kernel is differentiable, but the K/V shards' sends are not: the
+        # gradients of the keys other ranks hold would be lost
+        raise ArgumentError("ring_attention has no backward yet: call it under "
+                            "torch.no_grad()")
     if not dist.is_available() or not dist.is_initialized():
         raise ArgumentError("ring_attention needs torch.distributed initialised "
                             "(torch.distributed.init_process_group)")
