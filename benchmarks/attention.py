@@ -120,7 +120,7 @@ def time_ms(launch, sets: int, iters: int) -> float:
 
 
 def measure(row: dict, make_run, check, flop_count: float, sets: int, iters: int,
-            peak: float | None) -> dict:
+            peak: float | None, wrong: str = "wrong result") -> dict:
     """Fill a benchmark row: make the backend's run, check its output, then time it. A backend
     that cannot run the case, fails, or computes a wrong result gets a row saying so and no
     time; a figure above the GPU's peak is reported as an error."""
@@ -131,9 +131,10 @@ def measure(row: dict, make_run, check, flop_count: float, sets: int, iters: int
         out = run(0)
         torch.cuda.synchronize()
         verdict = check(out)
+        del out  # the checked output's memory back before timing
         row.update(note=note, check=verdict)
         if not verdict["ok"]:
-            row.update(ms=None, tflops=None, error="wrong result")
+            row.update(ms=None, tflops=None, error=wrong)
             return row
         ms = time_ms(run, sets, iters)
         tflops = flop_count / ms / 1e9

@@ -36,7 +36,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attention import PEAK_TFLOPS, Case, Unsupported, flops, print_table, time_ms  # noqa: E402
+from attention import (PEAK_TFLOPS, Case, Unsupported, flops, measure, print_table,  # noqa: E402
+                       time_ms)
 
 BACKENDS = ("tlc", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "tlc-deterministic")
 BACKWARD_FLOPS = 2.5  # the backward's FLOPs over the forward's
@@ -132,24 +133,34 @@ def tlc_runner(case, inputs, arch, kernels, parts=("all",)):
         kernels[key] = (forward, [load(text) for text in texts], texts[0])
     forward, backwards, text = kernels[key]
     scale = 1.0 / case.d ** 0.5
+    run = backward_run(backwards, inputs, saved_forward(forward, inputs, scale), scale)
+    torch.cuda.synchronize()
+    tiles = [line.split("= ")[1] for line in text.splitlines() if line.startswith("param B")
+             or line.startswith("param WARPS")]
+    return run, f"BM, BN, WARPS = {', '.join(tiles)}; {backwards[0].how}"
+
+
+def saved_forward(forward, inputs, scale) -> list:
+    """(O, L) of each input set by tlc's forward with the log-sum-exp."""
     saved = []
-    for q, k, v, do in inputs:
+    for q, k, v, _ in inputs:
         result = forward(Q=q, K=k, V=v, scale=scale)
         saved.append((result["O"], result["L"]))
-    torch.cuda.synchronize()
-    dtype = inputs[0][0].dtype
+    return saved
 
+
+def backward_run(kernels, inputs, saved, scale):
+    """run(i) -> (dQ, dK, dV) of input set i: Delta = rowsum(dO ∘ O) by PyTorch, then the
+    backward kernels (one, or the deterministic pair), dQ in the inputs' dtype."""
     def run(i):
         q, k, v, do = inputs[i]
         o, lse = saved[i]
         delta = (do.float() * o.float()).sum(-1)
         grads = {}
-        for backward in backwards:
-            grads.update(backward(Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, scale=scale))
-        return grads["dQ"].to(dtype), grads["dK"], grads["dV"]
-    tiles = [line.split("= ")[1] for line in text.splitlines() if line.startswith("param B")
-             or line.startswith("param WARPS")]
-    return run, f"BM, BN, WARPS = {', '.join(tiles)}; {backwards[0].how}"
+        for kernel in kernels:
+            grads.update(kernel(Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, scale=scale))
+        return grads["dQ"].to(q.dtype), grads["dK"], grads["dV"]
+    return run
 
 
 def deterministic_runner(case, inputs, arch, kernels):
@@ -204,32 +215,6 @@ RUNNERS = {"tlc": tlc_runner, "tlc-deterministic": deterministic_runner,
            **{name: sdpa_runner(name) for name in BACKENDS[1:4]}}
 
 
-def measure(row, make_run, check, flop_count, sets, iters, peak) -> dict:
-    """A row: the backend's run, its gradients checked, then timed; a failure is a row."""
-    import torch
-
-    try:
-        run, note = make_run()
-        grads = run(0)
-        torch.cuda.synchronize()
-        verdict = check(grads)
-        del grads
-        row.update(note=note, check=verdict)
-        if not verdict["ok"]:
-            row.update(ms=None, tflops=None, error="wrong gradients")
-            return row
-        ms = time_ms(run, sets, iters)
-        tflops = flop_count / ms / 1e9
-        row.update(ms=round(ms, 4), tflops=round(tflops, 1))
-        if peak and tflops > peak:
-            row.update(error=f"{tflops:.0f} TFLOP/s is above the peak {peak}")
-    except Unsupported as why:
-        row.update(ms=None, tflops=None, error=f"unsupported: {why}")
-    except Exception as error:  # a backend's failure is a row, not the end of the run
-        row.update(ms=None, tflops=None, error=f"{type(error).__name__}: "
-                   f"{str(error).splitlines()[0][:160] if str(error) else ''}")
-    return row
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -262,7 +247,7 @@ def main() -> int:
             measure(row, lambda: RUNNERS[backend](case, inputs, args.arch, kernels),
                     lambda grads: check_gradients(case, *inputs[0], grads),
                     BACKWARD_FLOPS * flops(case.batch, case.heads, case.n, case.d, case.causal),
-                    args.rotate, args.iters, peak)
+                    args.rotate, args.iters, peak, wrong="wrong gradients")
             row.update(gpu=device, pass_="backward")
             rows.append(row)
             print(json.dumps(row), flush=True)

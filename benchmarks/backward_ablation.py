@@ -19,7 +19,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attention import Case, flops, time_ms  # noqa: E402
-from backward import BACKWARD_FLOPS, check_gradients, make_inputs, sdpa_runner  # noqa: E402
+from backward import (BACKWARD_FLOPS, backward_run, check_gradients, make_inputs,  # noqa: E402
+                      saved_forward, sdpa_runner)
 
 ATOMIC_PAIR = re.compile(r"atomicAdd\(tlc_at, ([^;]+)\); atomicAdd\(tlc_at \+ 1, ([^;]+)\);")
 
@@ -128,7 +129,7 @@ def main() -> int:
             inputs = make_inputs(case, 2, seed=1)
             scale = 1.0 / case.d ** 0.5
             forward = load(plan("fp16", 64, causal, 1, lse=True))
-            saved = [forward(Q=q, K=k, V=v, scale=scale) for q, k, v, _ in inputs]
+            saved = saved_forward(forward, inputs, scale)
             work = BACKWARD_FLOPS * flops(case.batch, case.heads, case.n, case.d, causal)
             flash, _ = sdpa_runner("sdpa-flash")(case, inputs, "sm_80", {})
             flash_ms = time_ms(flash, 2, 10)
@@ -140,12 +141,7 @@ def main() -> int:
                                           stages=stages)
                 kernel, report = edited_kernel(options, edit)
 
-                def run(i):
-                    q, k, v, do = inputs[i]
-                    o, lse = saved[i]["O"], saved[i]["L"]
-                    delta = (do.float() * o.float()).sum(-1)
-                    g = kernel(Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, scale=scale)
-                    return g["dQ"].to(q.dtype), g["dK"], g["dV"]
+                run = backward_run([kernel], inputs, saved, scale)
                 verdict = check_gradients(case, *inputs[0], run(0))
                 row = dict(n=n, causal=causal, change=name, registers=report.registers,
                            spills=report.spill_stores + report.spill_loads,

@@ -14,7 +14,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attention import Case, flops, time_ms  # noqa: E402
-from backward import BACKWARD_FLOPS, check_gradients, make_inputs  # noqa: E402
+from backward import (BACKWARD_FLOPS, backward_run, check_gradients, make_inputs,  # noqa: E402
+                      saved_forward)
 
 TILES = [(64, 64, 4), (32, 32, 2), (64, 32, 2), (32, 64, 2), (64, 16, 1), (32, 32, 1)]
 STAGES = (1, 2, 3)
@@ -41,7 +42,7 @@ def main() -> int:
         inputs = make_inputs(case, 2, seed=1)
         scale = 1.0 / args.d ** 0.5
         forward = load(plan(args.dtype, args.d, causal, 1, lse=True))
-        saved = [forward(Q=q, K=k, V=v, scale=scale) for q, k, v, _ in inputs]
+        saved = saved_forward(forward, inputs, scale)
         for (bm, bn, warps), stages in itertools.product(TILES, STAGES):
             options = BackwardOptions(args.dtype, args.d, causal, 1, "sm_80", bm, bn, warps,
                                       stages=stages)
@@ -53,12 +54,7 @@ def main() -> int:
                 continue
             kernel = load(render(options))
 
-            def run(i):
-                q, k, v, do = inputs[i]
-                o, lse = saved[i]["O"], saved[i]["L"]
-                delta = (do.float() * o.float()).sum(-1)
-                g = kernel(Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, scale=scale)
-                return g["dQ"].to(q.dtype), g["dK"], g["dV"]
+            run = backward_run([kernel], inputs, saved, scale)
             verdict = check_gradients(case, *inputs[0], run(0))
             row.update(check=verdict["ok"], registers=result.facts["registers"].peak)
             if verdict["ok"]:
