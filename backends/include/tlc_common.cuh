@@ -29,8 +29,8 @@ __device__ __forceinline__ uint32_t pack_bf162(float lo, float hi) {
 // and newer [PTX ISA, red: vector types]) and the pair is 8-byte aligned, else two atomic
 // adds. On the H200 the vector form made the D = 64 backward 1.4-1.45x faster: its time goes
 // to these reductions (benchmarks/results/h200-backward-ablation.log). Four columns by one
-// 16-byte reduction, neighbouring lanes swapping halves first, was slower there (8.25 ms
-// against 7.85 at N = 4096): the shuffles cost more than the requests they save.
+// 16-byte reduction, neighbouring lanes swapping halves first, was 5-7 % slower there in a
+// trial without the mask and the same causal: the shuffles cost what the requests saved gain.
 __device__ __forceinline__ void add_pair(float* at, float first, float second) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if ((reinterpret_cast<uintptr_t>(at) & 7) == 0) {
