@@ -11,7 +11,8 @@ low-precision yardstick rounding each product to the dtype).
 What a call times, for each backend, is what its backward costs a training step:
 - tlc: Delta = rowsum(dO ∘ O) (one PyTorch reduction), the backward kernel (its call fills dQ
   with zeros and poisons dK, dV), and dQ from fp32 to the input dtype; O and L come from tlc's
-  own forward (templates.plan with lse), untimed.
+  own forward (templates.plan with lse), untimed. Where the one-kernel plan does not fit
+  (D = 128), the deterministic mode's two plans, as tlc.torch runs them.
 - tlc-deterministic: the same with the deterministic mode's two plans (dK and dV; then dQ,
   summed per query tile with no atomics, in the input dtype).
 - sdpa-flash / sdpa-cudnn / sdpa-efficient: torch.autograd.grad of the forward's output,
@@ -124,11 +125,16 @@ def tlc_runner(case, inputs, arch, kernels, parts=("all",)):
 
     key = (case.dtype, case.d, case.causal, case.group, parts)
     if key not in kernels:
+        def texts_of(chosen):
+            return [backward_plan(case.dtype, case.d, case.causal, case.group, arch=arch,
+                                  part=part) for part in chosen]
         try:
-            texts = [backward_plan(case.dtype, case.d, case.causal, case.group, arch=arch,
-                                   part=part) for part in parts]
-        except ValueError as why:
-            raise Unsupported(str(why)[:200])
+            texts = texts_of(parts)
+        except ValueError as why:  # as tlc.torch does: the two plans where one does not fit
+            try:
+                texts = texts_of(("dkdv", "dq"))
+            except ValueError:
+                raise Unsupported(str(why)[:200])
         forward = load(plan(case.dtype, case.d, case.causal, case.group, arch=arch, lse=True))
         kernels[key] = (forward, [load(text) for text in texts], texts[0])
     forward, backwards, text = kernels[key]
@@ -137,7 +143,8 @@ def tlc_runner(case, inputs, arch, kernels, parts=("all",)):
     torch.cuda.synchronize()
     tiles = [line.split("= ")[1] for line in text.splitlines() if line.startswith("param B")
              or line.startswith("param WARPS")]
-    return run, f"BM, BN, WARPS = {', '.join(tiles)}; {backwards[0].how}"
+    plans = "" if len(backwards) == 1 else f"{len(backwards)} plans, the first "
+    return run, f"{plans}BM, BN, WARPS = {', '.join(tiles)}; {backwards[0].how}"
 
 
 def saved_forward(forward, inputs, scale) -> list:

@@ -51,6 +51,19 @@ def test_the_deterministic_backward_takes_its_two_plans():
         "kernel gqa_causal_bwd_dq_fp16_d64_sm80 for sm_80"]
 
 
+def test_a_case_the_one_kernel_plan_does_not_fit_takes_the_two_plans():
+    """At D = 128 on sm_80 dQ does not fit in registers beside dK and dV; without it, each of
+    the deterministic pair does."""
+    assert tb.parts_for(tt.Case("fp16", 64, arch="sm_80"), False) == ("all",)
+    assert tb.parts_for(tt.Case("fp16", 128, arch="sm_80"), False) == ("dkdv", "dq")
+    assert tb.parts_for(tt.Case("fp16", 64, arch="sm_80"), True) == ("dkdv", "dq")
+    with pytest.raises(tt.NotCovered, match="no backward for fp16, D = 128 for sm_75"):
+        tb.parts_for(tt.Case("fp16", 128, arch="sm_75"), False)
+    q = meta((1, 2, 16, 128))
+    tt.attention(q, q, q, arch="sm_80").sum().backward()
+    assert q.grad.shape == q.shape
+
+
 def test_the_plain_op_has_a_backward_too():
     q, k, v = meta((1, 4, 32, 64)), meta((1, 4, 32, 64)), meta((1, 4, 32, 64))
     out = torch.ops.tlc.attention(q, k, v, False, -1, -1, 0.0, None, 0.125, "bhsd", "sm_80",
@@ -60,8 +73,8 @@ def test_the_plain_op_has_a_backward_too():
 
 
 def test_a_case_without_a_backward_plan_is_refused_before_the_forward():
-    wide = meta((1, 2, 16, 128))
-    with pytest.raises(tt.NotCovered, match=r"no backward for fp16, D = 128 for sm_80.*"
+    wide = meta((1, 2, 16, 256))
+    with pytest.raises(tt.NotCovered, match=r"no backward for fp16, D = 256 for sm_80.*"
                                             r"registers.*torch.no_grad"):
         tt.attention(wide, wide, wide, arch="sm_80")
     turing = meta((1, 2, 16, 64), torch.bfloat16)

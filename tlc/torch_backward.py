@@ -48,6 +48,28 @@ _texts: dict = {}
 PARTS = {False: ("all",), True: ("dkdv", "dq")}
 
 
+def parts_for(case, deterministic: bool) -> tuple[str, ...]:
+    """The plans a case's backward launches: the mode's, or the deterministic pair where the
+    one-kernel plan does not fit (it holds dQ beside dK and dV: D = 128 on sm_80, 72 on
+    sm_75, fits only as two plans); NotCovered naming both where neither fits."""
+    from tlc.torch import NotCovered
+
+    if deterministic:
+        for part in PARTS[True]:
+            backward_text(case, part)
+        return PARTS[True]
+    try:
+        backward_text(case, "all")
+        return PARTS[False]
+    except NotCovered as one:
+        try:
+            for part in PARTS[True]:
+                backward_text(case, part)
+        except NotCovered:
+            raise one from None
+        return PARTS[True]
+
+
 def backward_text(case, part: str = "all") -> str:
     """A backward plan for a case (cached): part "all", "dkdv" or "dq" (tlc.backward_plans);
     NotCovered with what to change where no plan of tlc.backward_plans fits it."""
@@ -145,18 +167,18 @@ def _attention_backward_cuda(dout, q, k, v, out, lse, dlse=None, causal=False, l
     if tuple(dout.shape) != tuple(q.shape) or dout.dtype != q.dtype:
         raise ArgumentError(f"the output gradient is {tuple(dout.shape)} {dout.dtype}; the "
                             f"output was {tuple(q.shape)} {q.dtype}")
-    parts = PARTS[bool(deterministic)]
     # dQ summed by atomics needs fp32 zeros to add into; the dQ plan writes q's dtype itself
-    dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if "all" in parts else \
-        torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk, dv = torch.empty_like(k, memory_format=torch.contiguous_format), \
         torch.empty_like(v, memory_format=torch.contiguous_format)
     if b * h * nq == 0 or nk == 0:  # no query or no key: nothing flows back
-        dk.zero_(), dv.zero_(), dq.zero_()
-        return dq.to(q.dtype), dk, dv
+        return torch.zeros_like(q, memory_format=torch.contiguous_format), dk.zero_(), \
+            dv.zero_()
     device = q.get_device()
     case = _backward_case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes, arch,
                              device)
+    parts = parts_for(case, bool(deterministic))
+    dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if "all" in parts else \
+        torch.empty(q.shape, dtype=q.dtype, device=q.device)
     builts = [built_for(case, device, bool(arch), part) for part in parts]
     if hkv > GRID_LIMIT or b > GRID_LIMIT:
         raise ArgumentError(f"B = {b}, Hkv = {hkv}: the backward's grid takes up to "
@@ -205,10 +227,8 @@ def check_covered(q, k, v, causal, left, right, softcap, alibi_slopes, layout, a
     _, h, _, hkv, _, d = tt._sizes(q, k, v, layout)
     if q.get_device() < 0 and not arch:
         return  # no GPU to name the target: the forward says what is wrong with CPU tensors
-    case = _backward_case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes, arch,
-                             q.get_device())
-    for part in PARTS[bool(deterministic)]:
-        backward_text(case, part)
+    parts_for(_backward_case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes, arch,
+                                q.get_device()), bool(deterministic))
 
 
 def _attention_backward_fake(dout, q, k, v, out, lse, dlse=None, causal=False, left=-1,

@@ -1,9 +1,10 @@
 """tlc.torch.attention's gradients on the GPU present against the float64 gradients, by the
 peers' rule for gradients (3x the plain low-precision error, tlc.reference.compare_grads):
 both layouts, MHA and GQA, causal with rows that see no key, a window, a softcap, ALiBi, one
-query row (whose forward packs the group's heads), D = 32, 40 and 96; the gradient through L;
-an output gradient with zero strides; the deterministic mode (the same bits twice); a Turing
-plan as PTX; torch.compile; the refusal of a case with no backward plan. tests/test_torch_backward.py covers what needs no GPU."""
+query row (whose forward packs the group's heads), D = 32, 40, 96 and 128 (two plans); the
+gradient through L; an output gradient with zero strides; the deterministic mode (the same
+bits twice); a Turing plan as PTX; torch.compile; the refusal of a case with no backward
+plan. tests/test_torch_backward.py covers what needs no GPU."""
 import numpy as np
 import pytest
 
@@ -27,6 +28,7 @@ CASES = {
     "d32": ("fp16", 4, 2, 70, 70, 32, {}),
     "d40-causal": ("fp16", 4, 4, 90, 90, 40, dict(causal=True)),
     "d96": ("bf16", 4, 2, 77, 100, 96, {}),
+    "d128-causal-two-plans": ("fp16", 4, 2, 100, 130, 128, dict(causal=True)),
 }
 
 
@@ -157,6 +159,6 @@ def test_compiled_training_step_matches_eager():
 
 
 def test_a_case_without_a_backward_plan_is_refused_before_the_forward():
-    wide = torch.randn(1, 2, 16, 128, device="cuda").half().requires_grad_()
-    with pytest.raises(tt.NotCovered, match="no backward for fp16, D = 128"):
+    wide = torch.randn(1, 2, 16, 256, device="cuda").half().requires_grad_()
+    with pytest.raises(tt.NotCovered, match="no backward for fp16, D = 256"):
         tt.attention(wide, wide, wide)
