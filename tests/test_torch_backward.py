@@ -138,3 +138,15 @@ def test_delta_is_read_in_either_layout():
     assert delta.shape == (2, 3, 5) and delta.is_contiguous()
     expected = (dout * out).sum(-1).transpose(1, 2) - dlse
     assert torch.allclose(delta, expected, atol=1e-6)
+
+
+def test_the_saved_tensors_a_caller_passes_are_checked_before_a_kernel_reads_them():
+    q = torch.zeros(1, 2, 8, 64, dtype=torch.float16)
+    lse = torch.zeros(1, 2, 8)
+    tb._check_saved(q, q, q, lse, None, 1, 2, 8)  # as the forward saved them
+    with pytest.raises(tt.ArgumentError, match=r"lse is \(1, 2, 7\)"):
+        tb._check_saved(q, q, q, lse[..., :7], None, 1, 2, 8)
+    with pytest.raises(tt.ArgumentError, match="out is"):
+        tb._check_saved(q, q, q.float(), lse, None, 1, 2, 8)
+    with pytest.raises(tt.ArgumentError, match="the log-sum-exp's gradient"):
+        tb._check_saved(q, q, q, lse, lse[:, :1], 1, 2, 8)

@@ -164,10 +164,7 @@ def _attention_backward_cuda(dout, q, k, v, out, lse, dlse=None, causal=False, l
     from tlc import torch as tt
 
     b, h, nq, hkv, nk, d = tt._sizes(q, k, v, layout)
-    if tuple(dout.shape) != tuple(q.shape) or dout.dtype != q.dtype:
-        raise ArgumentError(f"the output gradient is {tuple(dout.shape)} {dout.dtype}; the "
-                            f"output was {tuple(q.shape)} {q.dtype}")
-    # dQ summed by atomics needs fp32 zeros to add into; the dQ plan writes q's dtype itself
+    _check_saved(dout, q, out, lse, dlse, b, h, nq)
     dk, dv = torch.empty_like(k, memory_format=torch.contiguous_format), \
         torch.empty_like(v, memory_format=torch.contiguous_format)
     if b * h * nq == 0 or nk == 0:  # no query or no key: nothing flows back
@@ -177,6 +174,7 @@ def _attention_backward_cuda(dout, q, k, v, out, lse, dlse=None, causal=False, l
     case = _backward_case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes, arch,
                              device)
     parts = parts_for(case, bool(deterministic))
+    # dQ summed by atomics needs fp32 zeros to add into; the dQ plan writes q's dtype itself
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if "all" in parts else \
         torch.empty(q.shape, dtype=q.dtype, device=q.device)
     builts = [built_for(case, device, bool(arch), part) for part in parts]
@@ -184,6 +182,10 @@ def _attention_backward_cuda(dout, q, k, v, out, lse, dlse=None, causal=False, l
         raise ArgumentError(f"B = {b}, Hkv = {hkv}: the backward's grid takes up to "
                             f"{GRID_LIMIT} K/V heads and batch entries")
     q, k, v, dout = (tt._in_place(t) for t in (q, k, v, dout))
+    if max(max(nq, nk), *(t.stride(2 if layout == "bhsd" else 1) for t in (q, k, v, dout))) \
+            > tt.INT32_LIMIT:
+        raise ArgumentError("a sequence or row stride past 2^31 elements: the kernels take "
+                            "them as int32 (pass .contiguous() tensors)")
     delta = delta_of(dout, out, dlse, layout)
     lse = lse.contiguous()
     tensors = {"Q": q, "K": k, "V": v, "dO": dout, "dQ": dq, "dK": dk, "dV": dv}
@@ -206,6 +208,22 @@ def _attention_backward_cuda(dout, q, k, v, out, lse, dlse=None, causal=False, l
             kernel.launch(grid(sizes), [tensors[n].data_ptr() for n in pointers],
                           [values[n] for n in names], stream)
     return dq.to(q.dtype), dk, dv
+
+
+def _check_saved(dout, q, out, lse, dlse, b: int, h: int, nq: int) -> None:
+    """The tensors the forward saved and the gradients that reach them, as the op's caller
+    may pass any: shapes, dtypes and device checked before a kernel reads them."""
+    expected = [("the output gradient", dout, tuple(q.shape), q.dtype),
+                ("out", out, tuple(q.shape), q.dtype),
+                ("lse", lse, (b, h, nq), torch.float32)]
+    if dlse is not None:
+        expected.append(("the log-sum-exp's gradient", dlse, (b, h, nq), None))
+    for name, t, shape, dtype in expected:
+        if tuple(t.shape) != shape or (dtype is not None and t.dtype != dtype):
+            raise ArgumentError(f"{name} is {tuple(t.shape)} {t.dtype}; the call needs "
+                                f"{shape} {dtype or 'floating point'}")
+        if t.device != q.device:
+            raise ArgumentError(f"{name} is on {t.device}, q on {q.device}")
 
 
 def _backward_case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes, arch, device):
