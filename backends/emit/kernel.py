@@ -75,9 +75,9 @@ class KernelEmitter(CodeWriter):
             arguments = arguments[:tensors] + splits.workspace_arguments(self.kernel, split) \
                 + arguments[tensors:]
         maps = self.target.copies.tensor_maps(self.kernel, self.schedule)
-        if maps:  # after the pointers, which launchers pack first
-            tensors = sum(a.kind == "tensor" for a in arguments)
-            arguments = arguments[:tensors] + maps + arguments[tensors:]
+        if maps:  # after the pointers (a split's workspaces too), which launchers pack first
+            pointers = sum(a.kind in ("tensor", "workspace") for a in arguments)
+            arguments = arguments[:pointers] + maps + arguments[pointers:]
         self.lines = [f'#include "{self.target.header}"', "",
                       f"// {self.kernel.name}: lowered by tlc for {self.target.arch}",
                       # (threads, 1): one block per SM is enough, so ptxas may use all the

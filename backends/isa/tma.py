@@ -183,9 +183,6 @@ class Tma(CopyEngine):
                 raise Unsupported(loop, "a loop two loops deep copies from global memory: "
                                   "tlc's TMA code pipelines a loop of the kernel's body, or of "
                                   "one loop around it (a column chunk's)")
-            if loop.splits is not None:
-                raise Unsupported(loop, "a split key loop: tlc's sm_90a code does not split "
-                                  "loops yet", help="drop `split` (or target sm_90)")
         first = copied_once(em.kernel)
         for op in ir.walk(em.kernel.body):
             if isinstance(op, ir.Copy) and (op.src, op.dst) == (ir.Level.GLOBAL, ir.Level.SHARED):

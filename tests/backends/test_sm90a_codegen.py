@@ -218,3 +218,41 @@ def test_a_copying_loop_two_loops_deep_is_refused():
     result = check("\n".join(deep) + "\n", arch="sm_90a")
     assert [d.code for d in result.diagnostics] == ["backend-unsupported"]
     assert "two loops deep" in result.diagnostics[0].message
+
+
+def _decoding_plan(splits: int = 8, lse: bool = True) -> str:
+    from tlc.templates import plan
+
+    return plan("bf16", 128, False, 1, arch="sm_90a", decode=True, splits=splits, lse=lse)
+
+
+def test_a_split_key_loop_lowers_to_the_ring_and_a_combine():
+    """Split-KV on sm_90a: the producer and the consumers run the same part of the key
+    range (one block index gives both the tile and the split), the parts leave the consumers'
+    registers for the fp32 workspaces, and the kernel takes the workspace pointers before
+    the tensor maps (launchers pack every pointer first)."""
+    result = check(_decoding_plan(), arch="sm_90a")
+    assert result.ok, result.diagnostics
+    main, combine = result.lowered.kernels
+    source = main.source
+    assert "tlc_split = blockIdx.x % 8" in source
+    assert source.count("p_n_start = p_n_all_start + tlc_split * tlc_part") == 2
+    assert "O_part_g + (long long)tlc_split" in source and "tma_load_4d" in source
+    kinds = [a.kind for a in main.arguments]
+    assert kinds.index("tensormap") > max(i for i, k in enumerate(kinds)
+                                          if k in ("tensor", "workspace"))
+    assert combine.name == main.name + "_combine"
+
+
+@needs_cuobjdump
+@pytest.mark.parametrize("splits", [2, 16])
+def test_a_split_decoding_plan_builds_without_spills_and_runs_hgmma(splits, tmp_path):
+    result = check(_decoding_plan(splits), arch="sm_90a")
+    built = build(result.lowered.source, "sm_90a", cache_dir=tmp_path)
+    for kernel in result.lowered.kernels:
+        report = built.function(kernel.name)
+        assert report.spill_stores == report.spill_loads == 0, kernel.name
+    code = sass(built.path)
+    hgmma = addresses(code, "HGMMA")
+    assert hgmma and any(all(first <= a <= last for a in hgmma) for first, last in loops(code))
+    assert "UTMALDG.4D" in code
