@@ -166,6 +166,14 @@ def test_decoding_splits_fill_the_gpu_but_keep_four_key_tiles_a_split():
     assert tt.choose_splits(8, 32, 1, 131072, 132) == 1     # 256 blocks fill it already
     assert tt.choose_splits(1, 32, 1, 1024, 132) == 4       # 1024 keys: four splits of 256
     assert tt.choose_splits(1, 1, 1, 10 ** 7, 132) == 64    # at most 64
+    # sm_90a's plans aim at about a block an SM (DECODE_FILL): half sm_80's splits
+    hopper = tt.DECODE_FILL["sm_90a"]
+    assert tt.choose_splits(1, 32, 1, 131072, 132, hopper) == 4    # 128 blocks
+    assert tt.choose_splits(1, 8, 4, 131072, 132, hopper) == 16
+    assert tt.shaped_case(tt.Case("bf16", 128, 4, arch="sm_90a"), 1, 32, 1, 8, 131072, -1,
+                          False, 132)[0].splits == 16
+    assert tt.shaped_case(tt.Case("bf16", 128, 4, arch="sm_90"), 1, 32, 1, 8, 131072, -1,
+                          False, 132)[0].splits == 32
 
 
 def test_one_query_row_of_grouped_heads_packs_them_into_rows():
@@ -182,6 +190,24 @@ def test_a_decoding_case_plans_the_decoding_tiles_and_the_split():
     assert "param SPLITS = 16" in text
     assert "with splits SPLITS" in text
     assert "with splits" not in tt.plan_for(tt.Case("bf16", 128, 4))
+
+
+def test_a_decoding_case_on_hopper_takes_its_own_target_with_its_own_splits():
+    """Contiguous decoding runs sm_90a's plan on Hopper (one consumer warpgroup, the parts
+    stored from registers), shaped for that target; a layout TMA cannot read keeps sm_90."""
+    text = tt.plan_for(tt.Case("bf16", 128, 1, arch="sm_90a", decode=True, splits=16))
+    assert "param BM = 64" in text and "param WARPS = 4" in text and "mma m64n" in text
+    assert "Allocate O in shared" not in text and "with splits SPLITS" in text
+
+    def shape(case):
+        return tt.shaped_case(case, 1, 32, 1, 8, 131072, -1, False, 132)[0]
+
+    strides = [(32 * 128, 32 * 128, 128, 1), (8 * 128 * 131072, 8 * 128, 128, 1)]
+    own = tt.own_target_case(tt.Case("bf16", 128, 4, arch="sm_90"), strides, 2, shape)
+    assert (own.arch, own.decode, own.splits, own.group) == ("sm_90a", True, 16, 1)
+    odd = [(32 * 128, 32 * 128, 128, 1), (8 * 128 * 131072 + 3, 8 * 128, 128, 1)]
+    portable = tt.own_target_case(tt.Case("bf16", 128, 4, arch="sm_90"), odd, 2, shape)
+    assert (portable.arch, portable.splits) == ("sm_90", 32)
 
 
 def test_the_kvcache_call_refuses_what_it_cannot_read_before_it_looks_at_a_gpu():

@@ -28,6 +28,9 @@ DECODE_TILES = [(32, 64, 2), (16, 128, 1), (16, 64, 1), (64, 64, 4), (16, 32, 1)
 # D = 128 their registers do not fit, and two are next. A lone warpgroup that an SM holds once is the last
 # resort (D = 256).
 WARPGROUP_TILES = [(64, 128, 4), (192, 128, 12), (128, 128, 8), (128, 64, 8), (64, 64, 4)]
+# Hopper decoding: one consumer warpgroup (64 rows, most of them the zeros TMA fills past the
+# few query rows) and the producer's ring of K/V tiles; the keys are split to fill the GPU.
+WARPGROUP_DECODE_TILES = [(64, 128, 4), (64, 64, 4)]
 # Column chunks of O and V, widest first, for a head dim whose O does not fit whole.
 CHUNKS = [256, 128, 64, 32]
 
@@ -201,17 +204,19 @@ def _packed_sequences(text: str) -> str:
 
 
 def plan(dtype: str, d: int, causal: bool = False, group: int = 1, arch: str = "sm_80",
-         stages: int = 2, staged: bool = True, tiles=None, **variant) -> str:
+         stages: int = 2, staged: bool = True, tiles=None, decode: bool = False,
+         **variant) -> str:
     """The first plan for the case that passes `tlc check` for arch: the largest tiles, O
     through a shared tile (coalesced) before straight to global memory, the whole head dim
     before column chunks of it. The target's data decides the rest: its backend's MMA shape,
     one stage where there is no cp.async, fp16 tiles for a dtype its tensor cores lack (bf16
-    on Turing). `tiles`: the (BM, BN, WARPS) to try instead of TILES (DECODE_TILES for a few
-    query rows). `variant` takes Options' window, softcap, alibi, lse and splits."""
+    on Turing). `tiles`: the (BM, BN, WARPS) to try instead of TILES; `decode`: a few query
+    rows, the target's decoding tiles (DECODE_TILES, WARPGROUP_DECODE_TILES). `variant` takes
+    Options' window, softcap, alibi, lse and splits."""
     from tlc.api import check
 
     lone, kind = None, None  # the first accepted plan of one warpgroup an SM holds once
-    for options in candidates(dtype, d, causal, group, arch, stages, staged, tiles,
+    for options in candidates(dtype, d, causal, group, arch, stages, staged, tiles, decode,
                               **variant):
         if lone and (options.staged, options.chunk) != kind:
             return lone  # the best of its kind: O's store and the head dim stay preferred
@@ -239,7 +244,7 @@ def _held_alone(result, arch: str) -> bool:
 
 
 def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=True,
-               tiles=None, **variant):
+               tiles=None, decode=False, **variant):
     """Options for the case in the order `plan` tries them."""
     from tlc.arch import ARCHS
     from tlc.backends import target_for
@@ -247,13 +252,18 @@ def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=T
     target = ARCHS[arch]
     warpgroup = any(shape.warpgroup for shape, _ in target.mma)
     chunks = [None] + [c for c in CHUNKS if c < d]
-    if warpgroup:
-        tiles = tiles or WARPGROUP_TILES
+    if not tiles:
+        tiles = (WARPGROUP_DECODE_TILES if decode else WARPGROUP_TILES) if warpgroup else \
+            DECODE_TILES if decode else None
     base = Options(dtype, d, causal, group, arch, **variant, warpgroup=warpgroup,
                    mma="m64n64k16" if warpgroup else target_for(arch).gemm.shapes[0],
                    stages=stages if target.has_cp_async else 1,
                    compute=dtype if any(t.value == dtype for t in target.mma_dtypes) else "fp16")
     stores = (staged, False) if staged else (False,)
+    if warpgroup and variant.get("splits", 1) > 1:
+        # a split's parts leave registers for the fp32 workspaces (backends/emit/splits.py):
+        # a shared tile of O would only take the shared memory a second block could use
+        stores = (False,)
     for chunk, shapes in itertools.product(chunks, (tiles or TILES,) + (
             () if warpgroup else (SMALL_TILES,))):
         for store, (bm, bn, warps) in itertools.product(stores, shapes):

@@ -98,7 +98,7 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
     """The plan text a call of this case runs: the template's, or its tuned winner for this
     GPU and driver where the tune cache has one that still passes `tlc check`."""
     from tlc.driver import check
-    from tlc.templates import DECODE_TILES, plan
+    from tlc.templates import plan
     from tlc.tune import tuned
 
     refuse_uncovered(case)
@@ -107,7 +107,7 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
                "page": case.page, "varlen": case.varlen}
     try:
         text = plan(case.dtype, case.head_dim, case.causal, case.group, arch=case.arch,
-                    tiles=DECODE_TILES if case.decode else None, **variant)
+                    decode=case.decode, **variant)
     except ValueError:
         raise NotCovered(f"no tiling of tlc's template fits {case.describe()}; "
                          f"{_nearest(case)}") from None
@@ -118,21 +118,24 @@ def plan_for(case: Case, gpu: str | None = None, driver: str | None = None) -> s
     return text
 
 
-def own_target_case(case: Case, strides, element_bytes: int) -> Case:
+def own_target_case(case: Case, strides, element_bytes: int, shape=None) -> Case:
     """The case on the target that only this GPU runs, if there is one (sm_90a on Hopper:
     wgmma and TMA), where its template takes the case and TMA can read the tensors (every
     stride but the last a positive multiple of 16 bytes); else the case as it is, on the GPU's
-    portable target. Decoding, split keys and K/V caches have no sm_90a plan yet."""
+    portable target. `shape`, where given, shapes a case for the call's sizes on the target
+    it runs on (shaped_case: the splits follow the target). Paged and per-sequence K/V caches
+    and packed batches have no sm_90a plan yet (tlc.torch_kvcache, tlc.torch_varlen)."""
     from tlc.arch import ARCHS
 
+    shape = shape or (lambda c: c)
     own = [name for name, facts in ARCHS.items() if facts.runs_only_on == case.arch]
     if not own or any(s <= 0 or s * element_bytes % 16 for t in strides for s in t[:-1]):
-        return case
-    candidate = _replace(case, arch=own[0])
+        return shape(case)
+    candidate = shape(_replace(case, arch=own[0]))
     try:
         plan_for(candidate)
     except NotCovered:
-        return case
+        return shape(case)
     return candidate
 
 
@@ -503,10 +506,13 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
         arch, from_ptx = _present_target(device)
     case = _case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes is not None, arch,
                     lse)
-    case, packed = shaped_case(case, b, h, nq, hkv, nk, left, alibi_slopes is not None,
-                               _multiprocessors(device))
-    if not from_ptx:
-        case = own_target_case(case, [t.stride() for t in (q, k, v)], q.element_size())
+    def shape(unshaped: Case) -> Case:
+        return shaped_case(unshaped, b, h, nq, hkv, nk, left, alibi_slopes is not None,
+                           _multiprocessors(device))[0]
+
+    packed = _packs_query_heads(nq, h, hkv, left, alibi_slopes)
+    case = shape(case) if from_ptx else own_target_case(
+        case, [t.stride() for t in (q, k, v)], q.element_size(), shape)
     group = h // hkv if packed else 1
     built = built_for(case, device, from_ptx)
     recipe = _Recipe()
@@ -573,18 +579,25 @@ def _check_slopes(slopes, heads: int, device: int) -> None:
 DECODE_ROWS = 16          # query rows up to which a call takes the decoding plan
 DECODE_KEY_TILE = 64      # the narrowest key tile of the decoding plans (templates)
 MAX_SPLITS = 64
+# Blocks a multiprocessor that the splits of a decoding call aim for, by the plan's target
+# (default 1.5). Measured on the H200 (benchmarks/decode.py --sweep): the sm_80 plans (two
+# warps, cp.async) ran one sequence, 32 heads, 16k-128k keys fastest at 8 splits (256
+# blocks), 5 % ahead of 16; the sm_90a plans (a TMA ring, one consumer warpgroup) ran the
+# same shapes and 8 packed K/V heads fastest at half those splits, about a block an SM
+# (benchmarks/decode_tiles.py --arch sm_90a, h200-decode-tiles-sm_90a.json).
+DECODE_FILL = {"sm_90a": 0.75}
 
 
-def choose_splits(b: int, h: int, nq: int, nk: int, multiprocessors: int) -> int:
-    """How many blocks share one query tile's keys, a power of two: enough blocks for one
-    and a half per multiprocessor, but no split of fewer than four key tiles (a split's
-    fixed cost, its part written and merged, must stay small against the keys it reads).
-    h and nq are the heads and rows the kernel sees (K/V heads and the group's heads where
-    the query heads are packed). Measured on the H200 (benchmarks/decode.py --sweep): one
-    sequence, 32 heads, 16k-128k keys ran fastest at 8 splits (256 blocks), 5 % ahead of 16."""
+def choose_splits(b: int, h: int, nq: int, nk: int, multiprocessors: int,
+                  fill: float = 1.5) -> int:
+    """How many blocks share one query tile's keys, a power of two: the fewest that reach
+    `fill` blocks a multiprocessor (DECODE_FILL), but no split of fewer than four key tiles
+    (a split's fixed cost, its part written and merged, must stay small against the keys it
+    reads). h and nq are the heads and rows the kernel sees (K/V heads and the group's heads
+    where the query heads are packed)."""
     blocks = b * h * -(-nq // DECODE_ROWS)
     splits = 1
-    while (2 * blocks * splits < 3 * multiprocessors and splits < MAX_SPLITS and
+    while (blocks * splits < fill * multiprocessors and splits < MAX_SPLITS and
            nk >= 2 * splits * 4 * DECODE_KEY_TILE):
         splits *= 2
     return splits
@@ -599,7 +612,8 @@ def shaped_case(case: Case, b: int, h: int, nq: int, hkv: int, nk: int, left: in
     if nq <= DECODE_ROWS:  # decoding: one warp's rows, and the keys split to fill the GPU
         rows = h // hkv * nq if packed else nq
         case = _replace(case, decode=True, splits=choose_splits(
-            b, hkv if packed else h, rows, nk, multiprocessors))
+            b, hkv if packed else h, rows, nk, multiprocessors,
+            DECODE_FILL.get(case.arch, 1.5)))
     return case, packed
 
 
