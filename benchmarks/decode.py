@@ -257,16 +257,33 @@ def measure(case, flush, roof) -> list[dict]:
             ms = time_call(call, flush)
             row.update(ms=round(ms, 5), tbps=round(moved_bytes(case) / ms / 1e9, 3))
             if name == "tlc":
-                shaped, packed = tt.shaped_case(
-                    tt.Case(case["dtype"], HEAD_DIM), case["batch"], case["heads"], 1,
-                    case["kv_heads"], case["cache_len"], -1, False, tt._multiprocessors(0))
-                row.update(splits=shaped.splits, packed_heads=packed)
+                shaped, packed = tlc_case(case)
+                row.update(splits=shaped.splits, packed_heads=packed, arch=shaped.arch)
         except Exception as error:  # a backend's failure is a row, not the end of the run
             row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
         rows.append(row)
     del q, k, v
     torch.cuda.empty_cache()
     return rows
+
+
+def tlc_case(case, splits: int | None = None):
+    """(the Case tlc.torch.attention runs for a contiguous case, whether its query heads are
+    packed as rows): the shaped decoding case, on Hopper's own target where that takes it."""
+    from tlc.runtime import contiguous_strides
+
+    arch, from_ptx = tt._present_target(0)
+    b, h, hkv, n = (case[k] for k in ("batch", "heads", "kv_heads", "cache_len"))
+    base = tt.Case(case["dtype"], HEAD_DIM, h // hkv, arch=arch)
+
+    def shape(unshaped):
+        shaped = tt.shaped_case(unshaped, b, h, 1, hkv, n, -1, False, tt._multiprocessors(0))[0]
+        return shaped if splits is None else tt._replace(shaped, splits=splits)
+
+    shapes = [(b, 1, h, HEAD_DIM), (b, n, hkv, HEAD_DIM), (b, n, hkv, HEAD_DIM)]
+    shaped = shape(base) if from_ptx else tt.own_target_case(
+        base, [contiguous_strides(s) for s in shapes], 2, shape)
+    return shaped, tt._packs_query_heads(1, h, hkv, -1, None)
 
 
 def sweep(flush, quick: bool) -> list[dict]:
@@ -278,16 +295,13 @@ def sweep(flush, quick: bool) -> list[dict]:
             if not _swept(case):
                 continue
             q, k, v = make_inputs(case)
-            _, packed = tt.shaped_case(tt.Case("bf16", HEAD_DIM), case["batch"], case["heads"],
-                                       1, case["kv_heads"], case["cache_len"], -1, False, 1)
-            heads, rows = (case["kv_heads"], case["heads"] // case["kv_heads"]) if packed \
-                else (case["heads"], 1)
-            pick = chosen(case["batch"], heads, rows, case["cache_len"], tt._multiprocessors(0))
+            pick = tlc_case(case)[0].splits  # the target's own fill (DECODE_FILL)
             for splits in SWEEP_SPLITS:
                 tt.choose_splits = lambda *args, s=splits: s
                 tt._recipes.clear()
                 ms = time_call(lambda: tt.attention(q, k, v, layout="bshd"), flush)
-                found.append(dict(case, splits=splits, ms=round(ms, 5),
+                found.append(dict(case, splits=splits, arch=tlc_case(case, splits)[0].arch,
+                                  ms=round(ms, 5),
                                   tbps=round(moved_bytes(case) / ms / 1e9, 3),
                                   chosen=pick == splits))
             del q, k, v
@@ -307,15 +321,12 @@ def _swept(case) -> bool:
 
 def prebuild(quick: bool, do_sweep: bool) -> None:
     """Build every plan the run will load, in parallel (nvcc is a subprocess)."""
-    arch, from_ptx = tt._present_target(0)
+    _, from_ptx = tt._present_target(0)
     cases = set()
     for case in case_list(quick):
-        base = tt.Case(case["dtype"], HEAD_DIM, case["heads"] // case["kv_heads"], arch=arch)
-        shaped, _ = tt.shaped_case(base, case["batch"], case["heads"], 1, case["kv_heads"],
-                                   case["cache_len"], -1, False, tt._multiprocessors(0))
-        cases.add(shaped)
+        cases.add(tlc_case(case)[0])
         if do_sweep and _swept(case):
-            cases.update(tt._replace(shaped, splits=s) for s in SWEEP_SPLITS)
+            cases.update(tlc_case(case, s)[0] for s in SWEEP_SPLITS)
     from tlc.torch_kvcache import cache_case
 
     for case in paged_cases(quick):
