@@ -295,7 +295,8 @@ def sweep(flush, quick: bool) -> list[dict]:
             if not _swept(case):
                 continue
             q, k, v = make_inputs(case)
-            pick = tlc_case(case)[0].splits  # the target's own fill (DECODE_FILL)
+            tt.choose_splits = chosen  # the pick as a call makes it, on the target's own fill
+            pick = tlc_case(case)[0].splits
             for splits in SWEEP_SPLITS:
                 tt.choose_splits = lambda *args, s=splits: s
                 tt._recipes.clear()
