@@ -82,7 +82,9 @@ def main(argv=None) -> int:
     from tlc.driver import build_for, lowered_of
 
     present = "sm_{}{}".format(*torch.cuda.get_device_capability(0))
-    built_for = arch if arch == "sm_90a" else present
+    from tlc.arch import ARCHS
+
+    built_for = arch if ARCHS[arch].runs_only_on else present  # sm_90a builds for itself
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
         list(pool.map(lambda t: build_for(lowered_of(check(t, arch=arch)), built_for),
                       texts.values()))

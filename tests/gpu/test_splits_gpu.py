@@ -33,7 +33,10 @@ def variant_plan(name, arch="sm_80"):
 
 
 def _runs(arch: str, present: str) -> bool:
-    return arch != "sm_90a" or present == "sm_90"
+    """Whether plans for `arch` run on the GPU present (sm_90a's only on Hopper)."""
+    from tlc.arch import ARCHS
+
+    return ARCHS[arch].runs_only_on in (None, present)
 
 
 def prebuild() -> None:
