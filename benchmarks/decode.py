@@ -274,15 +274,12 @@ def tlc_case(case, splits: int | None = None):
 
     arch, from_ptx = tt._present_target(0)
     b, h, hkv, n = (case[k] for k in ("batch", "heads", "kv_heads", "cache_len"))
-    base = tt.Case(case["dtype"], HEAD_DIM, h // hkv, arch=arch)
-
-    def shape(unshaped):
-        shaped = tt.shaped_case(unshaped, b, h, 1, hkv, n, -1, False, tt._multiprocessors(0))[0]
-        return shaped if splits is None else tt._replace(shaped, splits=splits)
-
     shapes = [(b, 1, h, HEAD_DIM), (b, n, hkv, HEAD_DIM), (b, n, hkv, HEAD_DIM)]
-    shaped = shape(base) if from_ptx else tt.own_target_case(
-        base, [contiguous_strides(s) for s in shapes], 2, shape)
+    shaped = tt.call_case(tt.Case(case["dtype"], HEAD_DIM, h // hkv, arch=arch), b, h, 1, hkv,
+                          n, -1, False, tt._multiprocessors(0),
+                          [contiguous_strides(s) for s in shapes], 2, own=not from_ptx)
+    if splits is not None:
+        shaped = tt._replace(shaped, splits=splits)
     return shaped, tt._packs_query_heads(1, h, hkv, -1, None)
 
 

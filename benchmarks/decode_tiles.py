@@ -17,7 +17,7 @@ import sys
 import torch
 
 import tlc.torch as tt
-from tlc.templates import Options, render
+from tlc.templates import Options, render, takes_warpgroups
 
 sys.path.insert(0, os.path.dirname(__file__))
 from decode import Flush, copy_roof, make_inputs, moved_bytes, time_call  # noqa: E402
@@ -36,7 +36,7 @@ CASES = [dict(batch=1, cache_len=16384, heads=32, kv_heads=8),
 
 def plan_of(case: tt.Case, tile, splits: int, arch: str) -> str:
     bm, bn, warps, stages = tile
-    hopper = arch == "sm_90a"  # wgmma's shapes follow the tile; O leaves registers for the parts
+    hopper = takes_warpgroups(arch)  # wgmma follows the tile; O leaves registers for the parts
     return render(Options(case.dtype, case.head_dim, case.causal, case.group, arch,
                           bm=bm, bn=bn, warps=warps, stages=stages, lse=case.lse,
                           splits=splits, warpgroup=hopper, staged=not hopper,
@@ -58,7 +58,8 @@ def main(argv=None) -> int:
 
     from tlc.driver import check
 
-    arch, tiles = args.arch, WARPGROUP_TILES if args.arch == "sm_90a" else TILES
+    arch = args.arch
+    tiles = WARPGROUP_TILES if takes_warpgroups(arch) else TILES
 
     flush, template, own = Flush(), tt.plan_for, tt.own_target_case
     # every call runs the swept target's plan, whatever tlc.torch would pick for the GPU

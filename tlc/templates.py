@@ -243,6 +243,14 @@ def _held_alone(result, arch: str) -> bool:
         threads, shared.total if shared else None, registers.peak if registers else None) == 1
 
 
+def takes_warpgroups(arch: str) -> bool:
+    """Whether the target's MMA is the warpgroup's (wgmma: sm_90a), whose tiles and shapes
+    the templates choose apart."""
+    from tlc.arch import ARCHS
+
+    return any(shape.warpgroup for shape, _ in ARCHS[arch].mma)
+
+
 def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=True,
                tiles=None, decode=False, **variant):
     """Options for the case in the order `plan` tries them."""
@@ -250,7 +258,7 @@ def candidates(dtype, d, causal=False, group=1, arch="sm_80", stages=2, staged=T
     from tlc.backends import target_for
 
     target = ARCHS[arch]
-    warpgroup = any(shape.warpgroup for shape, _ in target.mma)
+    warpgroup = takes_warpgroups(arch)
     chunks = [None] + [c for c in CHUNKS if c < d]
     if not tiles:
         tiles = (WARPGROUP_DECODE_TILES if decode else WARPGROUP_TILES) if warpgroup else \

@@ -506,13 +506,10 @@ def _recipe(q, k, v, causal, left, right, softcap, alibi_slopes, scale, layout, 
         arch, from_ptx = _present_target(device)
     case = _case_of(q, h, hkv, d, causal, left, right, softcap, alibi_slopes is not None, arch,
                     lse)
-    def shape(unshaped: Case) -> Case:
-        return shaped_case(unshaped, b, h, nq, hkv, nk, left, alibi_slopes is not None,
-                           _multiprocessors(device))[0]
-
     packed = _packs_query_heads(nq, h, hkv, left, alibi_slopes)
-    case = shape(case) if from_ptx else own_target_case(
-        case, [t.stride() for t in (q, k, v)], q.element_size(), shape)
+    case = call_case(case, b, h, nq, hkv, nk, left, alibi_slopes is not None,
+                     _multiprocessors(device), [t.stride() for t in (q, k, v)],
+                     q.element_size(), own=not from_ptx)
     group = h // hkv if packed else 1
     built = built_for(case, device, from_ptx)
     recipe = _Recipe()
@@ -615,6 +612,16 @@ def shaped_case(case: Case, b: int, h: int, nq: int, hkv: int, nk: int, left: in
             b, hkv if packed else h, rows, nk, multiprocessors,
             DECODE_FILL.get(case.arch, 1.5)))
     return case, packed
+
+
+def call_case(case: Case, b: int, h: int, nq: int, hkv: int, nk: int, left: int, alibi: bool,
+              multiprocessors: int, strides, element_bytes: int, own: bool = True) -> Case:
+    """The case a call of these sizes and strides runs: shaped for them (shaped_case), on the
+    GPU's own target where `own` and that target takes it (own_target_case), else on case's."""
+    def shape(unshaped: Case) -> Case:
+        return shaped_case(unshaped, b, h, nq, hkv, nk, left, alibi, multiprocessors)[0]
+
+    return own_target_case(case, strides, element_bytes, shape) if own else shape(case)
 
 
 def _packs_query_heads(nq: int, h: int, hkv: int, left: int, slopes) -> bool:
