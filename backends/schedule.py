@@ -124,11 +124,37 @@ class SharedTile:
 @dataclass(frozen=True)
 class WarpTiles:
     """A GEMM's tile as one warp computes it: m row tiles, n column tiles, k steps (of the
-    instruction set's shape)."""
+    instruction set's shape); the block's warps laid out warps_m down the rows by warps_n
+    across the columns, warp w at row (w / warps_n), column (w % warps_n)."""
 
     m: int
     n: int
     k: int
+    warps_m: int = 1
+    warps_n: int = 1
+
+    @property
+    def rows(self) -> int:
+        """The rows of the GEMM's whole tile, all warps together (16 a row tile)."""
+        return self.warps_m * self.m * 16
+
+    @property
+    def cols(self) -> int:
+        """The columns of the GEMM's whole tile, all warps together (8 a column tile)."""
+        return self.warps_n * self.n * 8
+
+    @property
+    def first_row(self) -> str:
+        """C for the first row of this warp's part of the tile."""
+        if self.warps_n == 1:
+            return f"tlc_warp * {self.m * 16}"
+        return f"(tlc_warp / {self.warps_n}) * {self.m * 16}"
+
+    def col_offset(self, term: str) -> str:
+        """C for `term` (a column inside this warp's part) as a column of the whole tile."""
+        if self.warps_n == 1:
+            return term
+        return f"(tlc_warp % {self.warps_n}) * {self.n * 8} + {term}"
 
 
 @dataclass(frozen=True)
@@ -221,7 +247,7 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
     for op in ir.walk(kernel.body):
         if isinstance(op, ir.Gemm):
             accumulators.setdefault(op.out, op)
-            tiles[id(op)] = target.gemm.warp_tiles(op, gemm_dims(facts, op), warps[0])
+            tiles[id(op)] = target.gemm.warp_tiles(op, gemm_dims(facts, op), warps)
     for loop in (op for op in ir.walk(kernel.body) if isinstance(op, ir.Loop)):
         _distinct_tiles(loop)
     pipelines = tuple(target.copies.pipeline(loop, facts) for loop in ir.walk(kernel.body)
@@ -229,7 +255,8 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
     from tlc.backends.emit.splits import split_of
 
     softmax = softmax_outputs(kernel, accumulators)
-    schedule = Schedule(kernel, facts, warps[0], 32 * warps[0], shared, total,
+    count = warps[0] * warps[1]
+    schedule = Schedule(kernel, facts, count, 32 * count, shared, total,
                         frozenset(streamed_operands(facts)), accumulators, tiles,
                         softmax, pipelines,
                         {op.out: op.target for op in ir.walk(kernel.body)

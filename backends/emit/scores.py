@@ -20,7 +20,7 @@ def _each_score(em, name: str, body: str) -> None:
     em.open(layout.each_element(tiles))
     em.line(f"float& x = {name}_acc[i][j][e];")
     em.line(f"const int tlc_row = {layout.row(tiles)};")
-    em.line(f"const int tlc_col = {layout.col()};")
+    em.line(f"const int tlc_col = {layout.col(tiles)};")
     em.line(body)
     em.close()
 
@@ -178,12 +178,13 @@ def register_add_to_global(em, op: ir.Copy) -> None:
     em.block(f"// Copy {op.name} from register to global with add")
     em.line(f"float* tlc_dst = {op.name}_g + {at.offset};")
     em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
-    columns = f" && j * 8 + tlc_pair < {at.cols_left}" if at.cols_left else ""
+    column = em.layout.pair_col(tiles)
+    columns = f" && {column} < {at.cols_left}" if at.cols_left else ""
     em.open(em.layout.each_row(tiles))
     em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
     first, second = em.layout.half_elements(f"{op.name}_acc")
     em.open(f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {stored}; ++j)")
-    em.line(f"float* tlc_at = tlc_dst + (long long)tlc_row * {at.row_stride} + j * 8 + tlc_pair;")
+    em.line(f"float* tlc_at = tlc_dst + (long long)tlc_row * {at.row_stride} + {column};")
     em.line(f"if (true{columns}) tlc::add_pair(tlc_at, {first}, {second});")
     em.close()
     em.close()
@@ -208,7 +209,7 @@ def _score_origin(em, name: str) -> tuple[str, str, str, str]:
 def mask(em, op: ir.Mask) -> None:
     q0, nq, k0, nk = _score_origin(em, op.target)
     tiles = _tiles(em, op.target)
-    rows, keys = em.warps * tiles.m * 16, tiles.n * 8
+    rows, keys = tiles.rows, tiles.cols
     tests, needed = [], []
     diagonal = f"(({q0}) + tlc_row + {nk} - {nq})"
     # The whole tile's extremes decide whether any element of it is hidden: a tile left of
@@ -407,10 +408,11 @@ def register_to_global(em, op: ir.Copy) -> None:
     em.block(f"// Copy {op.name} from register to global")
     em.line(f"{C_TYPES[tensor.dtype]}* tlc_dst = {op.name}_g + {at.offset};")
     em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
-    columns = f" if (j * 8 < {at.cols_left})" if at.cols_left else ""
+    tiles = _tiles(em, op.name)
+    columns = f" if ({tiles.col_offset('j * 8')} < {at.cols_left})" if at.cols_left else ""
     _normalised_rows(em, op, f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {stored}; "
                      f"++j){columns} *reinterpret_cast<uint32_t*>(tlc_dst + (long long)"
-                     f"tlc_row * {at.row_stride} + j * 8 + tlc_pair) = "
+                     f"tlc_row * {at.row_stride} + {em.layout.pair_col(tiles)}) = "
                      f"{_packed_pair(em, op.name, PACK[tensor.dtype])};")
     em.close()
 
@@ -424,7 +426,8 @@ def register_to_shared(em, op: ir.Copy) -> None:
     em.block(f"// Copy {op.name} from register to shared")
     _normalised_rows(em, op, f"for (int j = 0; j < {_stored_tiles(em, op.name)}; ++j) "
                      f"*reinterpret_cast<"
-                     f"uint32_t*>({op.name}_s + tlc_row * {tile.stride} + j * 8 + tlc_pair) = "
+                     f"uint32_t*>({op.name}_s + tlc_row * {tile.stride} + "
+                     f"{em.layout.pair_col(_tiles(em, op.name))}) = "
                      f"{_packed_pair(em, op.name, PACK[tile.dtype])};")
     em.close()
     em.line(em.sync)

@@ -41,17 +41,23 @@ class FragmentLayout:
 
     def row(self, tiles: WarpTiles) -> str:
         """C for the tile row of element (i, j, e)."""
-        return f"tlc_warp * {tiles.m * 16} + i * 16 + tlc_group + (e / 2) * 8"
+        return f"{tiles.first_row} + i * 16 + tlc_group + (e / 2) * 8"
 
-    def col(self) -> str:
-        return "j * 8 + tlc_pair + (e % 2)"
+    def col(self, tiles: WarpTiles) -> str:
+        """C for the tile column of element (i, j, e)."""
+        return tiles.col_offset("j * 8 + tlc_pair + (e % 2)")
+
+    def pair_col(self, tiles: WarpTiles) -> str:
+        """C for the tile column of the first of the two adjacent elements a thread holds in
+        n-tile j."""
+        return tiles.col_offset("j * 8 + tlc_pair")
 
     def each_row(self, tiles: WarpTiles) -> str:
         """The loop over the rows (i, h) a thread holds."""
         return f"for (int i = 0; i < {tiles.m}; ++i) for (int h = 0; h < 2; ++h)"
 
     def row_of_half(self, tiles: WarpTiles) -> str:
-        return f"tlc_warp * {tiles.m * 16} + i * 16 + tlc_group + h * 8"
+        return f"{tiles.first_row} + i * 16 + tlc_group + h * 8"
 
     def row_state(self, name: str, tiles: WarpTiles) -> str:
         return f"float {name}[{tiles.m}][2]"
@@ -73,13 +79,14 @@ class MmaSync:
     load_k: int = 16                 # every operand loads 16 deep (ldmatrix.x4)
     b_columns_per_load: int = 16     # B loads two n-tiles (one ldmatrix.x4) at a time
 
-    def warp_tiles(self, gemm: ir.Gemm, dims: tuple[int, int, int], warps: int) -> WarpTiles:
+    def warp_tiles(self, gemm: ir.Gemm, dims: tuple[int, int, int],
+                   warps: tuple[int, int]) -> WarpTiles:
         if gemm.mma not in self.shapes:
             raise Unsupported(gemm, f"mma {gemm.mma}: this backend emits "
                               f"{', '.join(self.shapes)}", help=f"use `mma {self.shapes[0]}`",
                               replace=(gemm.mma, self.shapes[0]) if gemm.mma else None)
         m, n, k = dims
-        return WarpTiles(m // (warps * 16), n // 8, k // 16)
+        return WarpTiles(m // (warps[0] * 16), n // (warps[1] * 8), k // 16, *warps)
 
     # ---- GEMM ----
 
@@ -103,7 +110,7 @@ class MmaSync:
                  f"{'accumulating into' if op.accumulate else 'into'} {op.out}")
         if not op.accumulate:
             em.line(self.layout.zero(op.out, tiles))
-        self._operand_bases(em, op, tiles.m)
+        self._operand_bases(em, op, tiles)
         em.open(f"for (int kk = 0; kk < {tiles.k}; ++kk)")
         self._a_fragments(em, op, tiles.m)
         self._b_fragments_and_mma(em, op, tiles, self._helper(self.k16, a_dtype, em, op))
@@ -118,7 +125,7 @@ class MmaSync:
                               "operands")
         return helpers[dtype.value]
 
-    def _operand_bases(self, em, op: ir.Gemm, mt: int) -> None:
+    def _operand_bases(self, em, op: ir.Gemm, tiles: WarpTiles) -> None:
         """32-bit shared addresses of this lane's first ldmatrix row, once per GEMM: the
         k-steps and tiles then add compile-time byte offsets (cheaper than 64-bit pointers)."""
         if op.a.name in em.schedule.streamed and op.a.transposed:
@@ -127,17 +134,19 @@ class MmaSync:
             # in A's layout [PTX ISA, ldmatrix; the A fragment of m16n8k16]
             stride = em.shared_tile(op.a.name, op).stride
             em.line(f"const uint32_t tlc_a_base = tlc::smem_address({em.smem(op.a.name)}) + "
-                    f"(((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + tlc_warp * {mt * 16} + "
+                    f"(((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + {tiles.first_row} + "
                     f"((tlc_lane / 8) % 2) * 8) * 2;")
         elif op.a.name in em.schedule.streamed:
             stride = em.shared_tile(op.a.name, op).stride
             em.line(f"const uint32_t tlc_a_base = tlc::smem_address({em.smem(op.a.name)}) + "
-                    f"({_a_row(mt, stride)} + (tlc_lane / 16) * 8) * 2;")
+                    f"({_a_row(tiles, stride)} + (tlc_lane / 16) * 8) * 2;")
         stride = em.shared_tile(op.b.name, op).stride
         if op.b.transposed:  # stored (N, K): rows are n, read as they are
-            lane = f"((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + ((tlc_lane / 8) % 2) * 8"
+            row = tiles.col_offset("(tlc_lane / 16) * 8 + tlc_lane % 8")
+            lane = f"({row}) * {stride} + ((tlc_lane / 8) % 2) * 8"
         else:  # stored (K, N): rows are k, read transposed
-            lane = f"(((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + (tlc_lane / 16) * 8"
+            lane = f"(((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + " + \
+                tiles.col_offset("(tlc_lane / 16) * 8")
         em.line(f"const uint32_t tlc_b_base = tlc::smem_address({em.smem(op.b.name)}) + "
                 f"({lane}) * 2;")
 
@@ -194,17 +203,17 @@ class MmaSync:
         if name in em.schedule.streamed:
             stride = em.shared[name].stride
             em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(a[i], tlc::smem_address("
-                    f"{em.smem(name)}) + ((tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * "
+                    f"{em.smem(name)}) + (({tiles.first_row} + i * 16 + tlc_lane % 16) * "
                     f"{stride} + {kt * 16}) * 2);")
         else:
             em.line(f"for (int i = 0; i < {mt}; ++i) {{ a[i][0] = {name}_frag[i][{kt}][0]; "
                     f"a[i][1] = {name}_frag[i][{kt}][1]; }}")
         stride = em.shared[op.b.name].stride
         if op.b.transposed:  # rows are n: row j*8 + lane % 8, the columns from kt*16
-            where = f"((j * 8 + tlc_lane % 8) * {stride} + {kt * 16}) * 2"
+            where = f"(({tiles.col_offset('j * 8 + tlc_lane % 8')}) * {stride} + {kt * 16}) * 2"
             load = "tlc::ldmatrix_x2"
         else:  # rows are k: row kt*16 + lane % 8, the columns of n-tile j
-            where = f"(({kt * 16} + tlc_lane % 8) * {stride} + j * 8) * 2"
+            where = f"(({kt * 16} + tlc_lane % 8) * {stride} + {tiles.col_offset('j * 8')}) * 2"
             load = "tlc::ldmatrix_x2_trans"
         em.open(f"for (int j = 0; j < {nt}; ++j)")
         em.line("uint32_t b[2];")
@@ -236,13 +245,13 @@ class MmaSync:
         em.line(f"uint32_t {name}_frag[{mt}][{kt + tail}][4];")
         em.block(f"// Copy {name} from shared to register, held whole")
         em.line(f"const uint32_t tlc_base = tlc::smem_address({em.smem(name)}) + "
-                f"({_a_row(mt, stride)} + (tlc_lane / 16) * 8) * 2;")
+                f"({_a_row(tiles, stride)} + (tlc_lane / 16) * 8) * 2;")
         em.line(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {kt}; ++kk) "
                 f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc_base + (i * {16 * stride} + kk * 16) * 2);")
         if tail:  # the last 8 columns: two 8x8 matrices, rows 0-7 and 8-15 (lanes 16-31 idle)
             em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(*reinterpret_cast<uint32_t"
                     f"(*)[2]>({name}_frag[i][{kt}]), tlc::smem_address({em.smem(name)}) + "
-                    f"((tlc_warp * {mt * 16} + i * 16 + tlc_lane % 16) * {stride} + {kt * 16}) * 2);")
+                    f"(({tiles.first_row} + i * 16 + tlc_lane % 16) * {stride} + {kt * 16}) * 2);")
         em.close()
 
     def emit_reshape(self, em, op: ir.Reshape) -> None:
@@ -256,13 +265,13 @@ class MmaSync:
         tile = em.shared_tile(name, op)
         tiles = em.schedule.tiles_of(name)
         mt, nt = tiles.m, tiles.n
-        if f"{name}_frag" not in em.declared or tile.cols != nt * 8 or \
-                tile.rows != em.warps * mt * 16:
+        if f"{name}_frag" not in em.declared or (tile.rows, tile.cols) != (tiles.rows,
+                                                                          tiles.cols):
             raise Unsupported(op, f"Copy {name} from register to shared: a reshaped tile into "
                               "a shared tile of its shape")
         em.block(f"// Copy {name} from register to shared, fragment by fragment")
-        em.line(f"{tile.ctype}* tlc_dst = {name}_s + (tlc_warp * {mt * 16} + tlc_group) * "
-                f"{tile.stride} + tlc_pair;")
+        em.line(f"{tile.ctype}* tlc_dst = {name}_s + ({tiles.first_row} + tlc_group) * "
+                f"{tile.stride} + {tiles.col_offset('tlc_pair')};")
         # register r of fragment (i, kk): rows + (r % 2) * 8, columns kk * 16 + (r / 2) * 8
         em.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk) "
                 "for (int r = 0; r < 4; ++r)")
@@ -321,9 +330,9 @@ def _pack_fragments(em, op: ir.Reshape) -> None:
                 f" = {pack}({acc}[{last}][2], {acc}[{last}][3]); }}")
 
 
-def _a_row(mt: int, stride: int) -> str:
+def _a_row(tiles: WarpTiles, stride: int) -> str:
     """This lane's ldmatrix row of an A tile, in elements from the tile's start."""
-    return f"(tlc_warp * {mt * 16} + tlc_lane % 16) * {stride}"
+    return f"({tiles.first_row} + tlc_lane % 16) * {stride}"
 
 
 def _k_tail(em, gemm: ir.Gemm) -> int:

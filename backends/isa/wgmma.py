@@ -34,7 +34,9 @@ class Wgmma:
         """The mma shapes plans may name for this backend."""
         return tuple(f"m64n{n}k16" for n in self.instruction_n)
 
-    def warp_tiles(self, gemm: ir.Gemm, dims: tuple[int, int, int], warps: int) -> WarpTiles:
+    def warp_tiles(self, gemm: ir.Gemm, dims: tuple[int, int, int],
+                   layout: tuple[int, int]) -> WarpTiles:
+        warps = layout[0]  # the checker keeps warpgroup MMAs' columns to one warp (tiling.py)
         shape = MMA_SHAPES.get(gemm.mma or "")
         m, n, k = dims
         if shape is None or not shape.warpgroup:
@@ -63,7 +65,7 @@ class Wgmma:
         if k % 16:
             raise Unsupported(gemm, f"K = {k}: wgmma steps through K 16 at a time",
                               help="make K a multiple of 16")
-        return WarpTiles(1, n // 8, k // 16)
+        return WarpTiles(1, n // 8, k // 16, warps)
 
     # ---- GEMM ----
 
