@@ -134,21 +134,14 @@ class MmaSync:
             # in A's layout [PTX ISA, ldmatrix; the A fragment of m16n8k16]
             stride = em.shared_tile(op.a.name, op).stride
             em.line(f"const uint32_t tlc_a_base = tlc::smem_address({em.smem(op.a.name)}) + "
-                    f"(((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + {tiles.first_row} + "
-                    f"((tlc_lane / 8) % 2) * 8) * 2;")
+                    f"({a_lane(tiles, stride, True)}) * 2;")
         elif op.a.name in em.schedule.streamed:
             stride = em.shared_tile(op.a.name, op).stride
             em.line(f"const uint32_t tlc_a_base = tlc::smem_address({em.smem(op.a.name)}) + "
-                    f"({_a_row(tiles, stride)} + (tlc_lane / 16) * 8) * 2;")
+                    f"({a_lane(tiles, stride, False)}) * 2;")
         stride = em.shared_tile(op.b.name, op).stride
-        if op.b.transposed:  # stored (N, K): rows are n, read as they are
-            row = tiles.col_offset("(tlc_lane / 16) * 8 + tlc_lane % 8")
-            lane = f"({row}) * {stride} + ((tlc_lane / 8) % 2) * 8"
-        else:  # stored (K, N): rows are k, read transposed
-            lane = f"(((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + " + \
-                tiles.col_offset("(tlc_lane / 16) * 8")
         em.line(f"const uint32_t tlc_b_base = tlc::smem_address({em.smem(op.b.name)}) + "
-                f"({lane}) * 2;")
+                f"({b_lane(tiles, stride, op.b.transposed)}) * 2;")
 
     def _a_fragments(self, em, op: ir.Gemm, mt: int) -> None:
         name = op.a.name
@@ -156,13 +149,13 @@ class MmaSync:
             stride = em.shared[name].stride
             em.line(f"uint32_t a[{mt}][4];")
             em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4_trans(a[i], tlc_a_base + "
-                    f"(kk * {16 * stride} + i * 16) * 2);")
+                    f"({a_fragment(stride, True)}) * 2);")
             em.line("#define TLC_A(i) a[i]")
         elif name in em.schedule.streamed:
             stride = em.shared[name].stride
             em.line(f"uint32_t a[{mt}][4];")
             em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + "
-                    f"(i * {16 * stride} + kk * 16) * 2);")
+                    f"({a_fragment(stride, False)}) * 2);")
             em.line("#define TLC_A(i) a[i]")
         else:  # held whole in registers, or re-viewed by a Reshape
             em.line(f"#define TLC_A(i) {name}_frag[i][kk]")
@@ -170,9 +163,7 @@ class MmaSync:
     def _b_fragments_and_mma(self, em, op: ir.Gemm, tiles: WarpTiles, mma: str) -> None:
         mt, nt = tiles.m, tiles.n
         stride = em.shared[op.b.name].stride
-        # Byte offset of n-tile j at k-step kk from this lane's first row.
-        step = f"(j * {8 * stride} + kk * 16) * 2" if op.b.transposed else \
-            f"(kk * {16 * stride} + j * 8) * 2"
+        step = f"({b_fragment(stride, op.b.transposed)}) * 2"
         load = "tlc::ldmatrix_x4" if op.b.transposed else "tlc::ldmatrix_x4_trans"
         em.open(f"for (int j = 0; j + 1 < {nt}; j += 2)")
         em.line("uint32_t b[4];")
@@ -203,18 +194,13 @@ class MmaSync:
         if name in em.schedule.streamed:
             stride = em.shared[name].stride
             em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(a[i], tlc::smem_address("
-                    f"{em.smem(name)}) + (({tiles.first_row} + i * 16 + tlc_lane % 16) * "
-                    f"{stride} + {kt * 16}) * 2);")
+                    f"{em.smem(name)}) + ({a_tail(tiles, stride)}) * 2);")
         else:
             em.line(f"for (int i = 0; i < {mt}; ++i) {{ a[i][0] = {name}_frag[i][{kt}][0]; "
                     f"a[i][1] = {name}_frag[i][{kt}][1]; }}")
         stride = em.shared[op.b.name].stride
-        if op.b.transposed:  # rows are n: row j*8 + lane % 8, the columns from kt*16
-            where = f"(({tiles.col_offset('j * 8 + tlc_lane % 8')}) * {stride} + {kt * 16}) * 2"
-            load = "tlc::ldmatrix_x2"
-        else:  # rows are k: row kt*16 + lane % 8, the columns of n-tile j
-            where = f"(({kt * 16} + tlc_lane % 8) * {stride} + {tiles.col_offset('j * 8')}) * 2"
-            load = "tlc::ldmatrix_x2_trans"
+        where = f"({b_tail(tiles, stride, op.b.transposed)}) * 2"
+        load = "tlc::ldmatrix_x2" if op.b.transposed else "tlc::ldmatrix_x2_trans"
         em.open(f"for (int j = 0; j < {nt}; ++j)")
         em.line("uint32_t b[2];")
         em.line(f"{load}(b, tlc::smem_address({em.smem(op.b.name)}) + {where});")
@@ -245,13 +231,14 @@ class MmaSync:
         em.line(f"uint32_t {name}_frag[{mt}][{kt + tail}][4];")
         em.block(f"// Copy {name} from shared to register, held whole")
         em.line(f"const uint32_t tlc_base = tlc::smem_address({em.smem(name)}) + "
-                f"({_a_row(tiles, stride)} + (tlc_lane / 16) * 8) * 2;")
+                f"({a_lane(tiles, stride, False)}) * 2;")
         em.line(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {kt}; ++kk) "
-                f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc_base + (i * {16 * stride} + kk * 16) * 2);")
+                f"tlc::ldmatrix_x4({name}_frag[i][kk], tlc_base + ({a_fragment(stride, False)}) "
+                "* 2);")
         if tail:  # the last 8 columns: two 8x8 matrices, rows 0-7 and 8-15 (lanes 16-31 idle)
             em.line(f"for (int i = 0; i < {mt}; ++i) tlc::ldmatrix_x2(*reinterpret_cast<uint32_t"
                     f"(*)[2]>({name}_frag[i][{kt}]), tlc::smem_address({em.smem(name)}) + "
-                    f"(({tiles.first_row} + i * 16 + tlc_lane % 16) * {stride} + {kt * 16}) * 2);")
+                    f"({a_tail(tiles, stride)}) * 2);")
         em.close()
 
     def emit_reshape(self, em, op: ir.Reshape) -> None:
@@ -270,18 +257,16 @@ class MmaSync:
             raise Unsupported(op, f"Copy {name} from register to shared: a reshaped tile into "
                               "a shared tile of its shape")
         em.block(f"// Copy {name} from register to shared, fragment by fragment")
-        em.line(f"{tile.ctype}* tlc_dst = {name}_s + ({tiles.first_row} + tlc_group) * "
-                f"{tile.stride} + {tiles.col_offset('tlc_pair')};")
-        # register r of fragment (i, kk): rows + (r % 2) * 8, columns kk * 16 + (r / 2) * 8
+        em.line(f"{tile.ctype}* tlc_dst = {name}_s + {fragment_home(tiles, tile.stride)};")
         em.open(f"for (int i = 0; i < {mt}; ++i) for (int kk = 0; kk < {nt // 2}; ++kk) "
                 "for (int r = 0; r < 4; ++r)")
-        em.line(f"*reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + (r % 2) * 8) * {tile.stride} "
-                f"+ kk * 16 + (r / 2) * 8) = {name}_frag[i][kk][r];")
+        em.line(f"*reinterpret_cast<uint32_t*>(tlc_dst + {fragment_register(tile.stride)}) = "
+                f"{name}_frag[i][kk][r];")
         em.close()
         if nt % 2:
             em.line(f"for (int i = 0; i < {mt}; ++i) for (int r = 0; r < 2; ++r) "
-                    f"*reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + r * 8) * {tile.stride} + "
-                    f"{(nt // 2) * 16}) = {name}_frag[i][{nt // 2}][r];")
+                    f"*reinterpret_cast<uint32_t*>(tlc_dst + {tail_register(tiles, tile.stride)})"
+                    f" = {name}_frag[i][{nt // 2}][r];")
         em.close()
 
 
@@ -330,9 +315,76 @@ def _pack_fragments(em, op: ir.Reshape) -> None:
                 f" = {pack}({acc}[{last}][2], {acc}[{last}][3]); }}")
 
 
-def _a_row(tiles: WarpTiles, stride: int) -> str:
-    """This lane's ldmatrix row of an A tile, in elements from the tile's start."""
-    return f"({tiles.first_row} + tlc_lane % 16) * {stride}"
+# ---- which shared elements each lane's ldmatrix rows start at ----
+# C expressions, element offsets from a shared tile's start (rows `stride` apart), in this
+# warp's part of the GEMM (WarpTiles); the emitter adds them to the tile's address and
+# tests/backends/test_fragments.py runs them through a model of ldmatrix and mma.sync.
+# ldmatrix.x4: lanes 8r..8r+7 give the rows of 8x8 matrix r, which lands in register r.
+
+
+def a_lane(tiles: WarpTiles, stride: int, transposed: bool) -> str:
+    """This lane's first ldmatrix row of A. Stored (M, K): matrices r = 0..3 are rows
+    (r % 2) * 8.., k (r / 2) * 8.. of the 16 x 16 A fragment, lane l at row l % 16. Stored
+    (K, M), read with .trans: lanes 8r..8r+7 address the k rows of matrix r, k (r / 2) * 8..
+    and m (r % 2) * 8.., so .trans delivers it in A's layout [PTX ISA, ldmatrix; the A
+    fragment of m16n8k16]."""
+    if transposed:
+        return (f"((tlc_lane / 16) * 8 + tlc_lane % 8) * {stride} + {tiles.first_row} + "
+                "((tlc_lane / 8) % 2) * 8")
+    return f"({tiles.first_row} + tlc_lane % 16) * {stride} + (tlc_lane / 16) * 8"
+
+
+def a_fragment(stride: int, transposed: bool) -> str:
+    """From a_lane, the A fragment of row tile i at k-step kk."""
+    return f"kk * {16 * stride} + i * 16" if transposed else f"i * {16 * stride} + kk * 16"
+
+
+def a_tail(tiles: WarpTiles, stride: int) -> str:
+    """This lane's ldmatrix.x2 row of the last 8 of K of row tile i (A stored (M, K)): lanes
+    0-15 address rows 0-15 (lanes 16-31 repeat them)."""
+    return f"({tiles.first_row} + i * 16 + tlc_lane % 16) * {stride} + {tiles.k * 16}"
+
+
+def b_lane(tiles: WarpTiles, stride: int, transposed: bool) -> str:
+    """This lane's first ldmatrix row of B, two n-tiles (matrices r = 0..3: n-tile r / 2, k
+    (r % 2) * 8..). Stored (N, K) (B^T): rows are n, read as they are; stored (K, N): rows are
+    k, read with .trans."""
+    if transposed:
+        row = tiles.col_offset("(tlc_lane / 16) * 8 + tlc_lane % 8")
+        return f"({row}) * {stride} + ((tlc_lane / 8) % 2) * 8"
+    return (f"(((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * {stride} + "
+            + tiles.col_offset("(tlc_lane / 16) * 8"))
+
+
+def fragment_home(tiles: WarpTiles, stride: int) -> str:
+    """Where this thread's first packed pair of a reshaped tile goes in a shared tile of its
+    shape: its row group, its pair of columns, in this warp's part."""
+    return f"({tiles.first_row} + tlc_group) * {stride} + {tiles.col_offset('tlc_pair')}"
+
+
+def fragment_register(stride: int) -> str:
+    """From fragment_home, register r of A fragment (i, kk): rows + (r % 2) * 8, columns
+    kk * 16 + (r / 2) * 8 (the m16n8k16 A layout)."""
+    return f"(i * 16 + (r % 2) * 8) * {stride} + kk * 16 + (r / 2) * 8"
+
+
+def tail_register(tiles: WarpTiles, stride: int) -> str:
+    """From fragment_home, register r (0, 1) of the half fragment an odd last n-tile
+    makes."""
+    return f"(i * 16 + r * 8) * {stride} + {(tiles.n // 2) * 16}"
+
+
+def b_fragment(stride: int, transposed: bool) -> str:
+    """From b_lane, n-tile j (and j + 1) at k-step kk."""
+    return f"j * {8 * stride} + kk * 16" if transposed else f"kk * {16 * stride} + j * 8"
+
+
+def b_tail(tiles: WarpTiles, stride: int, transposed: bool) -> str:
+    """This lane's ldmatrix.x2 row of n-tile j in the last 8 of K, from the tile's start:
+    lanes 0-7 address the 8 rows (lanes 8-15 repeat them)."""
+    if transposed:  # rows are n: row j*8 + lane % 8, the columns from k*16
+        return f"({tiles.col_offset('j * 8 + tlc_lane % 8')}) * {stride} + {tiles.k * 16}"
+    return f"({tiles.k * 16} + tlc_lane % 8) * {stride} + {tiles.col_offset('j * 8')}"
 
 
 def _k_tail(em, gemm: ir.Gemm) -> int:
