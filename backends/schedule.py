@@ -236,7 +236,7 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
     """Decide the schedule of a checked kernel for a target; Unsupported where it cannot."""
     facts = Facts(kernel)
     warps = facts.warps
-    if warps is None or warps[1] != 1:
+    if warps is None or warps[1] != 1 and not target.gemm.splits_columns:
         raise Unsupported(facts.gemms[0] if facts.gemms else None,
                           f"tlc's {target.arch} code splits GEMM rows over warps, not columns: "
                           f"warps {warps}",
@@ -255,6 +255,8 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
     from tlc.backends.emit.splits import split_of
 
     softmax = softmax_outputs(kernel, accumulators)
+    if warps[1] != 1:
+        _rows_within_a_warp(kernel, warps)
     count = warps[0] * warps[1]
     schedule = Schedule(kernel, facts, count, 32 * count, shared, total,
                         frozenset(streamed_operands(facts)), accumulators, tiles,
@@ -264,6 +266,18 @@ def build_schedule(kernel: ir.Kernel, target: Target) -> Schedule:
                         derived_tiles(kernel, accumulators))
     verify(schedule)
     return schedule
+
+
+def _rows_within_a_warp(kernel: ir.Kernel, warps: tuple[int, int]) -> None:
+    """With columns split over warps, a row of a tile is spread over warps_n warps: the rules
+    that reduce a row (a softmax's maximum and sum, its log-sum-exp) reduce only across the
+    four lanes of a quad, so they need every row whole in one warp."""
+    row_rule = next((op for op in ir.walk(kernel.body)
+                     if isinstance(op, (ir.Softmax, ir.Logsumexp))), None)
+    if row_rule is not None:
+        raise Unsupported(row_rule, f"{type(row_rule).__name__} reduces each row within one "
+                          f"warp, and warps {warps} spread a row over {warps[1]} warps",
+                          help=f"write `with warps ({warps[0] * warps[1]}, 1)` on every GEMM")
 
 
 def derived_tiles(kernel: ir.Kernel, accumulators: dict) -> dict:

@@ -36,7 +36,7 @@ class BackwardOptions:
     arch: str = "sm_80"
     bm: int = 64
     bn: int = 64
-    warps: int = 4
+    warps: int = 4  # down the rows of every GEMM's tile
     window: tuple[int, int] | None = None
     softcap: float | None = None
     alibi: bool = False
@@ -46,6 +46,9 @@ class BackwardOptions:
     # two plans: "dkdv" (the same without dQ) and "dq" (blocks own a query tile and walk the
     # key tiles, summing dQ in registers: no atomics, so the same bits every run)
     part: str = "all"
+    # warps across the columns (`with warps (WARPS, WARPS_N)`): the block runs warps x
+    # warps_n of them; a target takes it where its gemm.splits_columns says so
+    warps_n: int = 1
 
 
 PARTS = ("all", "dkdv", "dq")
@@ -65,6 +68,14 @@ def _mma_shape(arch: str) -> str:
         return target_for(arch).gemm.shapes[0]
     except (KeyError, ValueError, AttributeError):
         return "m16n8k16"
+
+
+def _warp_params(o: BackwardOptions) -> list[str]:
+    return [f"param WARPS = {o.warps}"] + [f"param WARPS_N = {o.warps_n}"] * (o.warps_n > 1)
+
+
+def _gemm_clause(o: BackwardOptions, mma: str) -> str:
+    return f"with warps (WARPS, {'WARPS_N' if o.warps_n > 1 else 1}), mma {mma}"
 
 
 def _score_chain(o: BackwardOptions, gemm: str) -> list[str]:
@@ -114,7 +125,7 @@ def render_dq(o: BackwardOptions) -> str:
              f"kernel {kernel_name(o)} for {o.arch}", ""] + _inputs(o)
     lines += [f"output dQ (B, H, Nq, D) {dt}", "",
               f"param D = {o.d}", f"param GROUP = {o.group}", f"param BM = {o.bm}",
-              f"param BN = {o.bn}", f"param WARPS = {o.warps}"]
+              f"param BN = {o.bn}", *_warp_params(o)]
     if o.window:  # the loop's bounds name them (tlc.templates' window loop)
         lines += [f"param LEFT = {o.window[0]}", f"param RIGHT = {o.window[1]}"]
     lines += ["", "grid (cdiv(Nq, BM), H, B) as (m, h, b)", ""]
@@ -134,7 +145,7 @@ def render_dq(o: BackwardOptions) -> str:
               for n in ("L", "Delta")]
     start, stop = _loop_bounds(o)
     staged = f", stages {o.stages}" if o.stages > 1 else ""
-    gemm = f"with warps (WARPS, 1), mma {mma}"
+    gemm = _gemm_clause(o, mma)
     body = [f"Copy {n} (BN, D) in coordinate [B = b, Hkv = h / GROUP, Nk = n] from global to "
             f"shared with vector 8{staged}" for n in ("K", "V")]
     body += [f"Copy {n} from shared to register" for n in ("Q", "dO", "K", "V")]
@@ -163,7 +174,7 @@ def render(o: BackwardOptions) -> str:
     lines += ["output dQ (B, H, Nq, D) fp32"] * with_dq
     lines += [f"output dK (B, Hkv, Nk, D) {dt}", f"output dV (B, Hkv, Nk, D) {dt}", "",
               f"param D = {o.d}", f"param GROUP = {o.group}", f"param BM = {o.bm}",
-              f"param BN = {o.bn}", f"param WARPS = {o.warps}", "",
+              f"param BN = {o.bn}", *_warp_params(o), "",
               "grid (cdiv(Nk, BN), Hkv, B) as (n, h, b)", ""]
     lines += ["Allocate K in shared (BN, D)", "Allocate V in shared (BN, D)",
               "Allocate Q in shared (BM, D)", "Allocate dO in shared (BM, D)",
@@ -190,7 +201,7 @@ def render(o: BackwardOptions) -> str:
         lines += ["# t runs over the query tiles of each query head of the group",
                   "for t = 0: GROUP * cdiv(Nq, BM)"]
         at = "B = b, H = h * GROUP + t / cdiv(Nq, BM), Nq = t % cdiv(Nq, BM)"
-    gemm = f"with warps (WARPS, 1), mma {mma}"
+    gemm = _gemm_clause(o, mma)
     staged = f", stages {o.stages}" if o.stages > 1 else ""
     body = [f"Copy {n} (BM, D) in coordinate [{at}] from global to shared with vector 8{staged}"
             for n in ("Q", "dO")]

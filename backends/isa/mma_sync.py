@@ -78,6 +78,11 @@ class MmaSync:
     layout: FragmentLayout = field(default=M16N8)
     load_k: int = 16                 # every operand loads 16 deep (ldmatrix.x4)
     b_columns_per_load: int = 16     # B loads two n-tiles (one ldmatrix.x4) at a time
+    # whether plans may split GEMM columns over warps (`with warps (WM, WN)`, WN > 1). The
+    # lowering does (WarpTiles; tests/backends/test_fragments.py models its loads), but a
+    # target takes it only once its GPU gradient tests pass with it; until then
+    # measurements turn it on by dataclasses.replace (benchmarks/backward_warps.py).
+    splits_columns: bool = False
 
     def warp_tiles(self, gemm: ir.Gemm, dims: tuple[int, int, int],
                    warps: tuple[int, int]) -> WarpTiles:
@@ -104,6 +109,13 @@ class MmaSync:
             raise Unsupported(op, f"a transposed A operand whose K ({gemm_dims(em.facts, op)[2]})"
                               " is not a multiple of 16", help="make the tile rows a multiple of 16")
         tiles = em.schedule.warp_tiles(op)
+        if tiles.warps_n > 1 and op.a.name not in em.schedule.streamed and \
+                not _held_from_shared(em.kernel, op.a.name):
+            raise Unsupported(op, f"`{op.a.name}` as A in registers, reshaped from a GEMM's "
+                              f"result: with warps {(tiles.warps_m, tiles.warps_n)} a warp "
+                              "holds only its columns of it, and this GEMM needs whole rows",
+                              help=f"write `with warps ({tiles.warps_m * tiles.warps_n}, 1)` "
+                                   "on every GEMM, or stage the tile through shared memory")
         a_dtype = operand_dtype(em.kernel, op.a.name, op)
         em.block(f"// Compute GEMM {op.a.name}{'^T' if op.a.transposed else ''}, "
                  f"{op.b.name}{'^T' if op.b.transposed else ''} "
@@ -385,6 +397,13 @@ def b_tail(tiles: WarpTiles, stride: int, transposed: bool) -> str:
     if transposed:  # rows are n: row j*8 + lane % 8, the columns from k*16
         return f"({tiles.col_offset('j * 8 + tlc_lane % 8')}) * {stride} + {tiles.k * 16}"
     return f"({tiles.k * 16} + tlc_lane % 8) * {stride} + {tiles.col_offset('j * 8')}"
+
+
+def _held_from_shared(kernel: ir.Kernel, name: str) -> bool:
+    """Whether `name` reaches registers from shared memory (whole, by hold_operand), rather
+    than as a Reshape's view of an accumulator."""
+    return any(isinstance(op, ir.Copy) and op.name == name and op.src is ir.Level.SHARED
+               and op.dst is ir.Level.REGISTER for op in ir.walk(kernel.body))
 
 
 def _k_tail(em, gemm: ir.Gemm) -> int:

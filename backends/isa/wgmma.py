@@ -28,6 +28,7 @@ class Wgmma:
     layout: FragmentLayout = field(default=M16N8)
     load_k: int = 16                 # the register model's terms: no operand is streamed
     b_columns_per_load: int = 0
+    splits_columns: bool = False     # a warpgroup's MMA spans its tile's columns (tiling.py)
 
     @property
     def shapes(self) -> tuple[str, ...]:
