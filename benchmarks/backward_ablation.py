@@ -66,18 +66,19 @@ CHANGES = [
 ]
 
 
-def edited_result(options, edit):
-    """The plan's check result with its lowered CUDA edited."""
+def edited_result(options, edit, target=None):
+    """The plan's check result with its lowered CUDA edited; lowered for `target` (sm_80's by
+    default) unchecked where the checker refuses the plan or a target is given."""
     from tlc.api import check
     from tlc.backward_plans import render
 
     result = check(render(options), arch="sm_80")
-    if not result.ok:  # measuring a tile the checker refuses: lowered all the same
-        from backends.lower import lower
+    if not result.ok or target is not None:  # measuring what the checker refuses
         from tlc.backends import target_for
+        from tlc.backends.lower import lower
 
-        result = dataclasses.replace(result, diagnostics=(),
-                                     lowered=lower(result.kernel, target_for("sm_80")))
+        result = dataclasses.replace(result, diagnostics=(), lowered=lower(
+            result.kernel, target or target_for("sm_80")))
     if edit is not None:
         kernels = tuple(dataclasses.replace(k, source=edit(k.source))
                         for k in result.lowered.kernels)
@@ -86,11 +87,11 @@ def edited_result(options, edit):
     return result
 
 
-def edited_kernel(options, edit):
+def edited_kernel(options, edit, target=None):
     from tlc.build import build
     from tlc.runtime import device_arch, load
 
-    result = edited_result(options, edit)
+    result = edited_result(options, edit, target)
     built = build(result.lowered.source, device_arch())  # a cache hit after prebuild
     report = built.function(result.kernel.name)
     return load(result, prebuilt=(result.lowered, built)), report

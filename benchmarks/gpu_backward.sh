@@ -3,7 +3,8 @@
 # built in parallel first), tlc.torch's autograd tests (tests/gpu/test_torch_backward_gpu.py and
 # test_torch_gpu.py), then benchmarks/backward.py (tlc against SDPA's backward kernels).
 # STEP=tests, STEP=torch or STEP=bench runs a part; QUICK=1 times a small grid (D = 64, N = 1k
-# and 4k); STEP=ablation runs benchmarks/backward_ablation.py.
+# and 4k); STEP=ablation runs benchmarks/backward_ablation.py, STEP=warps
+# benchmarks/backward_warps.py (GEMM columns split over warps).
 # Logs and JSON go to $OUT (default ./out); the short tables are printed last.
 set -u
 OUT=${OUT:-out}
@@ -39,6 +40,11 @@ if [ "$STEP" = ablation ]; then
     python3 benchmarks/backward_ablation.py --json "$OUT/$GPU-backward-ablation.json" \
         > "$OUT/$GPU-backward-ablation.log" 2>&1 || status=1
     tail -45 "$OUT/$GPU-backward-ablation.log"
+fi
+if [ "$STEP" = warps ]; then
+    python3 benchmarks/backward_warps.py --json "$OUT/$GPU-backward-warps.json" \
+        > "$OUT/$GPU-backward-warps.log" 2>&1 || status=1
+    tail -50 "$OUT/$GPU-backward-warps.log"
 fi
 if [ "$STEP" = all ] || [ "$STEP" = bench ]; then
     python3 benchmarks/backward.py ${QUICK:+--dims 64 --seqs 1024,4096} \

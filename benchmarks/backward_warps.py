@@ -1,0 +1,122 @@
+"""Whether splitting the backward's GEMM columns over warps pays on the GPU present: backward
+plans with `with warps (WM, WN)`, WN > 1, lowered for sm_80 with the column split turned on
+(its target's gemm.splits_columns, off until this measures it), each built, its gradients
+checked (benchmarks/backward.py's rule) and timed beside tlc's backward as it stands
+(backward.tlc_runner) and SDPA flash, at fp16, batch 16384 / N, 2048 / D heads.
+
+    python3 benchmarks/backward_warps.py [--dims 64,128] [--n 4096,16384] [--json PATH]
+
+Plans the checker refuses (its register estimate) are lowered all the same, as in
+benchmarks/backward_ablation.py.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from attention import Case, flops, time_ms  # noqa: E402
+from backward import (BACKWARD_FLOPS, backward_run, check_gradients, make_inputs,  # noqa: E402
+                      saved_forward, sdpa_runner, tlc_runner)
+from backward_ablation import edited_kernel, prebuild  # noqa: E402
+
+# (BM, BN, WARPS, WARPS_N, part) per head dim
+LAYOUTS = {
+    64: [(64, 64, 4, 1, "all"), (64, 64, 2, 2, "all"), (64, 128, 2, 4, "all"),
+         (128, 128, 4, 2, "all"), (128, 128, 2, 4, "all"), (128, 64, 4, 2, "all")],
+    128: [(64, 64, 4, 1, "all"), (64, 64, 2, 2, "all"), (64, 128, 4, 2, "all"),
+          (64, 128, 2, 4, "all"), (128, 64, 4, 2, "all")],
+}
+
+
+def split_target():
+    from tlc.backends import target_for
+
+    target = target_for("sm_80")
+    return dataclasses.replace(target, gemm=dataclasses.replace(target.gemm,
+                                                                splits_columns=True))
+
+
+def options_of(d, causal, layout):
+    from tlc.backward_plans import BackwardOptions
+
+    bm, bn, warps, warps_n, part = layout
+    return BackwardOptions("fp16", d, causal, 1, "sm_80", bm, bn, warps, part=part,
+                           warps_n=warps_n)
+
+
+def name_of(layout):
+    bm, bn, warps, warps_n, part = layout
+    return f"{bm}x{bn}/{warps}x{warps_n}" + ("" if part == "all" else f" {part}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", default="64,128")
+    parser.add_argument("--n", default="4096,16384")
+    parser.add_argument("--json", default=os.path.join(os.environ.get("OUT", "."),
+                                                       "backward-warps.json"))
+    args = parser.parse_args()
+    import torch
+
+    from tlc.runtime import load
+    from tlc.templates import plan
+
+    dims = [int(x) for x in args.dims.split(",")]
+    target = split_target()
+    jobs = [(options_of(d, causal, layout), None, target) for d in dims
+            for causal in (False, True) for layout in LAYOUTS[d]]
+    prebuild(jobs)
+    rows = []
+    for d in dims:
+        for n in (int(x) for x in args.n.split(",")):
+            for causal in (False, True):
+                case = Case("fp16", d, n, False, causal)
+                inputs = make_inputs(case, 2, seed=1)
+                scale = 1.0 / d ** 0.5
+                work = BACKWARD_FLOPS * flops(case.batch, case.heads, case.n, d, causal)
+                forward = load(plan("fp16", d, causal, 1, lse=True))
+                saved = saved_forward(forward, inputs, scale)
+                base = dict(d=d, n=n, causal=causal)
+                flash, _ = sdpa_runner("sdpa-flash")(case, inputs, "sm_80", {})
+                flash_ms = time_ms(flash, 2, 10)
+                rows.append(dict(base, layout="sdpa-flash", ms=round(flash_ms, 4),
+                                 tflops=round(work / flash_ms / 1e9, 1)))
+                print(json.dumps(rows[-1]), flush=True)
+                current, note = tlc_runner(case, inputs, "sm_80", {})
+                entries = [("tlc as it stands", current, None, note)]
+                for layout in LAYOUTS[d]:
+                    kernel, report = edited_kernel(options_of(d, causal, layout), None,
+                                                   target)
+                    entries.append((name_of(layout), backward_run([kernel], inputs, saved,
+                                                                  scale), report, ""))
+                for name, run, report, note in entries:
+                    row = dict(base, layout=name)
+                    if report is not None:
+                        row.update(registers=report.registers,
+                                   spills=report.spill_stores + report.spill_loads)
+                    verdict = check_gradients(case, *inputs[0], run(0))
+                    ms = time_ms(run, 2, 10)
+                    row.update(check=verdict["ok"], ms=round(ms, 4),
+                               tflops=round(work / ms / 1e9, 1),
+                               of_flash=round(flash_ms / ms, 3), note=note)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                del inputs, saved
+                torch.cuda.empty_cache()
+    with open(args.json, "w") as handle:
+        json.dump(rows, handle, indent=1)
+    print(f"{'D':>3} {'N':>6} {'causal':6} {'layout':24} {'regs':>4} {'spill':>5} {'check':6} "
+          f"{'ms':>8} {'TFLOP/s':>8} {'/flash':>6}")
+    for r in rows:
+        print(f"{r['d']:>3} {r['n']:>6} {str(r['causal']):6} {r['layout']:24} "
+              f"{r.get('registers', ''):>4} {r.get('spills', ''):>5} {str(r.get('check', '')):6} "
+              f"{r['ms']:>8} {r['tflops']:>8} {r.get('of_flash', ''):>6}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
