@@ -26,7 +26,9 @@ Registers are an estimate from liveness over the statements, in 32-bit registers
   most 255 built with 0 bytes of spills; tests/backends/test_codegen.py keeps checking that.
 A tile's registers are live from the statement that fills it to its last use, and through the
 whole of any loop that uses it when it was filled before that loop. A Reshape converts
-fragment by fragment, so the re-viewed tile replaces the old one rather than adding to it.
+fragment by fragment, so the re-viewed tile replaces the old one rather than adding to it; an
+elementwise result (P = exp(S - L), dS = P * dP) likewise takes the registers of an input read
+there for the last time.
 """
 from __future__ import annotations
 
@@ -46,9 +48,18 @@ OVERHEAD_REGISTERS = 56
 # configurations the checker accepted in a sweep of D 32-96, tiles 16-128, 1-4 warps, plain,
 # causal, softcap, a window and causal ALiBi on sm_80 and sm_75 (the most: ALiBi, causal, GQA,
 # 32 x 32 on 2 warps, with dQ added in pairs by tlc::add_pair); each built with 0 spills, for
-# sm_90 too. tests/backends/test_backward_lowering.py keeps checking.
+# sm_90 too. Since P and dS are counted from the Exp and Multiply that make them (each taking
+# the registers of an input read there for the last time), benchmarks/backward_register_sweep.py
+# checked it again, GEMM columns split over warps included: of 3960 plans drawn (D 32-128), the
+# 1406 accepted, the 492 estimated at 215 or more built for sm_80 and sm_75 with 0 spills
+# (most 255), and the 176 at 235 or more for sm_90 too (most 254).
+# tests/backends/test_backward_lowering.py keeps checking.
 BACKWARD_REGISTERS = 22
 SOFTMAX_STATE_PER_ROW = 3  # running max, running sum, rescale factor
+# the elementwise statements whose result is a tile under a name of its own: it is live from
+# that statement (not from the kernel's start, as an accumulator that is never written before
+# its first read would be)
+TILE_RESULTS = (ir.Multiply, ir.Subtract, ir.Alibi, ir.Exp, ir.SoftcapGrad)
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,7 @@ class _Liveness:
         current: dict[str, _Live] = {}
         done: list[_Live] = []
         streamed: set[str] = set()
+        results: list[tuple[_Live, list[_Live]]] = []  # elementwise results, their inputs
         streams = streamed_operands(self.facts)  # the schedule's, one definition
 
         def define(name, cost, index, label):
@@ -162,8 +174,18 @@ class _Liveness:
             elif isinstance(op, ir.Reshape):
                 define(op.name, self.buffer_cost(op.name, op.dtype), index,
                        f"{op.name} ({op.dtype.value})" if op.dtype else op.name)
-            elif isinstance(op, (ir.Multiply, ir.Alibi)) and op.out not in current:
+            elif isinstance(op, TILE_RESULTS) and op.out not in current:
+                inputs = [current[name] for name in register_reads(op) if name in current]
                 define(op.out, self.buffer_cost(op.out, None), index, op.out)
+                results.append((current[op.out], inputs))
+        # An elementwise result is written element by element as its inputs are read: where
+        # an input of at least its size is read for the last time there, the result takes its
+        # registers (ptxas reuses them) instead of adding to them.
+        for result, inputs in results:
+            donor = next((i for i in inputs if i.end == result.start and i.start < result.start
+                          and i.cost >= result.cost), None)
+            if donor is not None:
+                donor.end = result.start - 1
         return done + list(current.values()), streamed
 
     def softmax_state(self, facts_found) -> int:
