@@ -4,7 +4,8 @@
 # test_torch_gpu.py), then benchmarks/backward.py (tlc against SDPA's backward kernels).
 # STEP=tests, STEP=torch or STEP=bench runs a part; QUICK=1 times a small grid (D = 64, N = 1k
 # and 4k); STEP=ablation runs benchmarks/backward_ablation.py, STEP=warps
-# benchmarks/backward_warps.py (GEMM columns split over warps).
+# benchmarks/backward_warps.py (GEMM columns split over warps), STEP=order the backward's tile
+# order against (4, 1) first in the same run.
 # Logs and JSON go to $OUT (default ./out); the short tables are printed last.
 set -u
 OUT=${OUT:-out}
@@ -45,6 +46,24 @@ if [ "$STEP" = warps ]; then
     python3 benchmarks/backward_warps.py --json "$OUT/$GPU-backward-warps.json" \
         > "$OUT/$GPU-backward-warps.log" 2>&1 || status=1
     tail -50 "$OUT/$GPU-backward-warps.log"
+fi
+if [ "$STEP" = order ]; then
+    # the tile order in the same run: TILES as they stand, then with 64 x 64 on warps (4, 1)
+    # (rows only) put first; fp16, D = 64, tlc and SDPA flash
+    for order in as-is rows-first; do
+        GPU=$GPU OUT=$OUT ORDER=$order python3 - <<'PY' >> "$OUT/$GPU-backward-order.log" 2>&1 || status=1
+import os, runpy, sys
+import tlc.backward_plans as plans
+order = os.environ["ORDER"]
+if order == "rows-first":
+    plans.TILES = ((64, 64, 4, 1),) + plans.TILES
+print(f"# TILES {order}: {plans.TILES}")
+sys.argv = ["backward.py", "--backends", "tlc,sdpa-flash", "--dims", "64", "--dtypes", "fp16",
+            "--json", os.path.join(os.environ["OUT"], f"{os.environ['GPU']}-backward-order-{order}.json")]
+runpy.run_path("benchmarks/backward.py", run_name="__main__")  # exits with its status
+PY
+    done
+    grep -v '^{' "$OUT/$GPU-backward-order.log" | tail -40
 fi
 if [ "$STEP" = all ] || [ "$STEP" = bench ]; then
     python3 benchmarks/backward.py ${QUICK:+--dims 64 --seqs 1024,4096} \

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-# (BM, BN, WARPS) tried in order: the first the checker accepts is the plan
-TILES = ((64, 64, 4), (32, 32, 2))
-TURING_TILES = ((32, 32, 2),)
+# (BM, BN, WARPS, WARPS_N) tried in order: the first the checker accepts is the plan. 64 x 64
+# on warps (2, 2) beat (4, 1) by 1.6% (geometric mean over the 12 fp16 D = 64 grid cases, same
+# run: benchmarks/results/h100-backward-order.log), and D = 128 fits one kernel only as
+# 128 x 64 on (4, 2) (benchmarks/results/h100-backward-warps.log)
+TILES = ((64, 64, 2, 2), (64, 64, 4, 1), (128, 64, 4, 2), (64, 64, 4, 2), (32, 32, 2, 1))
+TURING_TILES = ((32, 32, 2, 1),)
 
 HEADER = """\
 # The backward pass of {what} on {family} (FlashAttention-2's order): a block owns one
@@ -234,12 +237,13 @@ def backward_plan(dtype: str, d: int, causal: bool = False, group: int = 1,
         raise ValueError("Turing's tensor cores take fp16, not bf16: no sm_75 backward plan "
                          "for bf16")
     tried = []
-    for bm, bn, warps in tiles or (TURING_TILES if arch == "sm_75" else TILES):
-        options = BackwardOptions(dtype, d, causal, group, arch, bm, bn, warps, **variant)
+    for bm, bn, warps, warps_n in tiles or (TURING_TILES if arch == "sm_75" else TILES):
+        options = BackwardOptions(dtype, d, causal, group, arch, bm, bn, warps,
+                                  warps_n=warps_n, **variant)
         text = render(options)
         result = check(text, arch=arch)
         if result.ok:
             return text
         first = next(x for x in result.diagnostics if x.is_error)
-        tried.append(f"BM {bm}, BN {bn}, {warps} warps: {first.message}")
+        tried.append(f"BM {bm}, BN {bn}, warps ({warps}, {warps_n}): {first.message}")
     raise ValueError(f"no backward plan fits {dtype} D={d} on {arch}: " + "; ".join(tried))

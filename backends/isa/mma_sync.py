@@ -79,9 +79,9 @@ class MmaSync:
     load_k: int = 16                 # every operand loads 16 deep (ldmatrix.x4)
     b_columns_per_load: int = 16     # B loads two n-tiles (one ldmatrix.x4) at a time
     # whether plans may split GEMM columns over warps (`with warps (WM, WN)`, WN > 1). The
-    # lowering does (WarpTiles; tests/backends/test_fragments.py models its loads), but a
-    # target takes it only once its GPU gradient tests pass with it; until then
-    # measurements turn it on by dataclasses.replace (benchmarks/backward_warps.py).
+    # lowering does (WarpTiles; tests/backends/test_fragments.py models its loads), and a
+    # target takes it once its GPU gradient tests pass with it (sm_80's have, its siblings
+    # with it; sm_75's are not run: benchmarks/backward_warps.py measures by replace)
     splits_columns: bool = False
 
     def warp_tiles(self, gemm: ir.Gemm, dims: tuple[int, int, int],

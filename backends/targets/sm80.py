@@ -8,7 +8,9 @@ SM80 = Target(
     header="tlc_sm80.cuh",
     gemm=MmaSync(shapes=("m16n8k16",),
                  k16={"fp16": "tlc::mma_m16n8k16_f16", "bf16": "tlc::mma_m16n8k16_bf16"},
-                 k8={"fp16": "tlc::mma_m16n8k8_f16", "bf16": "tlc::mma_m16n8k8_bf16"}),
+                 k8={"fp16": "tlc::mma_m16n8k8_f16", "bf16": "tlc::mma_m16n8k8_bf16"},
+                 # tests/gpu/test_backward_gpu.py: split backward plans' gradients pass
+                 splits_columns=True),
     copies=CpAsync(),
     examples=("mha_fwd_fp16_d128_sm80", "gqa_causal_fwd_bf16_d64_sm80"),
 )

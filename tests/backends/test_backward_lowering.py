@@ -17,8 +17,10 @@ from tlc.runtime import added_outputs
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = {
-    "mha_bwd_fp16_d64_sm80": BackwardOptions("fp16", 64, False, 1, "sm_80"),
-    "gqa_causal_bwd_bf16_d64_sm80": BackwardOptions("bf16", 64, True, 4, "sm_80"),
+    "mha_bwd_fp16_d64_sm80": BackwardOptions("fp16", 64, False, 1, "sm_80", 64, 64, 2,
+                                             warps_n=2),
+    "gqa_causal_bwd_bf16_d64_sm80": BackwardOptions("bf16", 64, True, 4, "sm_80", 64, 64, 2,
+                                                    warps_n=2),
     "mha_bwd_fp16_d64_sm75": BackwardOptions("fp16", 64, False, 1, "sm_75", 32, 32, 2),
 }
 needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc is not on this machine")
@@ -105,9 +107,18 @@ def test_a_vector_copied_twice_is_refused_at_the_second_copy():
     assert errors[0].span.line == twice.splitlines().index(copy) + 2
 
 
-def test_d128_is_refused_with_the_registers_it_would_need():
-    with pytest.raises(ValueError, match="no backward plan fits fp16 D=128 on sm_80: .*registers"):
-        backward_plan("fp16", 128)
+def test_d256_in_one_kernel_is_refused_with_the_registers_it_would_need():
+    with pytest.raises(ValueError, match="no backward plan fits fp16 D=256 on sm_80: .*registers"):
+        backward_plan("fp16", 256)
+    assert "param WARPS_N = 2" in backward_plan("fp16", 256, part="dkdv")
+
+
+@pytest.mark.parametrize("d, tiles", [(128, ("128", "64", "4", "2")),
+                                      (192, ("64", "64", "4", "2"))])
+def test_wide_heads_fit_one_kernel_on_eight_warps(d, tiles):
+    text = backward_plan("fp16", d)
+    assert tuple(line.split("= ")[1] for line in text.splitlines()
+                 if line.startswith(("param BM", "param BN", "param WARPS"))) == tiles
 
 
 def test_hopper_is_told_there_is_no_backward_lowering_for_it():
@@ -117,16 +128,17 @@ def test_hopper_is_told_there_is_no_backward_lowering_for_it():
 
 @needs_nvcc
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(d=st.sampled_from([32, 64, 96]), bm=st.sampled_from([16, 32, 64, 128]),
+@given(d=st.sampled_from([32, 64, 96, 128, 256]), bm=st.sampled_from([16, 32, 64, 128]),
        bn=st.sampled_from([16, 32, 64, 128]), warps=st.sampled_from([1, 2, 4]),
+       warps_n=st.sampled_from([1, 1, 2, 4]),
        variant=st.sampled_from(["plain", "causal", "softcap", "window"]),
        arch=st.sampled_from(["sm_80", "sm_75"]), part=st.sampled_from(["all", "dkdv", "dq"]))
-def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, warps, variant, arch, part,
-                                                        tmp_path_factory):
+def test_what_the_checker_accepts_builds_without_spills(d, bm, bn, warps, warps_n, variant,
+                                                        arch, part, tmp_path_factory):
     options = {"causal": dict(causal=True, group=2), "softcap": dict(softcap=2.0),
                "window": dict(window=(40, 8)), "plain": {}}[variant]
     text = render(BackwardOptions("fp16", d, arch=arch, bm=bm, bn=bn, warps=warps, part=part,
-                                  **options))
+                                  warps_n=warps_n, **options))
     result = check(text, arch=arch)
     if not result.ok:
         assert not any(x.code == "internal-error" for x in result.diagnostics)

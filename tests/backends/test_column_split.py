@@ -1,6 +1,7 @@
-"""GEMM columns split over warps (`with warps (WM, WN)`, WN > 1), on the CPU: the targets refuse
-it until their gemm.splits_columns is on (it waits on the GPU's gradient tests); with it on,
-the backward plans lower and build without spills, and what the split cannot do — a row
+"""GEMM columns split over warps (`with warps (WM, WN)`, WN > 1), on the CPU: sm_80 and its
+siblings take it (their gemm.splits_columns, on since tests/gpu/test_backward_gpu.py ran the
+gradients of split plans), sm_75 refuses it until measured; the backward plans lower and
+build without spills, and what the split cannot do — a row
 reduced within one warp (softmax, log-sum-exp), an A operand held in registers from a GEMM's
 result — is refused at its statement. (tests/backends/test_fragments.py runs the lowering's
 operand and store offsets through a model of ldmatrix and mma for these layouts.)"""
@@ -30,13 +31,21 @@ def kernel_of(text, arch):
     return result.kernel
 
 
-@pytest.mark.parametrize("arch, tile", [("sm_80", 64), ("sm_75", 32)])
-def test_the_targets_refuse_the_split_until_it_is_measured(arch, tile):
-    text = render(BackwardOptions("fp16", 64, arch=arch, bm=tile, bn=tile, warps=2, warps_n=2))
+def test_turing_refuses_the_split_until_it_is_measured():
+    text = render(BackwardOptions("fp16", 64, arch="sm_75", bm=32, bn=32, warps=2, warps_n=2))
     assert "with warps (WARPS, WARPS_N)" in text and "param WARPS_N = 2" in text
-    errors = [d for d in check(text, arch=arch).diagnostics if d.is_error]
+    errors = [d for d in check(text, arch="sm_75").diagnostics if d.is_error]
     assert [d.code for d in errors] == ["backend-unsupported"]
     assert "splits GEMM rows over warps, not columns: warps (2, 2)" in errors[0].message
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_86", "sm_89", "sm_90"])
+def test_ampere_and_its_siblings_take_the_split(arch):
+    """tests/gpu/test_backward_gpu.py ran its gradients (benchmarks/results/h100-...)."""
+    text = render(BackwardOptions("fp16", 64, arch="sm_80", bm=64, bn=64, warps=2, warps_n=2))
+    result = check(text.replace("for sm_80", f"for {arch}"), arch=arch)
+    assert result.ok, [d.message for d in result.diagnostics if d.is_error]
+    assert "__launch_bounds__(128" in result.lowered.main.source
 
 
 def test_one_warp_across_renders_as_before():

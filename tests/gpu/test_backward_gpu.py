@@ -5,7 +5,7 @@ and dV poisoned before the launch and dQ zeroed (it is added into). MHA and GQA 
 derivative, ALiBi; Nq != Nk both ways, rows that see no key, one query row, lengths that end
 inside a tile. sm_80 plans natively (fp16 and bf16), sm_75 plans (fp16) as compute_75 PTX.
 Each case as the one-kernel plan (dQ by atomics) and as the deterministic mode's two plans
-(dK and dV; dQ summed per query tile); D = 128 as the two plans, the only form it fits.
+(dK and dV; dQ summed per query tile); D = 128, 192 and 256 (the last as the two plans only).
 
 `prebuild()` builds every plan here in parallel, into the build cache load() then finds."""
 import concurrent.futures
@@ -30,8 +30,11 @@ ARCHS = ("sm_80", "sm_75")
 PARTS = ("all", "dkdv", "dq")
 
 
-# D = 128 fits sm_80 only as the two plans (dQ does not fit in registers beside dK and dV)
+# wide heads on sm_80: D = 128 and 192 as one kernel (8 warps: 128 x 64 on (4, 2), 64 x 64 on
+# (4, 2)) and as the two plans; D = 256 only as the two (dQ does not fit beside dK and dV)
 WIDE = ("mha", "gqa-causal", "gqa-window")
+WIDE_PARTS = [(128, "all"), (128, "dkdv"), (128, "dq"), (192, "all"), (256, "dkdv"),
+              (256, "dq")]
 
 
 def case_plan(name: str, arch: str, part: str = "all", d: int = 64) -> str:
@@ -53,10 +56,15 @@ def prebuild() -> None:
         ptx = arch == "sm_75"
         build_for(lowered, arch if ptx else present, output="ptx" if ptx else "cubin")
 
+    def build_split(job):
+        lowered = lowered_of(check(split_plan(*job), arch="sm_80"))
+        build_for(lowered, present, output="cubin")
+
     jobs = [(name, arch, part) for name in CASES for arch in ARCHS for part in PARTS]
-    jobs += [(name, "sm_80", part, 128) for name in WIDE for part in ("dkdv", "dq")]
+    jobs += [(name, "sm_80", part, d) for name in WIDE for d, part in WIDE_PARTS]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
         list(pool.map(build, jobs))
+        list(pool.map(build_split, SPLIT_JOBS))
 
 
 @pytest.mark.parametrize("part", PARTS)
@@ -71,12 +79,44 @@ def test_the_gradients_match_the_reference(gpu, arch, name, part):
         assert verdict.ok, (nq, nk, verdict.problems)
 
 
-@pytest.mark.parametrize("part", ["dkdv", "dq"])
+@pytest.mark.parametrize("d, part", WIDE_PARTS)
 @pytest.mark.parametrize("name", WIDE)
-def test_d128_gradients_by_the_two_plans(gpu, name, part):
-    kernel = load(case_plan(name, "sm_80", part, 128))
+def test_wide_head_dims_gradients(gpu, name, d, part):
+    kernel = load(case_plan(name, "sm_80", part, d))
     group = CASES[name].get("group", 1)
     for nq, nk in SHAPES:
         verdict = check_random(kernel, {"B": 1, "H": 2 * group, "Hkv": 2, "Nq": nq, "Nk": nk},
                                seed=nq + nk)
+        assert verdict.ok, (nq, nk, verdict.problems)
+
+
+# GEMM columns split over warps (sm_80's gemm.splits_columns): (D, BM, BN, WARPS, WARPS_N)
+# that the checker accepts, each as the one-kernel plan and as the deterministic mode's dK
+# and dV plan (its dQ plan keeps whole rows in a warp: the checker refuses the split there)
+SPLIT_LAYOUTS = [(64, 64, 64, 2, 2), (64, 64, 64, 4, 2), (64, 64, 128, 4, 2),
+                 (128, 64, 64, 4, 2), (128, 64, 64, 2, 4), (128, 128, 64, 4, 2),
+                 (128, 64, 32, 2, 2)]
+SPLIT_CASES = ("mha", "gqa-causal", "gqa-window", "mha-softcap", "gqa-causal-alibi")
+SPLIT_JOBS = [(name, layout, part) for name in SPLIT_CASES for layout in SPLIT_LAYOUTS
+              for part in ("all", "dkdv")]
+
+
+def split_plan(name: str, layout: tuple, part: str) -> str:
+    options = dict(CASES[name])
+    d, bm, bn, warps, warps_n = layout
+    return backward_plan(options.pop("dtype"), d, arch="sm_80", part=part,
+                         tiles=[(bm, bn, warps, warps_n)], **options)
+
+
+@pytest.mark.parametrize("name, layout, part", SPLIT_JOBS,
+                         ids=["{}-d{}-{}x{}-{}x{}-{}".format(n, *lay, p)
+                              for n, lay, p in SPLIT_JOBS])
+def test_the_gradients_with_columns_split_over_warps(gpu, name, layout, part):
+    text = split_plan(name, layout, part)
+    assert "param WARPS_N" in text
+    kernel = load(text)
+    group = CASES[name].get("group", 1)
+    for nq, nk in SHAPES:
+        verdict = check_random(kernel, {"B": 1, "H": 2 * group, "Hkv": 2, "Nq": nq, "Nk": nk},
+                               seed=nq + nk + 7)
         assert verdict.ok, (nq, nk, verdict.problems)

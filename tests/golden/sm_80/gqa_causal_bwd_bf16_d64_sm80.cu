@@ -6,7 +6,8 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
     constexpr int p_GROUP = 4;
     constexpr int p_BM = 64;
     constexpr int p_BN = 64;
-    constexpr int p_WARPS = 4;
+    constexpr int p_WARPS = 2;
+    constexpr int p_WARPS_N = 2;
     const int p_n = blockIdx.x;
     const int p_h = blockIdx.y;
     const int p_b = blockIdx.z;
@@ -19,13 +20,13 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
     __nv_bfloat16* dO_s = reinterpret_cast<__nv_bfloat16*>(tlc_smem + 27648);  // 1 x 64 x 64, rows 72 apart
     __nv_bfloat16* P_s = reinterpret_cast<__nv_bfloat16*>(tlc_smem + 36864);  // 1 x 64 x 64, rows 72 apart
     __nv_bfloat16* dS_s = reinterpret_cast<__nv_bfloat16*>(tlc_smem + 46080);  // 1 x 64 x 64, rows 72 apart
-    float S_acc[1][8][4] = {};
-    float dP_acc[1][8][4] = {};
-    float dV_acc[1][8][4] = {};
-    float dK_acc[1][8][4] = {};
-    float dQ_acc[1][8][4] = {};
-    float P_acc[1][8][4] = {};
-    float dS_acc[1][8][4] = {};
+    float S_acc[2][4][4] = {};
+    float dP_acc[2][4][4] = {};
+    float dV_acc[2][4][4] = {};
+    float dK_acc[2][4][4] = {};
+    float dQ_acc[2][4][4] = {};
+    float P_acc[2][4][4] = {};
+    float dS_acc[2][4][4] = {};
     // Copy K (64 x 64) from global to shared
     {
         __nv_bfloat16* tlc_dst = K_s + (0) * 4608;
@@ -90,23 +91,23 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         const int tlc_stage = 0;
         // Copy Q: issued by the loop's pipeline
         // Copy dO: issued by the loop's pipeline
-        float L_row[1][2];
+        float L_row[2][2];
         // Copy L from global to register, the rows of S
         {
             const float* tlc_src = L_g + (long long)(p_b) * L_stride0 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * L_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
             const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
                 L_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
             }
         }
-        float Delta_row[1][2];
+        float Delta_row[2][2];
         // Copy Delta from global to register, the rows of dP
         {
             const float* tlc_src = Delta_g + (long long)(p_b) * Delta_stride0 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * Delta_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
             const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
                 Delta_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
             }
         }
@@ -116,18 +117,18 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         // Copy V: streamed into its GEMM one k-step at a time
         // Compute GEMM Q, K^T into S
         {
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) S_acc[i][j][e] = 0.f;
-            const uint32_t tlc_a_base = tlc::smem_address(Q_s) + ((tlc_warp * 16 + tlc_lane % 16) * 72 + (tlc_lane / 16) * 8) * 2;
-            const uint32_t tlc_b_base = tlc::smem_address(K_s) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + ((tlc_lane / 8) % 2) * 8) * 2;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) S_acc[i][j][e] = 0.f;
+            const uint32_t tlc_a_base = tlc::smem_address(Q_s) + (((tlc_warp / 2) * 32 + tlc_lane % 16) * 72 + (tlc_lane / 16) * 8) * 2;
+            const uint32_t tlc_b_base = tlc::smem_address(K_s) + (((tlc_warp % 2) * 32 + (tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + ((tlc_lane / 8) % 2) * 8) * 2;
             _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) {
-                uint32_t a[1][4];
-                _Pragma("unroll") for (int i = 0; i < 1; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 1152 + kk * 16) * 2);
+                uint32_t a[2][4];
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 1152 + kk * 16) * 2);
                 #define TLC_A(i) a[i]
-                _Pragma("unroll") for (int j = 0; j + 1 < 8; j += 2) {
+                _Pragma("unroll") for (int j = 0; j + 1 < 4; j += 2) {
                     uint32_t b[4];
                     tlc::ldmatrix_x4(b, tlc_b_base + (j * 576 + kk * 16) * 2);
                     const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
-                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                    _Pragma("unroll") for (int i = 0; i < 2; ++i) {
                         tlc::mma_m16n8k16_bf16(S_acc[i][j], TLC_A(i), tlc_b0, S_acc[i][j]);
                         tlc::mma_m16n8k16_bf16(S_acc[i][j + 1], TLC_A(i), tlc_b1, S_acc[i][j + 1]);
                     }
@@ -136,45 +137,45 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
             }
         }
         // Compute Multiply S by a scalar
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
             float& x = S_acc[i][j][e];
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = j * 8 + tlc_pair + (e % 2);
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+            const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
             x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
         }
         // Compute Mask S, on the tiles that cross a boundary
         if (((p_n) * 64) + 63 > ((((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) + p_Nk - p_Nq)) {
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
                 float& x = S_acc[i][j][e];
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-                const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+                const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
                 const int tlc_key = ((p_n) * 64) + tlc_col; if (tlc_key > ((((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) + tlc_row + p_Nk - p_Nq)) x = -INFINITY;
             }
         }
         // Compute Exp S, L and get P
         {
             const int tlc_keys_left = p_Nk - ((p_n) * 64), tlc_queries_left = p_Nq - (((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64);
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
                 float& x = P_acc[i][j][e];
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-                const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+                const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
                 const float tlc_l = L_row[i][e / 2]; x = S_acc[i][j][e]; x = tlc_col < tlc_keys_left && tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc::exp2_approx((x - tlc_l) * 1.4426950408889634f) : 0.f;
             }
         }
         // Compute GEMM dO, V^T into dP
         {
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) dP_acc[i][j][e] = 0.f;
-            const uint32_t tlc_a_base = tlc::smem_address(dO_s) + ((tlc_warp * 16 + tlc_lane % 16) * 72 + (tlc_lane / 16) * 8) * 2;
-            const uint32_t tlc_b_base = tlc::smem_address(V_s) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + ((tlc_lane / 8) % 2) * 8) * 2;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) dP_acc[i][j][e] = 0.f;
+            const uint32_t tlc_a_base = tlc::smem_address(dO_s) + (((tlc_warp / 2) * 32 + tlc_lane % 16) * 72 + (tlc_lane / 16) * 8) * 2;
+            const uint32_t tlc_b_base = tlc::smem_address(V_s) + (((tlc_warp % 2) * 32 + (tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + ((tlc_lane / 8) % 2) * 8) * 2;
             _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) {
-                uint32_t a[1][4];
-                _Pragma("unroll") for (int i = 0; i < 1; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 1152 + kk * 16) * 2);
+                uint32_t a[2][4];
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 1152 + kk * 16) * 2);
                 #define TLC_A(i) a[i]
-                _Pragma("unroll") for (int j = 0; j + 1 < 8; j += 2) {
+                _Pragma("unroll") for (int j = 0; j + 1 < 4; j += 2) {
                     uint32_t b[4];
                     tlc::ldmatrix_x4(b, tlc_b_base + (j * 576 + kk * 16) * 2);
                     const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
-                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                    _Pragma("unroll") for (int i = 0; i < 2; ++i) {
                         tlc::mma_m16n8k16_bf16(dP_acc[i][j], TLC_A(i), tlc_b0, dP_acc[i][j]);
                         tlc::mma_m16n8k16_bf16(dP_acc[i][j + 1], TLC_A(i), tlc_b1, dP_acc[i][j + 1]);
                     }
@@ -183,37 +184,37 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
             }
         }
         // Compute Subtract dP, Delta and get dP
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
             float& x = dP_acc[i][j][e];
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = j * 8 + tlc_pair + (e % 2);
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+            const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
             x -= Delta_row[i][e / 2]; (void)tlc_row; (void)tlc_col;
         }
         // Compute Multiply P, dP and get dS
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
             float& x = dS_acc[i][j][e];
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = j * 8 + tlc_pair + (e % 2);
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+            const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
             x = P_acc[i][j][e] * dP_acc[i][j][e]; (void)tlc_row; (void)tlc_col;
         }
         // Compute Multiply dS by a scalar
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
             float& x = dS_acc[i][j][e];
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = j * 8 + tlc_pair + (e % 2);
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+            const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
             x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
         }
         // Reshape P: accumulator pairs of n-tiles become A fragments
-        uint32_t P_frag[1][4][4];
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) {
+        uint32_t P_frag[2][2][4];
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
             P_frag[i][kk][0] = tlc::pack_bf162(P_acc[i][2 * kk][0], P_acc[i][2 * kk][1]);
             P_frag[i][kk][1] = tlc::pack_bf162(P_acc[i][2 * kk][2], P_acc[i][2 * kk][3]);
             P_frag[i][kk][2] = tlc::pack_bf162(P_acc[i][2 * kk + 1][0], P_acc[i][2 * kk + 1][1]);
             P_frag[i][kk][3] = tlc::pack_bf162(P_acc[i][2 * kk + 1][2], P_acc[i][2 * kk + 1][3]);
         }
         // Reshape dS: accumulator pairs of n-tiles become A fragments
-        uint32_t dS_frag[1][4][4];
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) {
+        uint32_t dS_frag[2][2][4];
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
             dS_frag[i][kk][0] = tlc::pack_bf162(dS_acc[i][2 * kk][0], dS_acc[i][2 * kk][1]);
             dS_frag[i][kk][1] = tlc::pack_bf162(dS_acc[i][2 * kk][2], dS_acc[i][2 * kk][3]);
             dS_frag[i][kk][2] = tlc::pack_bf162(dS_acc[i][2 * kk + 1][0], dS_acc[i][2 * kk + 1][1]);
@@ -221,15 +222,15 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         }
         // Copy P from register to shared, fragment by fragment
         {
-            __nv_bfloat16* tlc_dst = P_s + (tlc_warp * 16 + tlc_group) * 72 + tlc_pair;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) _Pragma("unroll") for (int r = 0; r < 4; ++r) {
+            __nv_bfloat16* tlc_dst = P_s + ((tlc_warp / 2) * 32 + tlc_group) * 72 + (tlc_warp % 2) * 32 + tlc_pair;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) _Pragma("unroll") for (int r = 0; r < 4; ++r) {
                 *reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + (r % 2) * 8) * 72 + kk * 16 + (r / 2) * 8) = P_frag[i][kk][r];
             }
         }
         // Copy dS from register to shared, fragment by fragment
         {
-            __nv_bfloat16* tlc_dst = dS_s + (tlc_warp * 16 + tlc_group) * 72 + tlc_pair;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) _Pragma("unroll") for (int r = 0; r < 4; ++r) {
+            __nv_bfloat16* tlc_dst = dS_s + ((tlc_warp / 2) * 32 + tlc_group) * 72 + (tlc_warp % 2) * 32 + tlc_pair;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) _Pragma("unroll") for (int r = 0; r < 4; ++r) {
                 *reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + (r % 2) * 8) * 72 + kk * 16 + (r / 2) * 8) = dS_frag[i][kk][r];
             }
         }
@@ -237,17 +238,17 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         // Copy P: streamed into its GEMM one k-step at a time
         // Compute GEMM P^T, dO accumulating into dV
         {
-            const uint32_t tlc_a_base = tlc::smem_address(P_s) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + tlc_warp * 16 + ((tlc_lane / 8) % 2) * 8) * 2;
-            const uint32_t tlc_b_base = tlc::smem_address(dO_s) + ((((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * 72 + (tlc_lane / 16) * 8) * 2;
+            const uint32_t tlc_a_base = tlc::smem_address(P_s) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + (tlc_warp / 2) * 32 + ((tlc_lane / 8) % 2) * 8) * 2;
+            const uint32_t tlc_b_base = tlc::smem_address(dO_s) + ((((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * 72 + (tlc_warp % 2) * 32 + (tlc_lane / 16) * 8) * 2;
             _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) {
-                uint32_t a[1][4];
-                _Pragma("unroll") for (int i = 0; i < 1; ++i) tlc::ldmatrix_x4_trans(a[i], tlc_a_base + (kk * 1152 + i * 16) * 2);
+                uint32_t a[2][4];
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) tlc::ldmatrix_x4_trans(a[i], tlc_a_base + (kk * 1152 + i * 16) * 2);
                 #define TLC_A(i) a[i]
-                _Pragma("unroll") for (int j = 0; j + 1 < 8; j += 2) {
+                _Pragma("unroll") for (int j = 0; j + 1 < 4; j += 2) {
                     uint32_t b[4];
                     tlc::ldmatrix_x4_trans(b, tlc_b_base + (kk * 1152 + j * 8) * 2);
                     const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
-                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                    _Pragma("unroll") for (int i = 0; i < 2; ++i) {
                         tlc::mma_m16n8k16_bf16(dV_acc[i][j], TLC_A(i), tlc_b0, dV_acc[i][j]);
                         tlc::mma_m16n8k16_bf16(dV_acc[i][j + 1], TLC_A(i), tlc_b1, dV_acc[i][j + 1]);
                     }
@@ -258,17 +259,17 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         // Copy dS: streamed into its GEMM one k-step at a time
         // Compute GEMM dS^T, Q accumulating into dK
         {
-            const uint32_t tlc_a_base = tlc::smem_address(dS_s) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + tlc_warp * 16 + ((tlc_lane / 8) % 2) * 8) * 2;
-            const uint32_t tlc_b_base = tlc::smem_address(Q_s) + ((((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * 72 + (tlc_lane / 16) * 8) * 2;
+            const uint32_t tlc_a_base = tlc::smem_address(dS_s) + (((tlc_lane / 16) * 8 + tlc_lane % 8) * 72 + (tlc_warp / 2) * 32 + ((tlc_lane / 8) % 2) * 8) * 2;
+            const uint32_t tlc_b_base = tlc::smem_address(Q_s) + ((((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * 72 + (tlc_warp % 2) * 32 + (tlc_lane / 16) * 8) * 2;
             _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) {
-                uint32_t a[1][4];
-                _Pragma("unroll") for (int i = 0; i < 1; ++i) tlc::ldmatrix_x4_trans(a[i], tlc_a_base + (kk * 1152 + i * 16) * 2);
+                uint32_t a[2][4];
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) tlc::ldmatrix_x4_trans(a[i], tlc_a_base + (kk * 1152 + i * 16) * 2);
                 #define TLC_A(i) a[i]
-                _Pragma("unroll") for (int j = 0; j + 1 < 8; j += 2) {
+                _Pragma("unroll") for (int j = 0; j + 1 < 4; j += 2) {
                     uint32_t b[4];
                     tlc::ldmatrix_x4_trans(b, tlc_b_base + (kk * 1152 + j * 8) * 2);
                     const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
-                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                    _Pragma("unroll") for (int i = 0; i < 2; ++i) {
                         tlc::mma_m16n8k16_bf16(dK_acc[i][j], TLC_A(i), tlc_b0, dK_acc[i][j]);
                         tlc::mma_m16n8k16_bf16(dK_acc[i][j + 1], TLC_A(i), tlc_b1, dK_acc[i][j + 1]);
                     }
@@ -278,18 +279,18 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         }
         // Compute GEMM dS, K into dQ
         {
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 8; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) dQ_acc[i][j][e] = 0.f;
-            const uint32_t tlc_a_base = tlc::smem_address(dS_s) + ((tlc_warp * 16 + tlc_lane % 16) * 72 + (tlc_lane / 16) * 8) * 2;
-            const uint32_t tlc_b_base = tlc::smem_address(K_s) + ((((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * 72 + (tlc_lane / 16) * 8) * 2;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) dQ_acc[i][j][e] = 0.f;
+            const uint32_t tlc_a_base = tlc::smem_address(dS_s) + (((tlc_warp / 2) * 32 + tlc_lane % 16) * 72 + (tlc_lane / 16) * 8) * 2;
+            const uint32_t tlc_b_base = tlc::smem_address(K_s) + ((((tlc_lane / 8) % 2) * 8 + tlc_lane % 8) * 72 + (tlc_warp % 2) * 32 + (tlc_lane / 16) * 8) * 2;
             _Pragma("unroll") for (int kk = 0; kk < 4; ++kk) {
-                uint32_t a[1][4];
-                _Pragma("unroll") for (int i = 0; i < 1; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 1152 + kk * 16) * 2);
+                uint32_t a[2][4];
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) tlc::ldmatrix_x4(a[i], tlc_a_base + (i * 1152 + kk * 16) * 2);
                 #define TLC_A(i) a[i]
-                _Pragma("unroll") for (int j = 0; j + 1 < 8; j += 2) {
+                _Pragma("unroll") for (int j = 0; j + 1 < 4; j += 2) {
                     uint32_t b[4];
                     tlc::ldmatrix_x4_trans(b, tlc_b_base + (kk * 1152 + j * 8) * 2);
                     const uint32_t tlc_b0[2] = {b[0], b[1]}, tlc_b1[2] = {b[2], b[3]};
-                    _Pragma("unroll") for (int i = 0; i < 1; ++i) {
+                    _Pragma("unroll") for (int i = 0; i < 2; ++i) {
                         tlc::mma_m16n8k16_bf16(dQ_acc[i][j], TLC_A(i), tlc_b0, dQ_acc[i][j]);
                         tlc::mma_m16n8k16_bf16(dQ_acc[i][j + 1], TLC_A(i), tlc_b1, dQ_acc[i][j + 1]);
                     }
@@ -301,10 +302,10 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         {
             float* tlc_dst = dQ_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * dQ_stride2 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * dQ_stride1 + (long long)(p_b) * dQ_stride0;
             const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
-                if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 8; ++j) {
-                    float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + j * 8 + tlc_pair;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+                if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 4; ++j) {
+                    float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + (tlc_warp % 2) * 32 + j * 8 + tlc_pair;
                     if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1]);
                 }
             }
@@ -317,20 +318,20 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
     {
         __nv_bfloat16* tlc_dst = dK_g + (long long)((p_n) * 64) * dK_stride2 + (long long)(p_h) * dK_stride1 + (long long)(p_b) * dK_stride0;
         const int tlc_rows_left = p_Nk - (p_n) * 64;
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
             const float tlc_inverse = 1.f;
-            if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * dK_stride2 + j * 8 + tlc_pair) = tlc::pack_bf162(dK_acc[i][j][2 * h] * tlc_inverse, dK_acc[i][j][2 * h + 1] * tlc_inverse);
+            if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 4; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * dK_stride2 + (tlc_warp % 2) * 32 + j * 8 + tlc_pair) = tlc::pack_bf162(dK_acc[i][j][2 * h] * tlc_inverse, dK_acc[i][j][2 * h + 1] * tlc_inverse);
         }
     }
     // Copy dV from register to global
     {
         __nv_bfloat16* tlc_dst = dV_g + (long long)((p_n) * 64) * dV_stride2 + (long long)(p_h) * dV_stride1 + (long long)(p_b) * dV_stride0;
         const int tlc_rows_left = p_Nk - (p_n) * 64;
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
             const float tlc_inverse = 1.f;
-            if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * dV_stride2 + j * 8 + tlc_pair) = tlc::pack_bf162(dV_acc[i][j][2 * h] * tlc_inverse, dV_acc[i][j][2 * h + 1] * tlc_inverse);
+            if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 4; ++j) *reinterpret_cast<uint32_t*>(tlc_dst + (long long)tlc_row * dV_stride2 + (tlc_warp % 2) * 32 + j * 8 + tlc_pair) = tlc::pack_bf162(dV_acc[i][j][2 * h] * tlc_inverse, dV_acc[i][j][2 * h + 1] * tlc_inverse);
         }
     }
 }
