@@ -20,6 +20,7 @@ from tlc.passes.facts import Facts, global_load, named, shape_text, text
 CONVERTING_LOADS = {(ir.DType.BF16, ir.DType.FP16)}
 
 
+RESHAPED = ("MMA_A", "MMA_B")  # the layouts a Reshape gives
 VERBS = {"Multiply": "multiply by", "Subtract": "subtract"}  # elementwise ops' help texts
 
 
@@ -208,6 +209,7 @@ class _Shapes:
                                       f"({text(tile.shape[0])})")
 
     def softcapgrad(self, op: ir.SoftcapGrad, held) -> None:
+        self._not_reshaped(op, (op.gradient, op.scores), "SoftcapGrad", held)
         gradient, scores = self._register(op.gradient), self._register(op.scores)
         if gradient and scores and gradient.shape and scores.shape and \
                 self.facts.shape(gradient) != self.facts.shape(scores):
@@ -227,7 +229,22 @@ class _Shapes:
                         f"into `{op.out}` {shape_text(out.shape)}", op.span,
                         help=f"allocate `{op.out}` with the shape of `{source.name}`")
 
+    def _not_reshaped(self, op, names, what: str, held) -> None:
+        """An elementwise rule reads each tile as the fp32 accumulator a GEMM left; after a
+        Reshape the fp16 fragments are what the register model counts, not the accumulator
+        the rule would keep alive (a plan reshaping P before dP's GEMM and reading it in
+        dS = dP * P was estimated at 251 and spilled 32 bytes for sm_90)."""
+        for name in names:
+            now = held.get(name)
+            if now is not None and now.layout in RESHAPED:
+                self.report("layout-mismatch", f"{what} reads `{name}` as fp32 values, but a "
+                            f"Reshape made {now.layout} fragments of it before this line",
+                            op.span, help=f"put the Reshape of `{name}` after the last Compute "
+                                          f"that reads `{name}`")
+
     def multiply(self, op, held, what: str = "Multiply") -> None:
+        self._not_reshaped(op, [x.name for x in (op.a, op.b) if isinstance(x, ir.Ref)], what,
+                           held)
         if not isinstance(op.a, ir.Ref):
             return
         a = self._register(op.a.name)

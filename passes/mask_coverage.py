@@ -152,7 +152,9 @@ def _key_loop(facts: Facts, gemm: ir.Gemm, loop: ir.Loop) -> KeyLoop | None:
     query tile by a grid index; None (nothing claimed) for anything else."""
     keys = global_load(loop.body, gemm.b.name)
     queries = global_load(facts.kernel.body, gemm.a.name)
-    if keys is None or queries is None or not keys.tile or not queries.tile:
+    # a tile of one dimension (rows only) claims nothing here; the shape checks report it
+    if keys is None or queries is None or len(keys.tile or ()) < 2 or \
+            len(queries.tile or ()) < 2:
         return None
     k_tensor, q_tensor = facts.kernel.tensor(keys.name), facts.kernel.tensor(queries.name)
     if len(k_tensor.shape) < 2 or len(q_tensor.shape) < 2:

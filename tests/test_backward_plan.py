@@ -148,3 +148,28 @@ def test_a_plan_that_takes_do_but_not_l_is_told_so_not_an_internal_error(tmp_pat
     assert "takes Q, K, V, dO, L and Delta; this one has no L" in captured.out + captured.err
     assert "internal error" not in captured.out + captured.err
     assert codes(plan) == ["backward-recipe"]
+
+
+def test_a_tile_read_after_its_reshape_is_refused_at_the_read():
+    """Checker bug: P reshaped to fp16 before dP's GEMM and read in dS = dP * P was accepted
+    (the register model counted P's fragments, 251; the lowering kept the fp32 accumulator
+    alive for the read) and spilled 32 bytes built for sm_90 (128 x 128, warps (4, 2))."""
+    from tlc.backward_plans import BackwardOptions, render
+
+    reshape = "  Reshape P from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype fp16\n"
+    plan = render(BackwardOptions(d=64, bm=128, bn=128, warps=4, warps_n=2))
+    assert reshape in plan
+    early = plan.replace(reshape, "").replace("  Compute Exp S, L and get P\n",
+                                              "  Compute Exp S, L and get P\n" + reshape)
+    for multiply in ("Compute Multiply dP, P and get dS", "Compute Multiply P, dP and get dS"):
+        text = early.replace("Compute Multiply P, dP and get dS", multiply)
+        errors = [d for d in check(text, arch="sm_80").diagnostics if d.is_error]
+        assert errors and errors[0].code == "layout-mismatch", [d.message for d in errors]
+        assert "Multiply reads `P` as fp32 values" in errors[0].message
+        assert errors[0].span.line == text[:text.index(multiply)].count("\n") + 1
+        assert "after the last Compute that reads `P`" in errors[0].help
+    capped = render(BackwardOptions(d=64, softcap=30.0))
+    text = capped.replace("  Compute SoftcapGrad", "  Reshape S from (MMA_C, BM, BN) to (MMA_A, "
+                          "BM, BN) with dtype fp16\n  Compute SoftcapGrad")
+    assert "SoftcapGrad reads `S` as fp32 values" in " ".join(
+        d.message for d in check(text, arch="sm_80").diagnostics)

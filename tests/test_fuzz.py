@@ -134,6 +134,15 @@ def test_a_grid_extent_naming_its_own_index_is_a_bad_grid():
     assert [d.code for d in result.diagnostics if d.is_error] == ["bad-grid"]
 
 
+def test_a_query_tile_of_one_dimension_is_a_shape_mismatch():
+    """Found by test_mutated_examples_give_only_diagnostics: `Copy Q ( D) ...` in the causal
+    ALiBi example reached the mask-coverage check, which read the tile's rows (IndexError)."""
+    path = next(p for p in EXAMPLES if p.stem == "alibi_causal_fwd_bf16_d128_sm80")
+    text = path.read_text().replace("Copy Q (BM, D) in coordinate", "Copy Q ( D) in coordinate")
+    result = assert_only_diagnostics(text)
+    assert "shape-mismatch" in [d.code for d in result.diagnostics if d.is_error]
+
+
 def test_empty_file():
     codes = [d.code for d in assert_only_diagnostics("").diagnostics]
     assert "empty-plan" in codes
