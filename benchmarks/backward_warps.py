@@ -5,6 +5,7 @@ checked (benchmarks/backward.py's rule) and timed beside tlc's backward as it st
 (backward.tlc_runner) and SDPA flash, at fp16, batch 16384 / N, 2048 / D heads.
 
     python3 benchmarks/backward_warps.py [--dims 64,128] [--n 4096,16384] [--json PATH]
+        [--layouts 128x64/4x2,64x128/2x4]   (these for every head dim, instead of LAYOUTS)
 
 Plans the checker refuses (its register estimate) are lowered all the same, as in
 benchmarks/backward_ablation.py.
@@ -65,12 +66,25 @@ def name_of(layout):
     return f"{bm}x{bn}/{warps}x{warps_n}" + ("" if part == "all" else f" {part}")
 
 
+def parse_layouts(text: str) -> list:
+    """`BMxBN/WMxWN,...` (the names name_of gives) as LAYOUTS' tuples."""
+    layouts = []
+    for item in text.split(","):
+        tile, warps = item.strip().split("/")
+        bm, bn = (int(x) for x in tile.split("x"))
+        wm, wn = (int(x) for x in warps.split("x"))
+        layouts.append((bm, bn, wm, wn, "all"))
+    return layouts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", default="64,128")
     parser.add_argument("--n", default="4096,16384")
     parser.add_argument("--json", default=os.path.join(os.environ.get("OUT", "."),
                                                        "backward-warps.json"))
+    parser.add_argument("--layouts", help="BMxBN/WMxWN,... timed for every head dim, "
+                                          "instead of LAYOUTS")
     args = parser.parse_args()
     import torch
 
@@ -78,9 +92,10 @@ def main() -> int:
     from tlc.templates import plan
 
     dims = [int(x) for x in args.dims.split(",")]
+    layouts = {d: parse_layouts(args.layouts) for d in dims} if args.layouts else LAYOUTS
     target = split_target()
     jobs = [(options_of(d, causal, layout), None, target) for d in dims
-            for causal in (False, True) for layout in LAYOUTS[d]]
+            for causal in (False, True) for layout in layouts[d]]
     prebuild(jobs)
     rows = []
     for d in dims:
@@ -100,7 +115,7 @@ def main() -> int:
                 print(json.dumps(rows[-1]), flush=True)
                 current, note = tlc_runner(case, inputs, "sm_80", {})
                 entries = [("tlc as it stands", current, None, note)]
-                for layout in LAYOUTS[d]:
+                for layout in layouts[d]:
                     kernel, report = edited_kernel(options_of(d, causal, layout), None,
                                                    target)
                     entries.append((name_of(layout), backward_run([kernel], inputs, saved,

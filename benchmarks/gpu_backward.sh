@@ -43,9 +43,10 @@ if [ "$STEP" = ablation ]; then
     tail -45 "$OUT/$GPU-backward-ablation.log"
 fi
 if [ "$STEP" = warps ]; then
-    python3 benchmarks/backward_warps.py --json "$OUT/$GPU-backward-warps.json" \
-        > "$OUT/$GPU-backward-warps.log" 2>&1 || status=1
-    tail -50 "$OUT/$GPU-backward-warps.log"
+    # WARPS_ARGS (e.g. "--dims 64 --layouts 128x64/4x2" and WARPS_TAG=-d64) for a narrower run
+    python3 benchmarks/backward_warps.py --json "$OUT/$GPU-backward-warps${WARPS_TAG:-}.json" \
+        ${WARPS_ARGS:-} > "$OUT/$GPU-backward-warps${WARPS_TAG:-}.log" 2>&1 || status=1
+    tail -50 "$OUT/$GPU-backward-warps${WARPS_TAG:-}.log"
 fi
 if [ "$STEP" = order ]; then
     # the tile order in the same run: TILES as they stand, then with 64 x 64 on warps (4, 1)
