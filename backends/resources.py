@@ -15,7 +15,10 @@ Registers are an estimate from liveness over the statements, in 32-bit registers
   way to shared memory is held in registers from the point its loads are issued to the point
   it is stored, as that module schedules them and counts them;
 - a streamed operand costs what the GEMM instruction set loads of it at once (isa/mma_sync.py:
-  16 deep, two n-tiles of B, even where the MMA steps through k in eights);
+  16 deep, two n-tiles of B, even where the MMA steps through k in eights), at the GEMM it is
+  streamed into: that GEMM's rows of it, in the shared tile's dtype (the backward's dS is
+  fp32 in registers but comes into dQ = dS K as fp16 fragments, 32 rows a warp where
+  dK += dS^T Q takes 64);
 - where the copies reach shared memory by cp.async, the addresses of the copies a thread
   issues an iteration past 32 (isa/cp_async.py: one warp copying wide tiles);
 - a backward plan (one that recomputes probabilities with Exp) 22 more (BACKWARD_REGISTERS);
@@ -49,10 +52,12 @@ OVERHEAD_REGISTERS = 56
 # causal, softcap, a window and causal ALiBi on sm_80 and sm_75 (the most: ALiBi, causal, GQA,
 # 32 x 32 on 2 warps, with dQ added in pairs by tlc::add_pair); each built with 0 spills, for
 # sm_90 too. Since P and dS are counted from the Exp and Multiply that make them (each taking
-# the registers of an input read there for the last time), benchmarks/backward_register_sweep.py
-# checked it again, GEMM columns split over warps included: of 3960 plans drawn (D 32-128), the
-# 1406 accepted, the 492 estimated at 215 or more built for sm_80 and sm_75 with 0 spills
-# (most 255), and the 176 at 235 or more for sm_90 too (most 254).
+# the registers of an input read there for the last time), and P packed before dP's GEMM and
+# streamed operands costed at their own GEMM, benchmarks/backward_register_sweep.py --sm90
+# checked it again (benchmarks/results/ptxas-backward-register-sweep.log), GEMM columns split
+# over warps included: of 3960 plans drawn (D 32-128), the 1556 accepted, the 464 estimated at
+# 215 or more built for sm_80 or sm_75 with 0 spills (most 255), the 422 of sm_80 for sm_90
+# too (most 254).
 # tests/backends/test_backward_lowering.py keeps checking.
 BACKWARD_REGISTERS = 22
 SOFTMAX_STATE_PER_ROW = 3  # running max, running sum, rescale factor
@@ -114,12 +119,20 @@ class _Liveness:
         return ceil(elements * width / 4 / self.threads)
 
     def operand_cost(self, name: str, k_extent: int | None = None,
-                     b_columns: int | None = None) -> int:
+                     b_columns: int | None = None, at: ir.Gemm | None = None) -> int:
         """Registers of a GEMM operand for one thread: all of K, or k_extent of it; a B
-        operand loaded b_columns at a time (one ldmatrix of two n-tiles) holds only those."""
+        operand loaded b_columns at a time (one ldmatrix of two n-tiles) holds only those.
+        A held operand is costed at the first GEMM that reads it; one streamed into GEMM `at`
+        at that GEMM, as the shared tile's elements its loads bring (the backward's dS is an
+        fp32 tile in registers, its fragments fp16 from shared memory, and the A of dQ = dS K
+        and of dK += dS^T Q by different rows)."""
         gemm, role = self.roles[name]
+        if at is not None:
+            gemm, role = at, "A" if at.a.name == name else "B"
         shapes = gemm_operands(self.facts, gemm)
         buffer = self.facts.buffers.get((name, ir.Level.REGISTER))
+        if at is not None:
+            buffer = self.facts.buffers.get((name, ir.Level.SHARED)) or buffer
         if shapes is None or buffer is None or buffer.dtype is None:
             return 0
         (m, k), (_, n) = shapes
@@ -216,7 +229,7 @@ def registers(facts: Facts, target: Target, online=()) -> Registers | None:
                 if name in streamed and mma:
                     parts.append((f"{name} (one k-step)", live.operand_cost(
                         name, max(mma, target.gemm.load_k),
-                        b_columns=target.gemm.b_columns_per_load)))
+                        b_columns=target.gemm.b_columns_per_load, at=op)))
         parts += target.copies.in_flight(facts, op, loops)
         if backward:
             parts.append(("the backward pass's bounds and addresses", BACKWARD_REGISTERS))

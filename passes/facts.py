@@ -121,7 +121,11 @@ class Facts:
             held[op.name] = Held(role, op.dtype or (before.dtype if before else None))
         elif isinstance(op, (ir.Multiply, ir.Subtract)) and isinstance(op.a, ir.Ref) and \
                 op.a.name in held:
-            held[op.out] = held[op.a.name]
+            # the result is written as an fp32 accumulator (a packed operand is read from its
+            # fragments: backends/emit/scores.py), laid out as the other, unpacked one
+            sources = [held.get(x.name) for x in (op.a, op.b) if isinstance(x, ir.Ref)]
+            unpacked = [h for h in sources if h is not None and h.layout not in ("MMA_A", "MMA_B")]
+            held[op.out] = unpacked[0] if unpacked else Held("MMA_C", ir.DType.FP32)
         elif isinstance(op, (ir.Alibi, ir.Exp)) and op.target in held:
             held[op.out] = held[op.target]
         elif isinstance(op, ir.SoftcapGrad) and op.gradient in held:

@@ -230,10 +230,12 @@ class _Shapes:
                         help=f"allocate `{op.out}` with the shape of `{source.name}`")
 
     def _not_reshaped(self, op, names, what: str, held) -> None:
-        """An elementwise rule reads each tile as the fp32 accumulator a GEMM left; after a
-        Reshape the fp16 fragments are what the register model counts, not the accumulator
-        the rule would keep alive (a plan reshaping P before dP's GEMM and reading it in
-        dS = dP * P was estimated at 251 and spilled 32 bytes for sm_90)."""
+        """An elementwise rule that scales, masks or subtracts a row from a tile works on the
+        fp32 accumulator a GEMM left; after a Reshape the fp16 fragments are what the register
+        model counts, not the accumulator such a rule would keep alive (a plan reshaping P
+        before dP's GEMM and reading it in dS = dP * P was estimated at 251 and spilled 32
+        bytes for sm_90 when the lowering still read P's accumulator there). A product or
+        difference of two tiles into a third reads the fragments instead (multiply)."""
         for name in names:
             now = held.get(name)
             if now is not None and now.layout in RESHAPED:
@@ -243,8 +245,14 @@ class _Shapes:
                                           f"that reads `{name}`")
 
     def multiply(self, op, held, what: str = "Multiply") -> None:
-        self._not_reshaped(op, [x.name for x in (op.a, op.b) if isinstance(x, ir.Ref)], what,
-                           held)
+        refs = [x.name for x in (op.a, op.b) if isinstance(x, ir.Ref)]
+        if len(refs) == 2 and all(self._register(name) for name in refs) and \
+                op.out not in refs:
+            # tile by tile into a new tile: the lowering reads a reshaped operand's rounded
+            # values from its fragments (what the register model counts), so only the
+            # result must not be one
+            refs = [op.out]
+        self._not_reshaped(op, refs, what, held)
         if not isinstance(op.a, ir.Ref):
             return
         a = self._register(op.a.name)

@@ -3,6 +3,7 @@ checks, is refused by the lowering with a located backend-unsupported (no target
 yet), and `tlc sim` runs it on the CPU against the float64 gradients, MHA and GQA, causal
 and windowed, with Nq != Nk and rows that see no key. A wrong plan fails there or in the
 checker: a missing term of dS, dQ overwritten rather than added, adds mixed with a store."""
+import re
 from pathlib import Path
 
 import pytest
@@ -150,23 +151,35 @@ def test_a_plan_that_takes_do_but_not_l_is_told_so_not_an_internal_error(tmp_pat
     assert codes(plan) == ["backward-recipe"]
 
 
-def test_a_tile_read_after_its_reshape_is_refused_at_the_read():
-    """Checker bug: P reshaped to fp16 before dP's GEMM and read in dS = dP * P was accepted
-    (the register model counted P's fragments, 251; the lowering kept the fp32 accumulator
-    alive for the read) and spilled 32 bytes built for sm_90 (128 x 128, warps (4, 2))."""
+def test_a_tile_read_after_its_reshape_is_read_from_its_fragments_or_refused():
+    """Checker bug, then a lowering: P reshaped to fp16 before dP's GEMM and read in
+    dS = dP * P was accepted (the register model counted P's fragments, 251) while the lowering
+    kept the fp32 accumulator alive for the read, and spilled 32 bytes built for sm_90
+    (128 x 128, warps (4, 2)). A product or difference of two tiles into a third now reads the
+    fragments, as the model counts (the backward plans reshape P there); a rule that would
+    write or scale the reshaped tile itself is refused at the read."""
     from tlc.backward_plans import BackwardOptions, render
 
-    reshape = "  Reshape P from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype fp16\n"
     plan = render(BackwardOptions(d=64, bm=128, bn=128, warps=4, warps_n=2))
-    assert reshape in plan
-    early = plan.replace(reshape, "").replace("  Compute Exp S, L and get P\n",
-                                              "  Compute Exp S, L and get P\n" + reshape)
+    reshape = "  Reshape P from (MMA_C, BM, BN) to (MMA_A, BM, BN) with dtype fp16\n"
+    assert plan.index(reshape) < plan.index("get dP")
     for multiply in ("Compute Multiply dP, P and get dS", "Compute Multiply P, dP and get dS"):
-        text = early.replace("Compute Multiply P, dP and get dS", multiply)
+        result = check(plan.replace("Compute Multiply P, dP and get dS", multiply), arch="sm_80")
+        assert result.ok, [d.message for d in result.diagnostics if d.is_error]
+        source = result.lowered.main.source
+        assert "tlc::unpack_half2(P_frag[i][j / 2][(j % 2) * 2 + e / 2], e % 2)" in source
+        assert not re.search(r"\bP_acc\[i\]\[j\]\[e\] \*|\* P_acc\[i\]\[j\]\[e\]", source)
+    refused = {"Compute Multiply P, dP and get new P": "Multiply reads `P` as fp32 values",
+               "Compute Multiply P, scale and get new P\n  Compute Multiply P, dP and get dS":
+                   "Multiply reads `P` as fp32 values",
+               "Compute Subtract P, Delta and get new P\n  Compute Multiply P, dP and get dS":
+                   "Subtract reads `P` as fp32 values"}
+    for line, says in refused.items():
+        text = plan.replace("Compute Multiply P, dP and get dS", line)
         errors = [d for d in check(text, arch="sm_80").diagnostics if d.is_error]
         assert errors and errors[0].code == "layout-mismatch", [d.message for d in errors]
-        assert "Multiply reads `P` as fp32 values" in errors[0].message
-        assert errors[0].span.line == text[:text.index(multiply)].count("\n") + 1
+        assert says in errors[0].message
+        assert errors[0].span.line == text[:text.index(line)].count("\n") + 1
         assert "after the last Compute that reads `P`" in errors[0].help
     capped = render(BackwardOptions(d=64, softcap=30.0))
     text = capped.replace("  Compute SoftcapGrad", "  Reshape S from (MMA_C, BM, BN) to (MMA_A, "

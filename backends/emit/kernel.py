@@ -24,6 +24,7 @@ class KernelEmitter(CodeWriter):
         self.layout = target.gemm.layout
         self.loop_stack: list[ir.Loop] = []
         self.declared: set[str] = set()  # C names declared once per kernel (fragments, tiles)
+        self.fragment_dtypes: dict[str, ir.DType] = {}  # reshaped tiles: their A fragments' type
         self.emitted: list[tuple[object, int, int]] = []  # (statement, first line, end line)
         self.following: list = []  # the kernel body's statements after the one being emitted
         # cp.async groups issued before a loop and left for its first wait (CpAsync.load_once)
@@ -241,7 +242,8 @@ class KernelEmitter(CodeWriter):
 
     def _store_fragments(self, op: ir.Copy) -> None:
         """A reshaped tile into shared memory, for every warp to read (the backward pass's P
-        and dS): the block waits for all of it, once after the last of such stores in a row."""
+        and dS): the block waits for it once, where the next such store comes first, before
+        anything reads it (P stored before dP's GEMM waits with dS, stored after it)."""
         store = getattr(self.target.gemm, "store_fragments", None)
         if store is None:
             raise Unsupported(op, f"Copy {op.name} from register to shared after a Reshape: "
@@ -249,10 +251,25 @@ class KernelEmitter(CodeWriter):
         store(self, op)
         body = self.loop_stack[-1].body if self.loop_stack else self.kernel.body
         at = next(i for i, x in enumerate(body) if x is op)
-        after = body[at + 1] if at + 1 < len(body) else None
-        if not (isinstance(after, ir.Copy) and (after.src, after.dst) == (
-                ir.Level.REGISTER, ir.Level.SHARED)):
-            self.line(self.sync)
+        reshaped = set(self.fragment_dtypes)
+        for after in body[at + 1:]:
+            if isinstance(after, ir.Reshape):
+                reshaped.add(after.name)
+            elif isinstance(after, ir.Copy) and (after.src, after.dst) == (
+                    ir.Level.REGISTER, ir.Level.SHARED) and after.name in reshaped:
+                return  # that store of fragments waits for this one too
+            elif isinstance(after, ir.Loop) or _reads_shared(after, op.name):
+                break
+        self.line(self.sync)
+
+
+def _reads_shared(op, name: str) -> bool:
+    """Whether a statement may read shared tile `name`: a Copy of it out of shared memory, or
+    a GEMM taking it (an operand a GEMM streams comes from shared memory); elementwise rules
+    work on registers."""
+    if isinstance(op, ir.Copy):
+        return op.name == name and op.src is ir.Level.SHARED
+    return isinstance(op, ir.Gemm) and name in (op.a.name, op.b.name)
 
 
 def _bounds_a_loop(kernel: ir.Kernel, index: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tlc import ir
 from tlc.backends.emit.tiles import register_tile_address, shared_tile_address, vector_address
-from tlc.backends.isa.mma_sync import PACK
+from tlc.backends.isa.mma_sync import PACK, fragment_element
 from tlc.backends.schedule import C_TYPES
 from tlc.backends.target import Unsupported
 from tlc.passes.facts import global_load
@@ -64,9 +64,19 @@ def _tile_by_tile(em, op, operator: str) -> None:
     a, b = op.a.name, op.b.name
     if em.schedule.tiles_of(a) != em.schedule.tiles_of(b):
         raise Unsupported(op, f"`{a}` and `{b}` are laid out as different GEMMs' results")
+    if op.out in em.fragment_dtypes:
+        raise Unsupported(op, f"`{op.out}` was reshaped into A fragments before this line: "
+                          "a new tile, not it, takes the result")
     em.line(f"// Compute {type(op).__name__} {a}, {b} and get {op.out}")
-    _each_score(em, op.out, f"x = {a}_acc[i][j][e] {operator} {b}_acc[i][j][e]; "
+    _each_score(em, op.out, f"x = {_element(em, a)} {operator} {_element(em, b)}; "
                             "(void)tlc_row; (void)tlc_col;")
+
+
+def _element(em, name: str) -> str:
+    """Element [i][j][e] of tile `name` as a float: its accumulator's, or where a Reshape has
+    packed it, the rounded value its fragment holds (the accumulator is dead by then)."""
+    dtype = em.fragment_dtypes.get(name)
+    return f"{name}_acc[i][j][e]" if dtype is None else fragment_element(name, dtype)
 
 
 def _from(em, op, source: str) -> str:

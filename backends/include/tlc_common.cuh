@@ -24,6 +24,19 @@ __device__ __forceinline__ uint32_t pack_bf162(float lo, float hi) {
     return *reinterpret_cast<uint32_t*>(&h);
 }
 
+// One value of a packed pair back as a float (second: the high half): an elementwise rule
+// reading a tile after its Reshape takes the rounded values the A fragments hold, so the fp32
+// accumulator need not stay alive (the backward's dS = P * dP with P already packed).
+__device__ __forceinline__ float unpack_half2(uint32_t pair, bool second) {
+    const __half2 h = *reinterpret_cast<const __half2*>(&pair);
+    return second ? __high2float(h) : __low2float(h);
+}
+
+__device__ __forceinline__ float unpack_bf162(uint32_t pair, bool second) {
+    const __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&pair);
+    return second ? __high2float(h) : __low2float(h);
+}
+
 // Adds two neighbouring fp32 values into global memory (a tile other blocks add into too, as
 // the backward's dQ): one 8-byte reduction where the GPU has it (red.global.add.v2.f32, sm_90
 // and newer [PTX ISA, red: vector types]) and the pair is 8-byte aligned, else two atomic

@@ -15,6 +15,8 @@ from tlc.backends.schedule import WarpTiles, gemm_dims
 from tlc.backends.target import Unsupported
 
 PACK = {ir.DType.FP16: "tlc::pack_half2", ir.DType.BF16: "tlc::pack_bf162"}
+# a packed pair's value back as a float (tlc_common.cuh), for a rule reading fragments
+UNPACK = {ir.DType.FP16: "tlc::unpack_half2", ir.DType.BF16: "tlc::unpack_bf162"}
 
 
 @dataclass(frozen=True)
@@ -304,9 +306,17 @@ def declare_fragments(em, op: ir.Reshape) -> None:
         raise Unsupported(op, f"`{op.name}` is reshaped twice",
                           help=f"keep one Reshape of `{op.name}`")
     em.declared.add(f"{op.name}_frag")
+    em.fragment_dtypes[op.name] = op.dtype
     tiles = em.schedule.tiles_of(op.name)
     em.line(f"// Reshape {op.name}: accumulator pairs of n-tiles become A fragments")
     em.line(f"uint32_t {op.name}_frag[{tiles.m}][{(tiles.n + 1) // 2}][4];")
+
+
+def fragment_element(name: str, dtype: ir.DType) -> str:
+    """The C float of accumulator element [i][j][e] of `name` once a Reshape packed it: the
+    inverse of _pack_fragments (n-tile j is half j % 2 of k-step j / 2; e / 2 its row half,
+    e % 2 the value of the pair)."""
+    return f"{UNPACK[dtype]}({name}_frag[i][j / 2][(j % 2) * 2 + e / 2], e % 2)"
 
 
 def _pack_fragments(em, op: ir.Reshape) -> None:

@@ -114,7 +114,9 @@ def test_d256_in_one_kernel_is_refused_with_the_registers_it_would_need():
 
 
 @pytest.mark.parametrize("d, tiles", [(128, ("128", "64", "4", "2")),
-                                      (192, ("64", "64", "4", "2"))])
+                                      (160, ("128", "64", "4", "2")),
+                                      (192, ("64", "64", "4", "2")),
+                                      (224, ("64", "64", "4", "2"))])
 def test_wide_heads_fit_one_kernel_on_eight_warps(d, tiles):
     text = backward_plan("fp16", d)
     assert tuple(line.split("= ")[1] for line in text.splitlines()

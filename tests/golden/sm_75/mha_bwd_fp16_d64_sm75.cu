@@ -167,6 +167,21 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
                 const float tlc_l = L_row[i][e / 2]; x = S_acc[i][j][e]; x = tlc_col < tlc_keys_left && tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc::exp2_approx((x - tlc_l) * 1.4426950408889634f) : 0.f;
             }
         }
+        // Reshape P: accumulator pairs of n-tiles become A fragments
+        uint32_t P_frag[1][2][4];
+        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
+            P_frag[i][kk][0] = tlc::pack_half2(P_acc[i][2 * kk][0], P_acc[i][2 * kk][1]);
+            P_frag[i][kk][1] = tlc::pack_half2(P_acc[i][2 * kk][2], P_acc[i][2 * kk][3]);
+            P_frag[i][kk][2] = tlc::pack_half2(P_acc[i][2 * kk + 1][0], P_acc[i][2 * kk + 1][1]);
+            P_frag[i][kk][3] = tlc::pack_half2(P_acc[i][2 * kk + 1][2], P_acc[i][2 * kk + 1][3]);
+        }
+        // Copy P from register to shared, fragment by fragment
+        {
+            __half* tlc_dst = P_s + (tlc_warp * 16 + tlc_group) * 40 + tlc_pair;
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) _Pragma("unroll") for (int r = 0; r < 4; ++r) {
+                *reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + (r % 2) * 8) * 40 + kk * 16 + (r / 2) * 8) = P_frag[i][kk][r];
+            }
+        }
         // Compute GEMM dO, V^T into dP
         {
             _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) dP_acc[i][j][e] = 0.f;
@@ -200,7 +215,7 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
             float& x = dS_acc[i][j][e];
             const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
             const int tlc_col = j * 8 + tlc_pair + (e % 2);
-            x = P_acc[i][j][e] * dP_acc[i][j][e]; (void)tlc_row; (void)tlc_col;
+            x = tlc::unpack_half2(P_frag[i][j / 2][(j % 2) * 2 + e / 2], e % 2) * dP_acc[i][j][e]; (void)tlc_row; (void)tlc_col;
         }
         // Compute Multiply dS by a scalar
         _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
@@ -209,14 +224,6 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
             const int tlc_col = j * 8 + tlc_pair + (e % 2);
             x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
         }
-        // Reshape P: accumulator pairs of n-tiles become A fragments
-        uint32_t P_frag[1][2][4];
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
-            P_frag[i][kk][0] = tlc::pack_half2(P_acc[i][2 * kk][0], P_acc[i][2 * kk][1]);
-            P_frag[i][kk][1] = tlc::pack_half2(P_acc[i][2 * kk][2], P_acc[i][2 * kk][3]);
-            P_frag[i][kk][2] = tlc::pack_half2(P_acc[i][2 * kk + 1][0], P_acc[i][2 * kk + 1][1]);
-            P_frag[i][kk][3] = tlc::pack_half2(P_acc[i][2 * kk + 1][2], P_acc[i][2 * kk + 1][3]);
-        }
         // Reshape dS: accumulator pairs of n-tiles become A fragments
         uint32_t dS_frag[1][2][4];
         _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
@@ -224,13 +231,6 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
             dS_frag[i][kk][1] = tlc::pack_half2(dS_acc[i][2 * kk][2], dS_acc[i][2 * kk][3]);
             dS_frag[i][kk][2] = tlc::pack_half2(dS_acc[i][2 * kk + 1][0], dS_acc[i][2 * kk + 1][1]);
             dS_frag[i][kk][3] = tlc::pack_half2(dS_acc[i][2 * kk + 1][2], dS_acc[i][2 * kk + 1][3]);
-        }
-        // Copy P from register to shared, fragment by fragment
-        {
-            __half* tlc_dst = P_s + (tlc_warp * 16 + tlc_group) * 40 + tlc_pair;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) _Pragma("unroll") for (int r = 0; r < 4; ++r) {
-                *reinterpret_cast<uint32_t*>(tlc_dst + (i * 16 + (r % 2) * 8) * 40 + kk * 16 + (r / 2) * 8) = P_frag[i][kk][r];
-            }
         }
         // Copy dS from register to shared, fragment by fragment
         {
