@@ -12,6 +12,9 @@ from tlc import ir
 from tlc.fixes import Edit
 
 
+RESHAPED = ("MMA_A", "MMA_B")  # the layouts a Reshape gives
+
+
 @dataclass(frozen=True)
 class Held:
     """What a register buffer holds at a point: its fragment layout and dtype.
@@ -124,7 +127,7 @@ class Facts:
             # the result is written as an fp32 accumulator (a packed operand is read from its
             # fragments: backends/emit/scores.py), laid out as the other, unpacked one
             sources = [held.get(x.name) for x in (op.a, op.b) if isinstance(x, ir.Ref)]
-            unpacked = [h for h in sources if h is not None and h.layout not in ("MMA_A", "MMA_B")]
+            unpacked = [h for h in sources if h is not None and h.layout not in RESHAPED]
             held[op.out] = unpacked[0] if unpacked else Held("MMA_C", ir.DType.FP32)
         elif isinstance(op, (ir.Alibi, ir.Exp)) and op.target in held:
             held[op.out] = held[op.target]

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from tlc import ir
 from tlc.diagnostics import Diagnostic
-from tlc.passes.facts import Facts, global_load, named, shape_text, text
+from tlc.passes.facts import RESHAPED, Facts, global_load, named, shape_text, text
 
 # (global dtype, local dtype) a load may convert between: bf16 -> fp16 is exact for values of
 # magnitude 2^-14 to 65504 (docs/backend.md, "bf16 on Turing").
 CONVERTING_LOADS = {(ir.DType.BF16, ir.DType.FP16)}
 
 
-RESHAPED = ("MMA_A", "MMA_B")  # the layouts a Reshape gives
 VERBS = {"Multiply": "multiply by", "Subtract": "subtract"}  # elementwise ops' help texts
 
 
