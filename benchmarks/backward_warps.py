@@ -5,7 +5,8 @@ checked (benchmarks/backward.py's rule) and timed beside tlc's backward as it st
 (backward.tlc_runner) and SDPA flash, at fp16, batch 16384 / N, 2048 / D heads.
 
     python3 benchmarks/backward_warps.py [--dims 64,128] [--n 4096,16384] [--json PATH]
-        [--layouts 128x64/4x2,64x128/2x4]   (these for every head dim, instead of LAYOUTS)
+        [--layouts 128x64/4x2,64x128/2x4s2]   (these for every head dim, instead of LAYOUTS;
+        s2: the query tiles' copies two stages deep) [--arch sm_90]
 
 Plans the checker refuses (its register estimate) are lowered all the same, as in
 benchmarks/backward_ablation.py.
@@ -35,10 +36,10 @@ LAYOUTS = {
 }
 
 
-def split_target():
+def split_target(arch="sm_80"):
     from tlc.backends import target_for
 
-    target = target_for("sm_80")
+    target = target_for(arch)
     return dataclasses.replace(target, gemm=dataclasses.replace(target.gemm,
                                                                 splits_columns=True))
 
@@ -50,30 +51,33 @@ def estimate(options) -> int:
     from tlc.backward_plans import render
     from tlc.passes.facts import Facts
 
-    return registers(Facts(check(render(options)).kernel), split_target()).peak
+    return registers(Facts(check(render(options)).kernel), split_target(options.arch)).peak
 
 
-def options_of(d, causal, layout):
+def options_of(d, causal, layout, arch="sm_80"):
     from tlc.backward_plans import BackwardOptions
 
-    bm, bn, warps, warps_n, part = layout
-    return BackwardOptions("fp16", d, causal, 1, "sm_80", bm, bn, warps, part=part,
-                           warps_n=warps_n)
+    bm, bn, warps, warps_n, part, *stages = layout
+    return BackwardOptions("fp16", d, causal, 1, arch, bm, bn, warps, part=part,
+                           warps_n=warps_n, stages=stages[0] if stages else 1)
 
 
 def name_of(layout):
-    bm, bn, warps, warps_n, part = layout
-    return f"{bm}x{bn}/{warps}x{warps_n}" + ("" if part == "all" else f" {part}")
+    bm, bn, warps, warps_n, part, *stages = layout
+    return (f"{bm}x{bn}/{warps}x{warps_n}" + (f"s{stages[0]}" if stages and stages[0] > 1
+                                             else "") + ("" if part == "all" else f" {part}"))
 
 
 def parse_layouts(text: str) -> list:
-    """`BMxBN/WMxWN,...` (the names name_of gives) as LAYOUTS' tuples."""
+    """`BMxBN/WMxWN[sS],...` (the names name_of gives; sS: the query tiles' copies S stages
+    deep) as LAYOUTS' tuples."""
     layouts = []
     for item in text.split(","):
         tile, warps = item.strip().split("/")
+        warps, _, stages = warps.partition("s")
         bm, bn = (int(x) for x in tile.split("x"))
         wm, wn = (int(x) for x in warps.split("x"))
-        layouts.append((bm, bn, wm, wn, "all"))
+        layouts.append((bm, bn, wm, wn, "all", int(stages or 1)))
     return layouts
 
 
@@ -83,18 +87,21 @@ def main() -> int:
     parser.add_argument("--n", default="4096,16384")
     parser.add_argument("--json", default=os.path.join(os.environ.get("OUT", "."),
                                                        "backward-warps.json"))
-    parser.add_argument("--layouts", help="BMxBN/WMxWN,... timed for every head dim, "
+    parser.add_argument("--layouts", help="BMxBN/WMxWN[sS],... timed for every head dim, "
                                           "instead of LAYOUTS")
+    parser.add_argument("--arch", default="sm_80",
+                        help="the plans' target (sm_90: sm_80's instructions, Hopper's shared "
+                             "memory)")
     args = parser.parse_args()
     import torch
 
-    from tlc.runtime import load
+    from tlc.runtime import ArgumentError, load
     from tlc.templates import plan
 
     dims = [int(x) for x in args.dims.split(",")]
     layouts = {d: parse_layouts(args.layouts) for d in dims} if args.layouts else LAYOUTS
-    target = split_target()
-    jobs = [(options_of(d, causal, layout), None, target) for d in dims
+    target = split_target(args.arch)
+    jobs = [(options_of(d, causal, layout, args.arch), None, target) for d in dims
             for causal in (False, True) for layout in layouts[d]]
     prebuild(jobs)
     rows = []
@@ -116,11 +123,16 @@ def main() -> int:
                 current, note = tlc_runner(case, inputs, "sm_80", {})
                 entries = [("tlc as it stands", current, None, note)]
                 for layout in layouts[d]:
-                    kernel, report = edited_kernel(options_of(d, causal, layout), None,
-                                                   target)
+                    options = options_of(d, causal, layout, args.arch)
+                    try:
+                        kernel, report = edited_kernel(options, None, target)
+                    except ArgumentError as error:  # e.g. shared memory past the GPU's
+                        rows.append(dict(base, layout=name_of(layout), note=str(error)[:200]))
+                        print(json.dumps(rows[-1]), flush=True)
+                        continue
                     entries.append((name_of(layout), backward_run([kernel], inputs, saved,
                                                                   scale), report,
-                                    f"estimate {estimate(options_of(d, causal, layout))}"))
+                                    f"estimate {estimate(options)}"))
                 for name, run, report, note in entries:
                     row = dict(base, layout=name)
                     if report is not None:
@@ -142,7 +154,8 @@ def main() -> int:
     for r in rows:
         print(f"{r['d']:>3} {r['n']:>6} {str(r['causal']):6} {r['layout']:24} "
               f"{r.get('registers', ''):>4} {r.get('spills', ''):>5} {str(r.get('check', '')):6} "
-              f"{r['ms']:>8} {r['tflops']:>8} {r.get('of_flash', ''):>6} {r.get('note', '')[:30]}")
+              f"{r.get('ms', ''):>8} {r.get('tflops', ''):>8} {r.get('of_flash', ''):>6} "
+              f"{r.get('note', '')[:30]}")
     return 0
 
 

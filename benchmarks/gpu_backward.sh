@@ -3,7 +3,8 @@
 # built in parallel first), tlc.torch's autograd tests (tests/gpu/test_torch_backward_gpu.py and
 # test_torch_gpu.py), then benchmarks/backward.py (tlc against SDPA's backward kernels).
 # STEP=tests, STEP=torch or STEP=bench runs a part; QUICK=1 times a small grid (D = 64, N = 1k
-# and 4k); STEP=ablation runs benchmarks/backward_ablation.py, STEP=warps
+# and 4k), ARCH=sm_90 the grid's plans for sm_90; STEP=ablation runs
+# benchmarks/backward_ablation.py, STEP=warps
 # benchmarks/backward_warps.py (GEMM columns split over warps), STEP=order the backward's tile
 # order against (4, 1) first in the same run.
 # Logs and JSON go to $OUT (default ./out); the short tables are printed last.
@@ -67,8 +68,11 @@ PY
     grep -v '^{' "$OUT/$GPU-backward-order.log" | tail -40
 fi
 if [ "$STEP" = all ] || [ "$STEP" = bench ]; then
-    python3 benchmarks/backward.py ${QUICK:+--dims 64 --seqs 1024,4096} \
-        --json "$OUT/$GPU-backward.json" > "$OUT/$GPU-backward.log" 2>&1 || status=1
-    tail -40 "$OUT/$GPU-backward.log"
+    # ARCH=sm_90: the plans tlc.torch's backward takes on an H100 or H200 (sm_80's
+    # instructions, Hopper's shared memory), logged as $GPU-backward-sm90.*
+    tag=${ARCH:+-${ARCH//_/}}
+    python3 benchmarks/backward.py ${QUICK:+--dims 64 --seqs 1024,4096} ${ARCH:+--arch $ARCH} \
+        --json "$OUT/$GPU-backward$tag.json" > "$OUT/$GPU-backward$tag.log" 2>&1 || status=1
+    tail -40 "$OUT/$GPU-backward$tag.log"
 fi
 exit $status
