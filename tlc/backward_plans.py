@@ -11,12 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-# (BM, BN, WARPS, WARPS_N) tried in order: the first the checker accepts is the plan. 64 x 64
-# on warps (2, 2) beat (4, 1) by 1.6% (geometric mean over the 12 fp16 D = 64 grid cases, same
-# run: benchmarks/results/h100-backward-order.log), and D = 128 fits one kernel only as
-# 128 x 64 on (4, 2) (benchmarks/results/h100-backward-warps.log)
-TILES = ((64, 64, 2, 2), (64, 64, 4, 1), (128, 64, 4, 2), (64, 64, 4, 2), (32, 32, 2, 1))
+# (BM, BN, WARPS, WARPS_N) tried in order: the first the checker accepts is the plan. With P
+# packed before dP's GEMM, 128 x 128 on warps (4, 2) fits at D = 64 and ran 0.74-0.82 of SDPA
+# flash where 64 x 64 on (2, 2) ran 0.69-0.79; at D = 128, 32 x 128 on (2, 4) ran 0.61-0.70
+# where 128 x 64 on (4, 2) ran 0.59-0.63 (fp16, N 4k and 16k, same H100 run:
+# benchmarks/results/h100-backward-warps-d64-pearly.log, -d128-pearly.log). 64 x 64 on (2, 2)
+# beat (4, 1) by 1.6% (h100-backward-order.log) and stays ahead of 32 x 128 where 128 x 128
+# does not fit: only D <= 64 and D = 128 change their pick.
+TILES = ((128, 128, 4, 2), (64, 64, 2, 2), (64, 64, 4, 1), (32, 128, 2, 4), (128, 64, 4, 2),
+         (64, 64, 4, 2), (32, 32, 2, 1))
 TURING_TILES = ((32, 32, 2, 1),)
+# Hopper run as Ampere (sm_90, what tlc.torch's backward takes on an H100 or H200): its 227 KB
+# of shared memory a block hold 128 x 128's query tiles two stages deep (a fifth entry: the
+# stages), the next Q and dO loading under this tile's GEMMs where one block fills an SM:
+# 0.78-0.80 of SDPA flash where one stage ran 0.75-0.78 (fp16, D = 64, N 4k and 16k, same
+# H100 run: benchmarks/results/h100-backward-warps-stages.log). 32 x 128 two deep ran
+# 0.57-0.63 at D = 64, below 64 x 64, so the rest keep TILES' order.
+HOPPER_TILES = ((128, 128, 4, 2, 2),) + TILES
+TILES_OF = {"sm_75": TURING_TILES, "sm_90": HOPPER_TILES}
 
 HEADER = """\
 # The backward pass of {what} on {family} (FlashAttention-2's order): a block owns one
@@ -232,20 +244,22 @@ def render(o: BackwardOptions) -> str:
 def backward_plan(dtype: str, d: int, causal: bool = False, group: int = 1,
                   arch: str = "sm_80", tiles=None, **variant) -> str:
     """The first plan for the case that `tlc check` accepts for arch, over `tiles` (default
-    TILES, or TURING_TILES on sm_75); ValueError naming the case where none fits."""
+    the arch's in TILES_OF, else TILES); ValueError naming the case where none fits."""
     from tlc.api import check
 
     if arch == "sm_75" and dtype == "bf16":
         raise ValueError("Turing's tensor cores take fp16, not bf16: no sm_75 backward plan "
                          "for bf16")
     tried = []
-    for bm, bn, warps, warps_n in tiles or (TURING_TILES if arch == "sm_75" else TILES):
+    for bm, bn, warps, warps_n, *stages in tiles or TILES_OF.get(arch, TILES):
         options = BackwardOptions(dtype, d, causal, group, arch, bm, bn, warps,
-                                  warps_n=warps_n, **variant)
+                                  warps_n=warps_n, stages=stages[0] if stages else 1,
+                                  **variant)
         text = render(options)
         result = check(text, arch=arch)
         if result.ok:
             return text
         first = next(x for x in result.diagnostics if x.is_error)
-        tried.append(f"BM {bm}, BN {bn}, warps ({warps}, {warps_n}): {first.message}")
+        deep = f", stages {options.stages}" if options.stages > 1 else ""
+        tried.append(f"BM {bm}, BN {bn}, warps ({warps}, {warps_n}){deep}: {first.message}")
     raise ValueError(f"no backward plan fits {dtype} D={d} on {arch}: " + "; ".join(tried))

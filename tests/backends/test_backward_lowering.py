@@ -113,7 +113,8 @@ def test_d256_in_one_kernel_is_refused_with_the_registers_it_would_need():
     assert "param WARPS_N = 2" in backward_plan("fp16", 256, part="dkdv")
 
 
-@pytest.mark.parametrize("d, tiles", [(128, ("128", "64", "4", "2")),
+@pytest.mark.parametrize("d, tiles", [(64, ("128", "128", "4", "2")),
+                                      (128, ("32", "128", "2", "4")),
                                       (160, ("128", "64", "4", "2")),
                                       (192, ("64", "64", "4", "2")),
                                       (224, ("64", "64", "4", "2"))])
@@ -121,6 +122,22 @@ def test_wide_heads_fit_one_kernel_on_eight_warps(d, tiles):
     text = backward_plan("fp16", d)
     assert tuple(line.split("= ")[1] for line in text.splitlines()
                  if line.startswith(("param BM", "param BN", "param WARPS"))) == tiles
+
+
+def test_sm90_loads_the_next_query_tile_under_this_one_where_sm80_cannot(tmp_path):
+    """Hopper run as Ampere has the shared memory for 128 x 128's Q and dO two stages deep
+    (180224 B); sm_80's 166912 B a block hold one stage, so its plan keeps one."""
+    hopper, ampere = backward_plan("fp16", 64, arch="sm_90"), backward_plan("fp16", 64)
+    assert "param BM = 128\nparam BN = 128" in hopper and "stages 2" in hopper
+    assert "param BM = 128\nparam BN = 128" in ampere and "stages" not in ampere
+    two_deep = ampere.replace("with vector 8\n  Copy dO", "with vector 8, stages 2\n  Copy dO")
+    two_deep = two_deep.replace("with vector 8\n  Copy L", "with vector 8, stages 2\n  Copy L")
+    errors = [d for d in check(two_deep, arch="sm_80").diagnostics if d.is_error]
+    assert errors and "180224 B; sm_80 allows 166912 B" in errors[0].message
+    if find_nvcc() is not None:
+        kernel = check(hopper, arch="sm_90").lowered.main
+        report = build(kernel.source, "sm_90", cache_dir=tmp_path).function(kernel.name)
+        assert report.spill_stores == report.spill_loads == 0
 
 
 def test_hopper_is_told_there_is_no_backward_lowering_for_it():
