@@ -6,9 +6,10 @@
 # and 4k), ARCH=sm_90 the grid's plans for sm_90; STEP=ablation runs
 # benchmarks/backward_ablation.py, STEP=warps
 # benchmarks/backward_warps.py (GEMM columns split over warps), STEP=order the backward's tile
-# order against (4, 1) first in the same run; STEP=ab BEFORE=DIR times benchmarks/backward.py
-# (AB_ARGS, default tlc and SDPA flash, fp16, N 4k and 16k) with the tlc of DIR (a `git archive
-# <commit> tlc grammar passes backends` unpacked there), then with this tree's, same machine.
+# order against (4, 1) first in the same run; STEP=ab TREES="before=DIR ..." times
+# benchmarks/backward.py (AB_ARGS, default tlc and SDPA flash, fp16, N 4k and 16k) with the tlc
+# of each DIR (a `git archive <commit> tlc grammar passes backends` unpacked there), then with
+# this tree's ("after"), one after another on the same machine.
 # Logs and JSON go to $OUT (default ./out); the short tables are printed last.
 set -u
 OUT=${OUT:-out}
@@ -53,14 +54,15 @@ if [ "$STEP" = warps ]; then
 fi
 if [ "$STEP" = ab ]; then
     args=${AB_ARGS:---backends tlc,sdpa-flash --dtypes fp16 --seqs 4096,16384}
-    for side in before after; do
-        root=$([ $side = before ] && echo "${BEFORE:?STEP=ab needs BEFORE=DIR}" || pwd)
-        echo "# $side: tlc from $root ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader))" \
-            > "$OUT/$GPU-backward-ab-$side.log"
+    sides="${TREES:?STEP=ab needs TREES=\"name=DIR ...\"} after=$(pwd)"
+    for side in $sides; do
+        name=${side%%=*} root=${side#*=}
+        echo "# $name: tlc from $root ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader))" \
+            > "$OUT/$GPU-backward-ab-$name.log"
         PYTHONPATH="$root:${PYTHONPATH:-}" python3 benchmarks/backward.py $args \
-            --json "$OUT/$GPU-backward-ab-$side.json" >> "$OUT/$GPU-backward-ab-$side.log" 2>&1 || status=1
+            --json "$OUT/$GPU-backward-ab-$name.json" >> "$OUT/$GPU-backward-ab-$name.log" 2>&1 || status=1
     done
-    for side in before after; do echo "## $side"; grep -v '^{' "$OUT/$GPU-backward-ab-$side.log" | tail -14; done
+    for side in $sides; do echo "## ${side%%=*}"; grep -v '^{' "$OUT/$GPU-backward-ab-${side%%=*}.log" | tail -14; done
 fi
 if [ "$STEP" = order ]; then
     # the tile order in the same run: TILES as they stand, then with 64 x 64 on warps (4, 1)
