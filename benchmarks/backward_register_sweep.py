@@ -5,6 +5,8 @@ or not, plain, causal, softcap, a window, causal ALiBi, MHA and GQA 4:1, the thr
 ptxas (for sm_90 too with --sm90): 0 bytes of spills is the claim. CPU only; nvcc on PATH.
 
     python3 benchmarks/backward_register_sweep.py [--floor 215] [--sm90] [--json PATH]
+        [--backward-registers N]   (the estimate's backward term, BACKWARD_REGISTERS, set to N
+        for the sweep: N = 0 gives the estimate without it, to calibrate it by)
 
 Writes one JSON line per accepted plan (estimate, ptxas registers, spills) and prints a summary.
 """
@@ -72,14 +74,15 @@ def main() -> int:
                         help="build the plans whose estimate is at least this")
     parser.add_argument("--sm90", action="store_true", help="build the sm_80 plans for sm_90 too")
     parser.add_argument("--json", default="backward-register-sweep.jsonl")
+    parser.add_argument("--backward-registers", type=int, default=None)
     args = parser.parse_args()
     cases = list(grid())
     print(f"{len(cases)} plans drawn; checking, building those estimated at {args.floor}+ "
           f"on {os.cpu_count()} processes", file=sys.stderr)
     rows = []
     with multiprocessing.Pool() as pool, open(args.json, "w") as out:
-        for done, row in enumerate(pool.imap_unordered(
-                _measure_job, [(c, args.floor, args.sm90) for c in cases], chunksize=4)):
+        jobs = [(c, args.floor, args.sm90, args.backward_registers) for c in cases]
+        for done, row in enumerate(pool.imap_unordered(_measure_job, jobs, chunksize=4)):
             if row:
                 rows.append(row)
                 out.write(json.dumps(row) + "\n")
@@ -96,7 +99,12 @@ def main() -> int:
 
 
 def _measure_job(job):
-    return measure(*job)
+    *arguments, backward_registers = job
+    if backward_registers is not None:  # set in the worker, whatever way the pool starts it
+        from tlc.backends import resources
+
+        resources.BACKWARD_REGISTERS = backward_registers
+    return measure(*arguments)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 # benchmarks/results/h100-backward-warps-d64-pearly.log, -d128-pearly.log). 64 x 64 on (2, 2)
 # beat (4, 1) by 1.6% (h100-backward-order.log) and stays ahead of 32 x 128 where 128 x 128
 # does not fit: only D <= 64 and D = 128 change their pick.
-TILES = ((128, 128, 4, 2), (64, 64, 2, 2), (64, 64, 4, 1), (32, 128, 2, 4), (128, 64, 4, 2),
-         (64, 64, 4, 2), (32, 32, 2, 1))
+TILES = ((128, 128, 4, 2), (64, 128, 2, 4), (64, 64, 2, 2), (64, 64, 4, 1), (32, 128, 2, 4),
+         (128, 64, 4, 2), (64, 64, 4, 2), (32, 32, 2, 1))
 TURING_TILES = ((32, 32, 2, 1),)
 # Hopper run as Ampere (sm_90, what tlc.torch's backward takes on an H100 or H200): its 227 KB
 # of shared memory a block hold 128 x 128's query tiles two stages deep (a fifth entry: the
