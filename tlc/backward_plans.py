@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 # (BM, BN, WARPS, WARPS_N) tried in order: the first the checker accepts is the plan. With P
 # packed before dP's GEMM, 128 x 128 on warps (4, 2) fits at D = 64 and ran 0.74-0.82 of SDPA
-# flash where 64 x 64 on (2, 2) ran 0.69-0.79; at D = 128, 32 x 128 on (2, 4) ran 0.61-0.70
-# where 128 x 64 on (4, 2) ran 0.59-0.63 (fp16, N 4k and 16k, same H100 run:
-# benchmarks/results/h100-backward-warps-d64-pearly.log, -d128-pearly.log). 64 x 64 on (2, 2)
-# beat (4, 1) by 1.6% (h100-backward-order.log) and stays ahead of 32 x 128 where 128 x 128
-# does not fit: only D <= 64 and D = 128 change their pick.
-TILES = ((128, 128, 4, 2), (64, 64, 2, 2), (64, 64, 4, 1), (32, 128, 2, 4), (128, 64, 4, 2),
-         (64, 64, 4, 2), (32, 32, 2, 1))
+# flash where 64 x 64 on (2, 2) ran 0.69-0.79 (fp16, N 4k and 16k, same H100 run:
+# benchmarks/results/h100-backward-warps-d64-pearly.log). At D = 128, 64 x 128 on (2, 4) fits
+# since Exp's element work shrank (BACKWARD_REGISTERS 10) and ran 0.69-0.85 where 32 x 128 on
+# (2, 4) had run 0.61-0.69 with the lowering before (fp16, N 4k and 16k, same H100 run:
+# h100-backward-ab-{before,after}.log). 64 x 64 on (2, 2) beat (4, 1) by 1.6%
+# (h100-backward-order.log) and stays ahead of 32 x 128 where neither fits.
+TILES = ((128, 128, 4, 2), (64, 128, 2, 4), (64, 64, 2, 2), (64, 64, 4, 1), (32, 128, 2, 4),
+         (128, 64, 4, 2), (64, 64, 4, 2), (32, 32, 2, 1))
 TURING_TILES = ((32, 32, 2, 1),)
 # Hopper run as Ampere (sm_90, what tlc.torch's backward takes on an H100 or H200): its 227 KB
 # of shared memory a block hold 128 x 128's query tiles two stages deep (a fifth entry: the

@@ -42,6 +42,8 @@ class KernelEmitter(CodeWriter):
         self.turns: dict[int, tuple[list[str], list[str]]] = {}
         # the softmax leaves its output's rescale for later (an MMA into it is in flight)
         self.deferred_rescale = False
+        # Multiplies of scores that the Exp after them applies (scores.ScaleFold)
+        self.scale_folds = scores.scale_folds(self)
 
     def expr(self, e: ir.Expr, rename: dict | None = None) -> str:
         return c_expr(e, rename)

@@ -3,12 +3,14 @@ normalised store of the output, written against the fragment layout of the targe
 instruction set (which element of an accumulator a thread holds, its row and column)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tlc import ir
 from tlc.backends.emit.tiles import register_tile_address, shared_tile_address, vector_address
 from tlc.backends.isa.mma_sync import PACK, fragment_element
 from tlc.backends.schedule import C_TYPES
 from tlc.backends.target import Unsupported
-from tlc.passes.facts import global_load
+from tlc.passes.facts import global_load, register_reads, register_writes
 
 LOG2E = 1.4426950408889634
 RESCALE_LOG2 = 8  # how far (in powers of 2) a row's kept maximum may trail its true one
@@ -55,6 +57,12 @@ def multiply(em, op: ir.Multiply) -> None:
         raise Unsupported(op, "Multiply of a tile by a scalar, in place, only",
                           help=f"write `and get new {op.a.name}`"
                           if isinstance(op.a, ir.Ref) else "")
+    fold = em.scale_folds.get(id(op))
+    if fold is not None:
+        where = "below" if isinstance(fold.into, ir.Exp) else "above"
+        em.line(f"// Compute Multiply {op.a.name} by a scalar: in the FFMA of the "
+                f"{type(fold.into).__name__} {where}")
+        return
     em.line(f"// Compute Multiply {op.a.name} by a scalar")
     _each_score(em, op.a.name, f"x *= (float)({em.expr(factor)}); (void)tlc_row; (void)tlc_col;")
 
@@ -103,28 +111,142 @@ def subtract(em, op: ir.Subtract) -> None:
         term = f"(float)({em.expr(ir.Sym(b.name, ir.SymKind.SCALAR))})"
     else:
         term = f"(float)({em.expr(b)})"
+    fold = em.scale_folds.get(id(op))
+    scaled = "" if fold is None else f", times {em.expr(fold.factor)} (a Multiply below)"
     em.line(f"// Compute Subtract {op.a.name}, {em.expr(b) if not isinstance(b, ir.Ref) else b.name}"
-            f" and get {op.out}")
-    _each_score(em, op.out, f"{_from(em, op, op.a.name)}x -= {term}; (void)tlc_row; "
-                            "(void)tlc_col;")
+            f" and get {op.out}{scaled}")
+    if fold is None:
+        rule = f"x -= {term};"
+    else:
+        factor = f"(float)({em.expr(fold.factor)})"
+        rule = f"x = fmaf(x, {factor}, -{term} * {factor});"
+    _each_score(em, op.out, f"{_from(em, op, op.a.name)}{rule} (void)tlc_row; (void)tlc_col;")
+
+
+@dataclass(frozen=True)
+class ScaleFold:
+    """A tile's multiply by a scalar done by an FFMA the kernel issues anyway, one instruction
+    an element fewer:
+    - scores read only by the Exp after them (the backward's `Multiply S, scale` then
+      `Exp S, L`): the Exp's exp2(s * scale * log2 e - L * log2 e). The Masks between the two
+      zero the probabilities once the Exp has written them, where they would hide the scores
+      before it: the same, as exp(-inf - L) is 0, whatever the scalar's sign;
+    - a product of tiles, one of them a Subtract's by a row vector or scalar that nothing else
+      reads (the backward's dS = P * (dP - Delta), then `Multiply dS, scale`): the Subtract's
+      dP * scale - Delta * scale, as P * (dP - Delta) * scale is P * (dP * scale - Delta * scale).
+    """
+    factor: ir.Expr
+    into: object  # the statement that applies the factor: an Exp or a Subtract
+    masks: tuple[ir.Mask, ...] = ()
+
+
+def scale_folds(em) -> dict[int, ScaleFold]:
+    """id of each statement a fold covers (its Multiply, the statement that applies the
+    factor, the Masks between) -> the fold."""
+    folds: dict[int, ScaleFold] = {}
+    statements = list(ir.walk(em.kernel.body))
+
+    def read_elsewhere(name: str, covered: set[int]) -> bool:
+        return any(name in register_reads(other) for other in statements
+                   if id(other) not in covered)
+
+    for body in [em.kernel.body] + [op.body for op in statements if isinstance(op, ir.Loop)]:
+        for position, op in enumerate(body):
+            factor = _scalar_factor(em, op)
+            if factor is None:
+                continue
+            fold = _into_exp(op, factor, body[position + 1:], read_elsewhere) or \
+                _into_subtract(em, op, factor, body[:position], read_elsewhere)
+            if fold is not None:
+                covered = (op, fold.into) + fold.masks
+                folds.update(dict.fromkeys(map(id, covered), fold))
+    return folds
+
+
+def _into_exp(op, factor, after, read_elsewhere) -> ScaleFold | None:
+    scores, after = op.out, list(after)
+    masks = []
+    while after and isinstance(after[0], ir.Mask) and after[0].target == scores:
+        masks.append(after.pop(0))
+    if not after or not isinstance(after[0], ir.Exp) or after[0].target != scores:
+        return None
+    exp = after[0]
+    if exp.out != scores and read_elsewhere(scores, {id(op), id(exp), *map(id, masks)}):
+        return None  # the scaled scores are read again: they stay in registers
+    return ScaleFold(factor, exp, tuple(masks))
+
+
+def _into_subtract(em, op, factor, before, read_elsewhere) -> ScaleFold | None:
+    tile = op.out
+    writers = [i for i, other in enumerate(before) if tile in register_writes(other)]
+    if not writers:
+        return None
+    product = before[writers[-1]]
+    if not isinstance(product, ir.Multiply) or not all(
+            isinstance(r, ir.Ref) and em.schedule.in_registers(r.name)
+            for r in (product.a, product.b)):
+        return None
+    if any(tile in register_reads(other) for other in before[writers[-1] + 1:]):
+        return None  # something reads the product before it is scaled
+    for operand in (product.a.name, product.b.name):
+        sources = [other for other in before[:writers[-1]] if operand in register_writes(other)]
+        source = sources[-1] if sources else None
+        if isinstance(source, ir.Subtract) and source.out == operand and not (
+                isinstance(source.b, ir.Ref) and em.schedule.in_registers(source.b.name)) \
+                and not read_elsewhere(operand, {id(source), id(product)}):
+            return ScaleFold(factor, source)
+    return None
+
+
+def _scalar_factor(em, op) -> ir.Expr | None:
+    """The scalar an in-place Multiply of a register tile applies, or None."""
+    if not isinstance(op, ir.Multiply) or not isinstance(op.a, ir.Ref) or op.out != op.a.name \
+            or not em.schedule.in_registers(op.a.name):
+        return None
+    factor = op.b
+    if isinstance(factor, ir.Ref):
+        tensor = em.kernel.tensor(factor.name)
+        if em.schedule.in_registers(factor.name) or tensor is None or tensor.shape:
+            return None
+        return ir.Sym(factor.name, ir.SymKind.SCALAR)
+    return factor
 
 
 def exp(em, op: ir.Exp) -> None:
     """out = exp(scores - vector[row]), the probabilities of a softmax whose row
     log-sum-exp is the vector: 0 for a hidden score, a key past the end, a query row past the
-    end and a row whose log-sum-exp is -inf (it saw no key)."""
+    end and a row whose log-sum-exp is -inf (it saw no key). An element takes one FFMA and
+    one exp2: each row's term (vector[row] * log2 e, or +inf for a row that takes none) is
+    worked out once, and only a key tile that crosses the end of the keys tests columns."""
     if f"{op.vector}_row" not in em.declared:
         raise Unsupported(op, f"Exp {op.target}, {op.vector}: the per-row vector is copied "
                           "into registers first",
                           help=f"add `Copy {op.vector} (...) in coordinate [...] from global to "
                                "register` before this line")
     q0, nq, k0, nk = _score_origin(em, op.target)
+    tiles, layout = _tiles(em, op.out), em.layout
+    fold = em.scale_folds.get(id(op))
     em.block(f"// Compute Exp {op.target}, {op.vector} and get {op.out}")
     em.line(f"const int tlc_keys_left = {nk} - ({k0}), tlc_queries_left = {nq} - ({q0});")
-    _each_score(em, op.out, f"const float tlc_l = {op.vector}_row[i][e / 2]; "
-                            f"{_from(em, op, op.target)}x = tlc_col < tlc_keys_left && tlc_row < "
-                            "tlc_queries_left && tlc_l != -INFINITY ? "
-                            f"tlc::exp2_approx((x - tlc_l) * {LOG2E}f) : 0.f;")
+    factor = f"{LOG2E}f" if fold is None else f"(float)({em.expr(fold.factor)}) * {LOG2E}f"
+    em.line(f"const float tlc_log2_factor = {factor};")
+    em.line(f"{layout.row_state('tlc_row_term', tiles)};")
+    em.open(layout.each_row(tiles))
+    em.line(f"const int tlc_row = {layout.row_of_half(tiles)};")
+    em.line(f"const float tlc_l = {op.vector}_row[i][h];")
+    em.line(f"tlc_row_term[i][h] = tlc_row < tlc_queries_left && tlc_l != -INFINITY ? "
+            f"tlc_l * {LOG2E}f : INFINITY;")
+    em.close()
+    value = (f"tlc::exp2_approx(fmaf({op.target}_acc[i][j][e], tlc_log2_factor, "
+             "-tlc_row_term[i][e / 2]))")
+    em.open(f"if (tlc_keys_left >= {tiles.cols})")  # every key of the tile is a key
+    em.line(f"{layout.each_element(tiles)} {op.out}_acc[i][j][e] = {value};")
+    em.close()
+    em.open("else")
+    _each_score(em, op.out, f"x = tlc_col < tlc_keys_left ? {value} : 0.f; (void)tlc_row;")
+    em.close()
+    for hidden in fold.masks if fold else ():
+        _hide(em, hidden, op.out, "0.f")
     em.close()
 
 
@@ -190,14 +312,19 @@ def register_add_to_global(em, op: ir.Copy) -> None:
     em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
     column = em.layout.pair_col(tiles)
     columns = f" && {column} < {at.cols_left}" if at.cols_left else ""
-    em.open(em.layout.each_row(tiles))
-    em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
     first, second = em.layout.half_elements(f"{op.name}_acc")
-    em.open(f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {stored}; ++j)")
-    em.line(f"float* tlc_at = tlc_dst + (long long)tlc_row * {at.row_stride} + {column};")
-    em.line(f"if (true{columns}) tlc::add_pair(tlc_at, {first}, {second});")
-    em.close()
-    em.close()
+    # the loops twice, so that neither tests the pairs' alignment (a constant in each)
+    for aligned in ("true", "false"):
+        em.open(f"if (tlc::pair_reductions(tlc_dst, {at.row_stride}))" if aligned == "true"
+                else "else")
+        em.open(em.layout.each_row(tiles))
+        em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
+        em.open(f"if (tlc_row < tlc_rows_left) for (int j = 0; j < {stored}; ++j)")
+        em.line(f"float* tlc_at = tlc_dst + (long long)tlc_row * {at.row_stride} + {column};")
+        em.line(f"if (true{columns}) tlc::add_pair(tlc_at, {first}, {second}, {aligned});")
+        em.close()
+        em.close()
+        em.close()
     em.close()
 
 
@@ -217,6 +344,15 @@ def _score_origin(em, name: str) -> tuple[str, str, str, str]:
 
 
 def mask(em, op: ir.Mask) -> None:
+    if id(op) in em.scale_folds:
+        em.line(f"// Compute Mask {op.target}: on the probabilities, after the Exp below")
+        return
+    _hide(em, op, op.target, "-INFINITY")
+
+
+def _hide(em, op: ir.Mask, tile: str, hidden: str) -> None:
+    """Set the elements of `tile` (laid out as op.target's scores) that `op` hides to
+    `hidden`: -inf in the scores, or 0 in the probabilities an Exp made of them."""
     q0, nq, k0, nk = _score_origin(em, op.target)
     tiles = _tiles(em, op.target)
     rows, keys = tiles.rows, tiles.cols
@@ -232,10 +368,11 @@ def mask(em, op: ir.Mask) -> None:
         left, right = (em.expr(w) for w in op.window)
         tests += [f"tlc_key < {diagonal} - ({left})", f"tlc_key > {diagonal} + ({right})"]
         needed += [f"({k0}) < {last} - ({left})", f"({k0}) + {keys - 1} > {first} + ({right})"]
-    em.line(f"// Compute Mask {op.target}, on the tiles that cross a boundary")
+    where = "" if tile == op.target else f" (on {tile})"
+    em.line(f"// Compute Mask {op.target}{where}, on the tiles that cross a boundary")
     em.open(f"if ({' || '.join(needed)})")
-    _each_score(em, op.target, f"const int tlc_key = ({k0}) + tlc_col; "
-                               f"if ({' || '.join(tests)}) x = -INFINITY;")
+    _each_score(em, tile, f"const int tlc_key = ({k0}) + tlc_col; "
+                          f"if ({' || '.join(tests)}) x = {hidden};")
     em.close()
 
 

@@ -39,14 +39,15 @@ __device__ __forceinline__ float unpack_bf162(uint32_t pair, bool second) {
 
 // Adds two neighbouring fp32 values into global memory (a tile other blocks add into too, as
 // the backward's dQ): one 8-byte reduction where the GPU has it (red.global.add.v2.f32, sm_90
-// and newer [PTX ISA, red: vector types]) and the pair is 8-byte aligned, else two atomic
-// adds. On the H200 the vector form made the D = 64 backward 1.4-1.45x faster: its time goes
-// to these reductions (benchmarks/results/h200-backward-ablation.log). Four columns by one
-// 16-byte reduction, neighbouring lanes swapping halves first, was 5-7 % slower there in a
-// trial without the mask and the same causal: the shuffles cost what the requests saved gain.
-__device__ __forceinline__ void add_pair(float* at, float first, float second) {
+// and newer [PTX ISA, red: vector types]) and the caller found the pairs 8-byte aligned
+// (pair_reductions), else two atomic adds. On the H200 the vector form made the D = 64
+// backward 1.4-1.45x faster: its time goes to these reductions
+// (benchmarks/results/h200-backward-ablation.log). Four columns by one 16-byte reduction,
+// neighbouring lanes swapping halves first, was 5-7 % slower there in a trial without the mask
+// and the same causal: the shuffles cost what the requests saved gain.
+__device__ __forceinline__ void add_pair(float* at, float first, float second, bool aligned) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if ((reinterpret_cast<uintptr_t>(at) & 7) == 0) {
+    if (aligned) {
         asm volatile("red.global.add.v2.f32 [%0], {%1, %2};"
                      :: "l"(__cvta_generic_to_global(at)), "f"(first), "f"(second) : "memory");
         return;
@@ -54,6 +55,18 @@ __device__ __forceinline__ void add_pair(float* at, float first, float second) {
 #endif
     atomicAdd(at, first);
     atomicAdd(at + 1, second);
+}
+
+// Whether add_pair may take its 8-byte reduction at every base + row * row_stride + an even
+// column: asked once for a tile, so the reductions carry no test of their own (one per pair
+// was a branch and a convergence barrier each). False where the GPU has no vector reduction.
+__device__ __forceinline__ bool pair_reductions(const float* base, long long row_stride) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    return (reinterpret_cast<uintptr_t>(base) & 7) == 0 && (row_stride & 1) == 0;
+#else
+    (void)base, (void)row_stride;
+    return false;
+#endif
 }
 
 // 2^x in one SFU instruction; softmax uses exp2 with log2(e) folded into the scale.

@@ -150,21 +150,27 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
                 #undef TLC_A
             }
         }
-        // Compute Multiply S by a scalar
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-            float& x = S_acc[i][j][e];
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = j * 8 + tlc_pair + (e % 2);
-            x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
-        }
+        // Compute Multiply S by a scalar: in the FFMA of the Exp below
         // Compute Exp S, L and get P
         {
             const int tlc_keys_left = p_Nk - ((p_n) * 32), tlc_queries_left = p_Nq - (((p_t % tlc::cdiv(p_Nq, p_BM))) * 32);
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-                float& x = P_acc[i][j][e];
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-                const int tlc_col = j * 8 + tlc_pair + (e % 2);
-                const float tlc_l = L_row[i][e / 2]; x = S_acc[i][j][e]; x = tlc_col < tlc_keys_left && tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc::exp2_approx((x - tlc_l) * 1.4426950408889634f) : 0.f;
+            const float tlc_log2_factor = (float)(p_scale) * 1.4426950408889634f;
+            float tlc_row_term[1][2];
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+                const float tlc_l = L_row[i][h];
+                tlc_row_term[i][h] = tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc_l * 1.4426950408889634f : INFINITY;
+            }
+            if (tlc_keys_left >= 32) {
+                _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) P_acc[i][j][e] = tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2]));
+            }
+            else {
+                _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                    float& x = P_acc[i][j][e];
+                    const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
+                    const int tlc_col = j * 8 + tlc_pair + (e % 2);
+                    x = tlc_col < tlc_keys_left ? tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2])) : 0.f; (void)tlc_row;
+                }
             }
         }
         // Reshape P: accumulator pairs of n-tiles become A fragments
@@ -203,12 +209,12 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
                 #undef TLC_A
             }
         }
-        // Compute Subtract dP, Delta and get dP
+        // Compute Subtract dP, Delta and get dP, times p_scale (a Multiply below)
         _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
             float& x = dP_acc[i][j][e];
             const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
             const int tlc_col = j * 8 + tlc_pair + (e % 2);
-            x -= Delta_row[i][e / 2]; (void)tlc_row; (void)tlc_col;
+            x = fmaf(x, (float)(p_scale), -Delta_row[i][e / 2] * (float)(p_scale)); (void)tlc_row; (void)tlc_col;
         }
         // Compute Multiply P, dP and get dS
         _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
@@ -217,13 +223,7 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
             const int tlc_col = j * 8 + tlc_pair + (e % 2);
             x = tlc::unpack_half2(P_frag[i][j / 2][(j % 2) * 2 + e / 2], e % 2) * dP_acc[i][j][e]; (void)tlc_row; (void)tlc_col;
         }
-        // Compute Multiply dS by a scalar
-        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-            float& x = dS_acc[i][j][e];
-            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = j * 8 + tlc_pair + (e % 2);
-            x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
-        }
+        // Compute Multiply dS by a scalar: in the FFMA of the Subtract above
         // Reshape dS: accumulator pairs of n-tiles become A fragments
         uint32_t dS_frag[1][2][4];
         _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
@@ -307,11 +307,22 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
         {
             float* tlc_dst = dQ_g + (long long)(((p_t % tlc::cdiv(p_Nq, p_BM))) * 32) * dQ_stride2 + (long long)(((p_h * p_GROUP) + (p_t / tlc::cdiv(p_Nq, p_BM)))) * dQ_stride1 + (long long)(p_b) * dQ_stride0;
             const int tlc_rows_left = p_Nq - ((p_t % tlc::cdiv(p_Nq, p_BM))) * 32;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
-                if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 8; ++j) {
-                    float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + j * 8 + tlc_pair;
-                    if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1]);
+            if (tlc::pair_reductions(tlc_dst, dQ_stride2)) {
+                _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                    const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+                    if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 8; ++j) {
+                        float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + j * 8 + tlc_pair;
+                        if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1], true);
+                    }
+                }
+            }
+            else {
+                _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                    const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+                    if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 8; ++j) {
+                        float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + j * 8 + tlc_pair;
+                        if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1], false);
+                    }
                 }
             }
         }

@@ -136,30 +136,37 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                 #undef TLC_A
             }
         }
-        // Compute Multiply S by a scalar
-        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-            float& x = S_acc[i][j][e];
-            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
-            x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
-        }
-        // Compute Mask S, on the tiles that cross a boundary
-        if (((p_n) * 64) + 63 > ((((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) + p_Nk - p_Nq)) {
-            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-                float& x = S_acc[i][j][e];
-                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
-                const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
-                const int tlc_key = ((p_n) * 64) + tlc_col; if (tlc_key > ((((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) + tlc_row + p_Nk - p_Nq)) x = -INFINITY;
-            }
-        }
+        // Compute Multiply S by a scalar: in the FFMA of the Exp below
+        // Compute Mask S: on the probabilities, after the Exp below
         // Compute Exp S, L and get P
         {
             const int tlc_keys_left = p_Nk - ((p_n) * 64), tlc_queries_left = p_Nq - (((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64);
-            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-                float& x = P_acc[i][j][e];
-                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
-                const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
-                const float tlc_l = L_row[i][e / 2]; x = S_acc[i][j][e]; x = tlc_col < tlc_keys_left && tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc::exp2_approx((x - tlc_l) * 1.4426950408889634f) : 0.f;
+            const float tlc_log2_factor = (float)(p_scale) * 1.4426950408889634f;
+            float tlc_row_term[2][2];
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+                const float tlc_l = L_row[i][h];
+                tlc_row_term[i][h] = tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc_l * 1.4426950408889634f : INFINITY;
+            }
+            if (tlc_keys_left >= 64) {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) P_acc[i][j][e] = tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2]));
+            }
+            else {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                    float& x = P_acc[i][j][e];
+                    const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+                    const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
+                    x = tlc_col < tlc_keys_left ? tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2])) : 0.f; (void)tlc_row;
+                }
+            }
+            // Compute Mask S (on P), on the tiles that cross a boundary
+            if (((p_n) * 64) + 63 > ((((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) + p_Nk - p_Nq)) {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
+                    float& x = P_acc[i][j][e];
+                    const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
+                    const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
+                    const int tlc_key = ((p_n) * 64) + tlc_col; if (tlc_key > ((((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) + tlc_row + p_Nk - p_Nq)) x = 0.f;
+                }
             }
         }
         // Reshape P: accumulator pairs of n-tiles become A fragments
@@ -198,12 +205,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                 #undef TLC_A
             }
         }
-        // Compute Subtract dP, Delta and get dP
+        // Compute Subtract dP, Delta and get dP, times p_scale (a Multiply below)
         _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
             float& x = dP_acc[i][j][e];
             const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
             const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
-            x -= Delta_row[i][e / 2]; (void)tlc_row; (void)tlc_col;
+            x = fmaf(x, (float)(p_scale), -Delta_row[i][e / 2] * (float)(p_scale)); (void)tlc_row; (void)tlc_col;
         }
         // Compute Multiply P, dP and get dS
         _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
@@ -212,13 +219,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
             const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
             x = tlc::unpack_bf162(P_frag[i][j / 2][(j % 2) * 2 + e / 2], e % 2) * dP_acc[i][j][e]; (void)tlc_row; (void)tlc_col;
         }
-        // Compute Multiply dS by a scalar
-        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
-            float& x = dS_acc[i][j][e];
-            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
-            const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
-            x *= (float)(p_scale); (void)tlc_row; (void)tlc_col;
-        }
+        // Compute Multiply dS by a scalar: in the FFMA of the Subtract above
         // Reshape dS: accumulator pairs of n-tiles become A fragments
         uint32_t dS_frag[2][2][4];
         _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int kk = 0; kk < 2; ++kk) {
@@ -302,11 +303,22 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         {
             float* tlc_dst = dQ_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * dQ_stride2 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * dQ_stride1 + (long long)(p_b) * dQ_stride0;
             const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
-            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
-                if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 4; ++j) {
-                    float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + (tlc_warp % 2) * 32 + j * 8 + tlc_pair;
-                    if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1]);
+            if (tlc::pair_reductions(tlc_dst, dQ_stride2)) {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                    const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+                    if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 4; ++j) {
+                        float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + (tlc_warp % 2) * 32 + j * 8 + tlc_pair;
+                        if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1], true);
+                    }
+                }
+            }
+            else {
+                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                    const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+                    if (tlc_row < tlc_rows_left) _Pragma("unroll") for (int j = 0; j < 4; ++j) {
+                        float* tlc_at = tlc_dst + (long long)tlc_row * dQ_stride2 + (tlc_warp % 2) * 32 + j * 8 + tlc_pair;
+                        if (true) tlc::add_pair(tlc_at, dQ_acc[i][j][2 * h], dQ_acc[i][j][2 * h + 1], false);
+                    }
                 }
             }
         }
