@@ -45,14 +45,11 @@ def _stored_tiles(em, name: str) -> int:
 
 
 def multiply(em, op: ir.Multiply) -> None:
-    factor = op.b
-    if isinstance(factor, ir.Ref) and em.schedule.in_registers(factor.name):
+    if isinstance(op.b, ir.Ref) and em.schedule.in_registers(op.b.name):
         return _tile_by_tile(em, op, "*")
-    if isinstance(factor, ir.Ref):  # a scalar argument is named like a tensor
-        tensor = em.kernel.tensor(factor.name)
-        if tensor is None or tensor.shape:
-            raise Unsupported(op, "Multiply by a tile")
-        factor = ir.Sym(factor.name, ir.SymKind.SCALAR)
+    factor = _scalar(em, op.b)
+    if factor is None:
+        raise Unsupported(op, "Multiply by a tile")
     if not isinstance(op.a, ir.Ref) or op.out != op.a.name:
         raise Unsupported(op, "Multiply of a tile by a scalar, in place, only",
                           help=f"write `and get new {op.a.name}`"
@@ -203,13 +200,18 @@ def _scalar_factor(em, op) -> ir.Expr | None:
     if not isinstance(op, ir.Multiply) or not isinstance(op.a, ir.Ref) or op.out != op.a.name \
             or not em.schedule.in_registers(op.a.name):
         return None
-    factor = op.b
-    if isinstance(factor, ir.Ref):
-        tensor = em.kernel.tensor(factor.name)
-        if em.schedule.in_registers(factor.name) or tensor is None or tensor.shape:
-            return None
-        return ir.Sym(factor.name, ir.SymKind.SCALAR)
-    return factor
+    return _scalar(em, op.b)
+
+
+def _scalar(em, factor) -> ir.Expr | None:
+    """A Multiply's factor as a scalar expression (a scalar argument is named like a tensor),
+    or None where it is a tile."""
+    if not isinstance(factor, ir.Ref):
+        return factor
+    tensor = em.kernel.tensor(factor.name)
+    if em.schedule.in_registers(factor.name) or tensor is None or tensor.shape:
+        return None
+    return ir.Sym(factor.name, ir.SymKind.SCALAR)
 
 
 def exp(em, op: ir.Exp) -> None:
