@@ -4,7 +4,8 @@
 # test_torch_gpu.py), then benchmarks/backward.py (tlc against SDPA's backward kernels).
 # STEP=tests, STEP=torch or STEP=bench runs a part; QUICK=1 times a small grid (D = 64, N = 1k
 # and 4k), ARCH=sm_90 the grid's plans for sm_90; STEP=ablation runs
-# benchmarks/backward_ablation.py, STEP=warps
+# benchmarks/backward_ablation.py, STEP=profile Nsight Compute on one call of tlc and SDPA
+# flash (benchmarks/profile_backward.py), STEP=warps
 # benchmarks/backward_warps.py (GEMM columns split over warps), STEP=order the backward's tile
 # order against (4, 1) first in the same run; STEP=ab TREES="before=DIR ..." times
 # benchmarks/backward.py (AB_ARGS, default tlc and SDPA flash, fp16, N 4k and 16k) with the tlc
@@ -81,6 +82,19 @@ runpy.run_path("benchmarks/backward.py", run_name="__main__")  # exits with its 
 PY
     done
     grep -v '^{' "$OUT/$GPU-backward-order.log" | tail -40
+fi
+if [ "$STEP" = profile ]; then
+    # Nsight Compute on one backward call of tlc and of SDPA flash (PROFILE_ARGS for
+    # benchmarks/profile_backward.py): the kernels' details page, then tlc's per-instruction
+    # stall samples (SASS) as CSV
+    rep="$OUT/$GPU-backward-profile"
+    ncu --clock-control none --set full --import-source no -k regex:bwd -f -o "$rep" \
+        python3 benchmarks/profile_backward.py ${PROFILE_ARGS:-} > "$rep.ncu.log" 2>&1 || status=1
+    ncu -i "$rep.ncu-rep" --page details > "$rep.txt" 2>&1 || status=1
+    ncu -i "$rep.ncu-rep" --page source --csv --print-source sass -k regex:mha_bwd \
+        > "$rep-sass.csv" 2>&1 || true
+    tail -5 "$rep.ncu.log"
+    grep -E "^  [a-z_]+.*\(|Duration|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|L2 Hit|Stall" "$rep.txt" | head -120
 fi
 if [ "$STEP" = all ] || [ "$STEP" = bench ]; then
     # ARCH=sm_90: the plans tlc.torch's backward takes on an H100 or H200 (sm_80's
