@@ -55,8 +55,10 @@ OVERHEAD_REGISTERS = 56
 # split over warps or not) built the 324 plans estimated at 225-255 without it (of the 1760
 # at 255 or less) with 0 spills, for sm_80 or sm_75 and the sm_80 ones for sm_90 too; ptxas
 # took up to 22 registers past that estimate on sm_80 and 26 on sm_90 (causal ALiBi,
-# 128 x 128 on (4, 2)), all within 255. 10 keeps a margin for what the sweep does not draw
-# (D past 128, bf16).
+# 128 x 128 on (4, 2)), all within 255. With L and Delta loaded an iteration ahead (live
+# across the loop, which this model does not count) the same sweep built them with 0
+# spills again, ptxas at most 26 past on both (ptxas-backward-register-sweep-prefetch.log).
+# 10 keeps a margin for what the sweep does not draw (D past 128, bf16).
 # tests/backends/test_backward_lowering.py keeps checking.
 BACKWARD_REGISTERS = 10
 SOFTMAX_STATE_PER_ROW = 3  # running max, running sum, rescale factor

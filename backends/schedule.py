@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tlc import ir
 from tlc.backends.target import Target, Unsupported
-from tlc.passes.facts import Facts
+from tlc.passes.facts import Facts, register_reads, register_writes
 from tlc.passes.gemm_orientation import gemm_operands
 
 C_TYPES = {ir.DType.FP16: "__half", ir.DType.BF16: "__nv_bfloat16", ir.DType.FP32: "float",
@@ -363,6 +363,40 @@ def staged_copies(loop: ir.Loop) -> list[ir.Copy]:
     """The copies from global to shared memory a loop's own body issues."""
     return [op for op in loop.body if isinstance(op, ir.Copy) and op.src is ir.Level.GLOBAL
             and op.dst is ir.Level.SHARED]
+
+
+def prefetched_vectors(kernel: ir.Kernel) -> dict:
+    """Per-row vectors (a backward's L and Delta) that a loop loads from global memory into
+    registers an iteration ahead: id of the Copy -> the statement of the loop's body after
+    which the next iteration's rows load (its last reader). The first iteration's load stays
+    where the Copy is; later ones are issued a whole iteration before their reader needs
+    them, so their memory latency hides under the GEMMs between (the backward's Exp waits on
+    L otherwise, one S GEMM after the load). A vector qualifies where the loop's body copies
+    it at its top level, its rows move with the loop variable, nothing else in the loop
+    writes it, and every reader comes after the Copy."""
+    chosen = {}
+    for loop in (op for op in ir.walk(kernel.body) if isinstance(op, ir.Loop)):
+        if loop.splits is not None:
+            continue
+        for at, copy in enumerate(loop.body):
+            if not (isinstance(copy, ir.Copy) and (copy.src, copy.dst) == (
+                    ir.Level.GLOBAL, ir.Level.REGISTER)):
+                continue
+            moves = any(s.name == loop.var for _, e in copy.coord for s in ir.symbols(e))
+            readers = [i for i, op in enumerate(loop.body)
+                       if any(copy.name in register_reads(x) for x in _within(op))]
+            written = any(copy.name in register_writes(x) for op in loop.body
+                          for x in _within(op))
+            again = any(isinstance(x, ir.Copy) and x is not copy and x.name == copy.name
+                        for x in ir.walk(kernel.body))
+            if moves and readers and min(readers) > at and not written and not again:
+                chosen[id(copy)] = loop.body[max(readers)]
+    return chosen
+
+
+def _within(op) -> list:
+    """A statement and, for a loop, every statement inside it."""
+    return [op] + (list(ir.walk(op.body)) if isinstance(op, ir.Loop) else [])
 
 
 def streamed_operands(facts: Facts) -> set[str]:

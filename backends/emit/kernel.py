@@ -10,7 +10,8 @@ from tlc.passes.online_softmax import online_softmaxes
 from tlc.backends.emit import scores, splits, tiles
 from tlc.backends.emit.writer import CodeWriter, c_expr, unroll_policy
 from tlc.backends.resources import registers
-from tlc.backends.schedule import C_TYPES, SWIZZLE_ALIGNMENT, Pipeline, Schedule, SharedTile
+from tlc.backends.schedule import (C_TYPES, SWIZZLE_ALIGNMENT, Pipeline, Schedule, SharedTile,
+                                   prefetched_vectors)
 from tlc.backends.target import (Argument, KernelSource, LoweringBug, Target, Unsupported,
                                 stride_name)
 
@@ -44,6 +45,9 @@ class KernelEmitter(CodeWriter):
         self.deferred_rescale = False
         # Multiplies of scores that the Exp after them applies (scores.ScaleFold)
         self.scale_folds = scores.scale_folds(self)
+        # vector copies loaded an iteration ahead: id of the Copy -> its loop's last reader
+        self.prefetched = prefetched_vectors(kernel)
+        self.prefetch_after = {id(reader) for reader in self.prefetched.values()}
 
     def expr(self, e: ir.Expr, rename: dict | None = None) -> str:
         return c_expr(e, rename)
@@ -166,6 +170,8 @@ class KernelEmitter(CodeWriter):
         first = len(self.lines)
         try:
             rule(self, op)
+            if id(op) in self.prefetch_after:
+                scores.prefetch_vectors(self, op)
             self.emitted.append((op, first, len(self.lines)))
         except Unsupported as refusal:
             if refusal.statement is None:
@@ -192,6 +198,7 @@ class KernelEmitter(CodeWriter):
     def emit_loop(self, op: ir.Loop) -> None:
         if self.loop_stack:
             scores.restart(self, op)
+        scores.first_vectors(self, op)
         self.target.copies.emit_loop(self, op)
 
     def emit_plain_loop(self, op: ir.Loop) -> None:

@@ -219,7 +219,8 @@ def exp(em, op: ir.Exp) -> None:
     log-sum-exp is the vector: 0 for a hidden score, a key past the end, a query row past the
     end and a row whose log-sum-exp is -inf (it saw no key). An element takes one FFMA and
     one exp2: each row's term (vector[row] * log2 e, or +inf for a row that takes none) is
-    worked out once, and only a key tile that crosses the end of the keys tests columns."""
+    worked out once, and only a key tile that crosses the end of the keys tests columns,
+    after the exp2s."""
     if f"{op.vector}_row" not in em.declared:
         raise Unsupported(op, f"Exp {op.target}, {op.vector}: the per-row vector is copied "
                           "into registers first",
@@ -241,11 +242,13 @@ def exp(em, op: ir.Exp) -> None:
     em.close()
     value = (f"tlc::exp2_approx(fmaf({op.target}_acc[i][j][e], tlc_log2_factor, "
              "-tlc_row_term[i][e / 2]))")
-    em.open(f"if (tlc_keys_left >= {tiles.cols})")  # every key of the tile is a key
+    # every element, with no branch between the Exp and the GEMM whose scores it reads, so
+    # that ptxas issues each exp2 as soon as its score is done, under the GEMM's last MMAs
     em.line(f"{layout.each_element(tiles)} {op.out}_acc[i][j][e] = {value};")
-    em.close()
-    em.open("else")
-    _each_score(em, op.out, f"x = tlc_col < tlc_keys_left ? {value} : 0.f; (void)tlc_row;")
+    # then, on the one key tile that crosses the end of the keys, those past it (their
+    # scores come from zero-filled keys, whatever their exp2 made of them) become 0
+    em.open(f"if (tlc_keys_left < {tiles.cols})")
+    _each_score(em, op.out, "if (tlc_col >= tlc_keys_left) x = 0.f; (void)tlc_row;")
     em.close()
     for hidden in fold.masks if fold else ():
         _hide(em, hidden, op.out, "0.f")
@@ -269,7 +272,26 @@ def softcap_grad(em, op: ir.SoftcapGrad) -> None:
 def vector_to_registers(em, op: ir.Copy) -> None:
     """A per-row vector (the forward's log-sum-exp, Delta) from global memory into the rows
     of the accumulator layout that reads it: each thread loads the rows it holds; a row past
-    the end reads 0 (the rules that read the vector hide those rows)."""
+    the end reads 0 (the rules that read the vector hide those rows). A vector the schedule
+    prefetches was loaded before its loop for the first iteration and by prefetch_vectors
+    for the others."""
+    tiles = _tiles(em, _vector_rows(em, op))
+    if id(op) in em.prefetched:
+        em.line(f"// Copy {op.name} from global to register: loaded an iteration ahead")
+        return
+    if f"{op.name}_row" in em.declared:
+        raise Unsupported(op, f"`{op.name}` is copied into registers twice",
+                          help=f"keep one `Copy {op.name} ... from global to register`, where "
+                               "its rows change (in the loop over query tiles)")
+    em.declared.add(f"{op.name}_row")
+    em.line(f"{em.layout.row_state(f'{op.name}_row', tiles)};")
+    _load_vector(em, op, tiles, {}, f"// Copy {op.name} from global to register, the rows of "
+                 f"{_vector_rows(em, op)}")
+
+
+def _vector_rows(em, op: ir.Copy) -> str:
+    """The tile in registers whose rows a vector copy's elements are: that of the Exp or
+    the Subtract that reads it."""
     reader = next((r for r in ir.walk(em.kernel.body)
                    if isinstance(r, ir.Exp) and r.vector == op.name
                    or isinstance(r, ir.Subtract) and isinstance(r.b, ir.Ref)
@@ -281,20 +303,53 @@ def vector_to_registers(em, op: ir.Copy) -> None:
                           "by an Exp or a Subtract of a GEMM's result")
     if em.kernel.tensor(op.name).dtype is not ir.DType.FP32:
         raise Unsupported(op, f"`{op.name}`: a per-row vector is fp32")
-    tiles = _tiles(em, tiles_name)
-    if f"{op.name}_row" in em.declared:
-        raise Unsupported(op, f"`{op.name}` is copied into registers twice",
-                          help=f"keep one `Copy {op.name} ... from global to register`, where "
-                               "its rows change (in the loop over query tiles)")
-    em.declared.add(f"{op.name}_row")
-    at = vector_address(em, op)
-    em.line(f"{em.layout.row_state(f'{op.name}_row', tiles)};")
-    em.block(f"// Copy {op.name} from global to register, the rows of {tiles_name}")
+    return tiles_name
+
+
+def first_vectors(em, loop: ir.Loop) -> None:
+    """Before a loop: the rows of its first iteration of each vector it prefetches
+    (schedule.prefetched_vectors), in registers declared here, outside the loop that
+    carries them from one iteration into the next."""
+    for op in loop.body:
+        if id(op) not in em.prefetched:
+            continue
+        tiles = _tiles(em, _vector_rows(em, op))
+        em.declared.add(f"{op.name}_row")
+        em.line(f"{em.layout.row_state(f'{op.name}_row', tiles)};  // loaded an iteration "
+                "ahead")
+        first = f"({em.expr(loop.start)})"
+        _load_vector(em, op, tiles, {loop.var: first}, f"// Copy {op.name} from global to "
+                     f"register for the loop's first iteration, the rows of "
+                     f"{_vector_rows(em, op)}", f"{first} < {em.expr(loop.stop)}")
+
+
+def prefetch_vectors(em, reader) -> None:
+    """After the last reader of prefetched vectors in its loop's body: their rows for the
+    loop's next iteration, predicated rather than branched around (no branch splits the
+    statements ptxas schedules together)."""
+    loop = em.loop_stack[-1] if em.loop_stack else None
+    for op in loop.body if loop else ():
+        if em.prefetched.get(id(op)) is reader:
+            var = f"p_{loop.var}"
+            _load_vector(em, op, _tiles(em, _vector_rows(em, op)), {loop.var: f"({var} + 1)"},
+                         f"// Copy {op.name} for the next iteration (its last reader is done)",
+                         f"{var} + 1 < {var}_stop")
+
+
+def _load_vector(em, op: ir.Copy, tiles, rename: dict, comment: str,
+                 when: str | None = None) -> None:
+    """Each row of `{op.name}_row` this thread holds from global memory (0 past the end,
+    and everywhere unless `when`)."""
+    at = vector_address(em, op, rename)
+    em.block(comment)
     em.line(f"const float* tlc_src = {op.name}_g + {at.offset};")
     em.line(f"const int tlc_rows_left = {at.row_limit} - {at.first_row};")
+    if when:
+        em.line(f"const bool tlc_load = {when};")
     em.open(em.layout.each_row(tiles))
     em.line(f"const int tlc_row = {em.layout.row_of_half(tiles)};")
-    em.line(f"{op.name}_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;")
+    em.line(f"{op.name}_row[i][h] = {'tlc_load && ' if when else ''}tlc_row < tlc_rows_left ? "
+            "tlc_src[tlc_row] : 0.f;")
     em.close()
     em.close()
 

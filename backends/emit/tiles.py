@@ -87,7 +87,7 @@ def _paged_terms(em, tensor: ir.Tensor, coord: dict, rename: dict, first_row: st
                    f"(long long)(({first_row}) % {page_rows}) * {row_stride}"]
 
 
-def vector_address(em, op: ir.Copy) -> TileAddress:
+def vector_address(em, op: ir.Copy, rename: dict | None = None) -> TileAddress:
     """Where a 1-D tile of `op` (rows along its tensor's last dimension, e.g. a row
     log-sum-exp (B, H, Nq)) starts in global memory, and where the tensor's rows end."""
     tensor = em.kernel.tensor(op.name)
@@ -98,16 +98,16 @@ def vector_address(em, op: ir.Copy) -> TileAddress:
     terms, first_row = [], "0"
     for position, dim in enumerate(shape):
         name = dim.name if isinstance(dim, ir.Sym) else None
-        index = c_expr(coord[name]) if name in coord else "0"
+        index = c_expr(coord[name], rename) if name in coord else "0"
         last = position == len(shape) - 1
         if last:
             first_row = index = f"({index}) * {rows}"
             if op.start is not None:
-                index = f"{c_expr(op.start)} + {first_row}"
+                index = f"{c_expr(op.start, rename)} + {first_row}"
         if index != "0":
             terms.append(f"(long long)({index}) * "
                          f"{'1LL' if last else stride_name(op.name, position)}")
-    limit = c_expr(op.rows) if op.rows is not None else c_expr(shape[-1])
+    limit = c_expr(op.rows, rename) if op.rows is not None else c_expr(shape[-1])
     return TileAddress(" + ".join(terms) or "0", first_row, limit, "1", None)
 
 

@@ -109,7 +109,13 @@ class CpAsync(CopyEngine):
         for copy in staged:
             self.check_copy(em, copy)
         depth = em.schedule_pipeline(op).stages
+        refill = last_reader(op, staged) if depth == 1 else None
         var = em.loop_range(op)
+        if refill is not None:  # the first tiles, in flight before the loop
+            em.open(f"if ({var}_start < {var}_stop)")
+            self._issue_tiles(em, staged, f"{var}_start", "0", op.var)
+            em.close()
+            em.line("tlc::cp_async_commit();")
         for ahead in range(depth - 1):  # the pipeline's prologue: the first tiles in flight
             em.open(f"if ({var}_start + {ahead} < {var}_stop)")
             self._issue_tiles(em, staged, f"({var}_start + {ahead})", str(ahead), op.var)
@@ -130,15 +136,27 @@ class CpAsync(CopyEngine):
                               op.var)
             em.close()
             em.line("tlc::cp_async_commit();")
-        else:  # one stage: load, wait, compute, and wait for every warp before reloading
+        elif refill is None:  # one stage: load, wait, compute, wait for every warp, reload
             self._issue_tiles(em, staged, var, "0", op.var)
             em.line("tlc::cp_async_commit();")
             em.line("tlc::cp_async_wait<0>();")
             em.line("__syncthreads();")
             em.line("const int tlc_stage = 0;")
+        else:  # one stage, refilled once its last reader is done (the prologue issued the first)
+            em.line("tlc::cp_async_wait<0>();")
+            em.line("__syncthreads();")
+            em.line("const int tlc_stage = 0;")
         for inner in op.body:
             em.emit_op(inner)
-        if depth == 1:
+            if inner is refill:
+                names = ", ".join(c.name for c in staged)
+                em.line(f"__syncthreads();  // every warp is done with {names}: load the next "
+                        "ones under what follows")
+                em.open(f"if ({var} + 1 < {var}_stop)")
+                self._issue_tiles(em, staged, f"({var} + 1)", "0", op.var)
+                em.close()
+                em.line("tlc::cp_async_commit();")
+        if depth == 1 and refill is None:
             em.line("__syncthreads();  // the next iteration refills the stage just read")
         em.loop_stack.pop()
         em.close()
@@ -193,3 +211,22 @@ class CpAsync(CopyEngine):
                 f"tlc_valid ? tlc_from + (long long)tlc_t * {rows_per_pass} * {at.row_stride} : "
                 "tlc_src, tlc_valid);")
         em.close()
+
+
+def last_reader(loop: ir.Loop, staged: list) -> object | None:
+    """The statement of a one-stage loop's body after which no statement reads its staged
+    tiles, where statements follow it: there every warp can be waited for and the next
+    iteration's tiles issued, to land under those statements rather than after the
+    iteration's first barrier (the backward's Q and dO, last read by dK += dS^T Q, load
+    under dQ = dS K and its reductions). None where the last reader ends the body."""
+    names = {c.name for c in staged}
+    last = None
+    for index, op in enumerate(loop.body):
+        inside = [op] + (list(ir.walk(op.body)) if isinstance(op, ir.Loop) else [])
+        if any(isinstance(x, ir.Copy) and x.name in names or
+               isinstance(x, ir.Gemm) and {x.a.name, x.b.name} & names for x in inside):
+            last = index
+    if last is None or last == len(loop.body) - 1:
+        return None
+    return loop.body[last]
+

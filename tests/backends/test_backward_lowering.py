@@ -67,9 +67,36 @@ def test_exp_hides_keys_and_rows_past_the_end_and_rows_without_keys():
     source = lowered(backward_plan("fp16", 64))
     exp = source[source.index("// Compute Exp S, L and get P"):]
     exp = exp[:exp.index("// Compute GEMM dO")]
-    for test in ("tlc_col < tlc_keys_left", "tlc_row < tlc_queries_left",
+    for test in ("tlc_col >= tlc_keys_left", "tlc_row < tlc_queries_left",
                  "tlc_l != -INFINITY"):
         assert test in exp
+    # every exp2 first, with no branch between it and the S GEMM; the key test after it
+    assert exp.index("P_acc[i][j][e] = tlc::exp2_approx") < exp.index("if (tlc_keys_left < ")
+
+
+def test_l_and_delta_load_an_iteration_ahead_without_a_branch():
+    """The first tile's rows before the loop, the next tile's after the last reader (Exp,
+    Subtract), predicated: no branch in the loop splits what ptxas schedules together."""
+    source = lowered(backward_plan("fp16", 64))
+    loop = source[source.index("for (int p_t = "):]
+    before = source[:source.index("for (int p_t = ")]
+    for name, reader in (("L", "// Compute Exp S, L"), ("Delta", "// Compute Subtract dP")):
+        assert f"// Copy {name} from global to register for the loop's first iteration" in before
+        ahead = loop.index(f"// Copy {name} for the next iteration")
+        assert loop.index(reader) < ahead
+        assert f"{name}_row[i][h] = tlc_load && tlc_row < tlc_rows_left" in loop[ahead:]
+    assert "if (p_t == " not in loop
+
+
+def test_a_one_stage_loop_refills_q_and_do_once_dk_has_read_them():
+    """Q and dO's next tiles load under dQ = dS K and its reductions: the barrier that frees
+    their stage sits after dK's GEMM, and none is left at the end of the iteration."""
+    source = lowered(backward_plan("fp16", 64))
+    loop = source[source.index("for (int p_t = "):source.index("// Copy dK from register")]
+    refill = loop.index("__syncthreads();  // every warp is done with Q, dO")
+    assert loop.index("// Compute GEMM dS^T, Q") < refill < loop.index("// Compute GEMM dS, K")
+    assert "if (p_t + 1 < p_t_stop)" in loop[refill:loop.index("// Compute GEMM dS, K")]
+    assert "the next iteration refills the stage just read" not in loop
 
 
 def test_the_added_output_is_the_one_zeroed_at_the_call():

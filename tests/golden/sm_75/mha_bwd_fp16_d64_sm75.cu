@@ -50,6 +50,28 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
         }
     }
     __syncthreads();
+    float L_row[1][2];  // loaded an iteration ahead
+    // Copy L from global to register for the loop's first iteration, the rows of S
+    {
+        const float* tlc_src = L_g + (long long)(p_b) * L_stride0 + (long long)(((p_h * p_GROUP) + ((0) / tlc::cdiv(p_Nq, p_BM)))) * L_stride1 + (long long)((((0) % tlc::cdiv(p_Nq, p_BM))) * 32) * 1LL;
+        const int tlc_rows_left = p_Nq - (((0) % tlc::cdiv(p_Nq, p_BM))) * 32;
+        const bool tlc_load = (0) < (p_GROUP * tlc::cdiv(p_Nq, p_BM));
+        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+            L_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
+        }
+    }
+    float Delta_row[1][2];  // loaded an iteration ahead
+    // Copy Delta from global to register for the loop's first iteration, the rows of dP
+    {
+        const float* tlc_src = Delta_g + (long long)(p_b) * Delta_stride0 + (long long)(((p_h * p_GROUP) + ((0) / tlc::cdiv(p_Nq, p_BM)))) * Delta_stride1 + (long long)((((0) % tlc::cdiv(p_Nq, p_BM))) * 32) * 1LL;
+        const int tlc_rows_left = p_Nq - (((0) % tlc::cdiv(p_Nq, p_BM))) * 32;
+        const bool tlc_load = (0) < (p_GROUP * tlc::cdiv(p_Nq, p_BM));
+        _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+            const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+            Delta_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
+        }
+    }
     const int p_t_start = 0, p_t_stop = (p_GROUP * tlc::cdiv(p_Nq, p_BM));
     uint4 Q_next[4];  // the next Q tile, on its way to shared memory
     uint4 dO_next[4];  // the next dO tile, on its way to shared memory
@@ -68,26 +90,8 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
     for (int p_t = p_t_start; p_t < p_t_stop; ++p_t) {
         // Copy Q: issued by the loop's pipeline
         // Copy dO: issued by the loop's pipeline
-        float L_row[1][2];
-        // Copy L from global to register, the rows of S
-        {
-            const float* tlc_src = L_g + (long long)(p_b) * L_stride0 + (long long)(((p_h * p_GROUP) + (p_t / tlc::cdiv(p_Nq, p_BM)))) * L_stride1 + (long long)(((p_t % tlc::cdiv(p_Nq, p_BM))) * 32) * 1LL;
-            const int tlc_rows_left = p_Nq - ((p_t % tlc::cdiv(p_Nq, p_BM))) * 32;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
-                L_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
-            }
-        }
-        float Delta_row[1][2];
-        // Copy Delta from global to register, the rows of dP
-        {
-            const float* tlc_src = Delta_g + (long long)(p_b) * Delta_stride0 + (long long)(((p_h * p_GROUP) + (p_t / tlc::cdiv(p_Nq, p_BM)))) * Delta_stride1 + (long long)(((p_t % tlc::cdiv(p_Nq, p_BM))) * 32) * 1LL;
-            const int tlc_rows_left = p_Nq - ((p_t % tlc::cdiv(p_Nq, p_BM))) * 32;
-            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
-                Delta_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
-            }
-        }
+        // Copy L from global to register: loaded an iteration ahead
+        // Copy Delta from global to register: loaded an iteration ahead
         __syncthreads();  // every warp is done with the Q tile replaced
         // Copy Q into shared memory
         {
@@ -161,16 +165,24 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
                 const float tlc_l = L_row[i][h];
                 tlc_row_term[i][h] = tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc_l * 1.4426950408889634f : INFINITY;
             }
-            if (tlc_keys_left >= 32) {
-                _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) P_acc[i][j][e] = tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2]));
-            }
-            else {
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) P_acc[i][j][e] = tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2]));
+            if (tlc_keys_left < 32) {
                 _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
                     float& x = P_acc[i][j][e];
                     const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
                     const int tlc_col = j * 8 + tlc_pair + (e % 2);
-                    x = tlc_col < tlc_keys_left ? tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2])) : 0.f; (void)tlc_row;
+                    if (tlc_col >= tlc_keys_left) x = 0.f; (void)tlc_row;
                 }
+            }
+        }
+        // Copy L for the next iteration (its last reader is done)
+        {
+            const float* tlc_src = L_g + (long long)(p_b) * L_stride0 + (long long)(((p_h * p_GROUP) + ((p_t + 1) / tlc::cdiv(p_Nq, p_BM)))) * L_stride1 + (long long)((((p_t + 1) % tlc::cdiv(p_Nq, p_BM))) * 32) * 1LL;
+            const int tlc_rows_left = p_Nq - (((p_t + 1) % tlc::cdiv(p_Nq, p_BM))) * 32;
+            const bool tlc_load = p_t + 1 < p_t_stop;
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+                L_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
             }
         }
         // Reshape P: accumulator pairs of n-tiles become A fragments
@@ -215,6 +227,16 @@ extern "C" __global__ void __launch_bounds__(64, 1) mha_bwd_fp16_d64_sm75(const 
             const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + (e / 2) * 8;
             const int tlc_col = j * 8 + tlc_pair + (e % 2);
             x = fmaf(x, (float)(p_scale), -Delta_row[i][e / 2] * (float)(p_scale)); (void)tlc_row; (void)tlc_col;
+        }
+        // Copy Delta for the next iteration (its last reader is done)
+        {
+            const float* tlc_src = Delta_g + (long long)(p_b) * Delta_stride0 + (long long)(((p_h * p_GROUP) + ((p_t + 1) / tlc::cdiv(p_Nq, p_BM)))) * Delta_stride1 + (long long)((((p_t + 1) % tlc::cdiv(p_Nq, p_BM))) * 32) * 1LL;
+            const int tlc_rows_left = p_Nq - (((p_t + 1) % tlc::cdiv(p_Nq, p_BM))) * 32;
+            const bool tlc_load = p_t + 1 < p_t_stop;
+            _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = tlc_warp * 16 + i * 16 + tlc_group + h * 8;
+                Delta_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
+            }
         }
         // Compute Multiply P, dP and get dS
         _Pragma("unroll") for (int i = 0; i < 1; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {

@@ -57,13 +57,35 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
     }
     tlc::cp_async_commit();
     // V: waited for with the first tiles of the loop that follows
+    float L_row[2][2];  // loaded an iteration ahead
+    // Copy L from global to register for the loop's first iteration, the rows of S
+    {
+        const float* tlc_src = L_g + (long long)(p_b) * L_stride0 + (long long)(((p_h * p_GROUP) + ((0) / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * L_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((0) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
+        const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((0) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+        const bool tlc_load = (0) < (p_GROUP * (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM))));
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+            L_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
+        }
+    }
+    float Delta_row[2][2];  // loaded an iteration ahead
+    // Copy Delta from global to register for the loop's first iteration, the rows of dP
+    {
+        const float* tlc_src = Delta_g + (long long)(p_b) * Delta_stride0 + (long long)(((p_h * p_GROUP) + ((0) / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * Delta_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((0) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
+        const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((0) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+        const bool tlc_load = (0) < (p_GROUP * (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM))));
+        _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+            const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+            Delta_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
+        }
+    }
     const int p_t_start = 0, p_t_stop = (p_GROUP * (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM))));
-    for (int p_t = p_t_start; p_t < p_t_stop; ++p_t) {
+    if (p_t_start < p_t_stop) {
         // Copy Q (64 x 64) from global to shared
         {
             __nv_bfloat16* tlc_dst = Q_s + (0) * 4608;
-            const __nv_bfloat16* tlc_src = Q_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * Q_stride2 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * Q_stride1 + (long long)(p_b) * Q_stride0;
-            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+            const __nv_bfloat16* tlc_src = Q_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t_start % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * Q_stride2 + (long long)(((p_h * p_GROUP) + (p_t_start / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * Q_stride1 + (long long)(p_b) * Q_stride0;
+            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t_start % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
             const int tlc_r0 = threadIdx.x / 8, tlc_col = (threadIdx.x % 8) * 8;
             const auto* tlc_from = tlc_src + (long long)tlc_r0 * Q_stride2 + tlc_col;
             const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 72 + tlc_col);
@@ -75,8 +97,8 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
         // Copy dO (64 x 64) from global to shared
         {
             __nv_bfloat16* tlc_dst = dO_s + (0) * 4608;
-            const __nv_bfloat16* tlc_src = dO_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * dO_stride2 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * dO_stride1 + (long long)(p_b) * dO_stride0;
-            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+            const __nv_bfloat16* tlc_src = dO_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t_start % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * dO_stride2 + (long long)(((p_h * p_GROUP) + (p_t_start / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * dO_stride1 + (long long)(p_b) * dO_stride0;
+            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t_start % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
             const int tlc_r0 = threadIdx.x / 8, tlc_col = (threadIdx.x % 8) * 8;
             const auto* tlc_from = tlc_src + (long long)tlc_r0 * dO_stride2 + tlc_col;
             const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 72 + tlc_col);
@@ -85,32 +107,16 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                 tlc::cp_async_16(tlc_to + tlc_t * 2304, tlc_valid ? tlc_from + (long long)tlc_t * 16 * dO_stride2 : tlc_src, tlc_valid);
             }
         }
-        tlc::cp_async_commit();
+    }
+    tlc::cp_async_commit();
+    for (int p_t = p_t_start; p_t < p_t_stop; ++p_t) {
         tlc::cp_async_wait<0>();
         __syncthreads();
         const int tlc_stage = 0;
         // Copy Q: issued by the loop's pipeline
         // Copy dO: issued by the loop's pipeline
-        float L_row[2][2];
-        // Copy L from global to register, the rows of S
-        {
-            const float* tlc_src = L_g + (long long)(p_b) * L_stride0 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * L_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
-            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
-            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
-                L_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
-            }
-        }
-        float Delta_row[2][2];
-        // Copy Delta from global to register, the rows of dP
-        {
-            const float* tlc_src = Delta_g + (long long)(p_b) * Delta_stride0 + (long long)(((p_h * p_GROUP) + (p_t / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * Delta_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
-            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
-            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
-                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
-                Delta_row[i][h] = tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
-            }
-        }
+        // Copy L from global to register: loaded an iteration ahead
+        // Copy Delta from global to register: loaded an iteration ahead
         // Copy Q: streamed into its GEMM one k-step at a time
         // Copy dO: streamed into its GEMM one k-step at a time
         // Copy K: streamed into its GEMM one k-step at a time
@@ -148,15 +154,13 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                 const float tlc_l = L_row[i][h];
                 tlc_row_term[i][h] = tlc_row < tlc_queries_left && tlc_l != -INFINITY ? tlc_l * 1.4426950408889634f : INFINITY;
             }
-            if (tlc_keys_left >= 64) {
-                _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) P_acc[i][j][e] = tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2]));
-            }
-            else {
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) P_acc[i][j][e] = tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2]));
+            if (tlc_keys_left < 64) {
                 _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
                     float& x = P_acc[i][j][e];
                     const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
                     const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
-                    x = tlc_col < tlc_keys_left ? tlc::exp2_approx(fmaf(S_acc[i][j][e], tlc_log2_factor, -tlc_row_term[i][e / 2])) : 0.f; (void)tlc_row;
+                    if (tlc_col >= tlc_keys_left) x = 0.f; (void)tlc_row;
                 }
             }
             // Compute Mask S (on P), on the tiles that cross a boundary
@@ -167,6 +171,16 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                     const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
                     const int tlc_key = ((p_n) * 64) + tlc_col; if (tlc_key > ((((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + (p_t % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) + tlc_row + p_Nk - p_Nq)) x = 0.f;
                 }
+            }
+        }
+        // Copy L for the next iteration (its last reader is done)
+        {
+            const float* tlc_src = L_g + (long long)(p_b) * L_stride0 + (long long)(((p_h * p_GROUP) + ((p_t + 1) / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * L_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
+            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+            const bool tlc_load = p_t + 1 < p_t_stop;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+                L_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
             }
         }
         // Reshape P: accumulator pairs of n-tiles become A fragments
@@ -211,6 +225,16 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
             const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + (e / 2) * 8;
             const int tlc_col = (tlc_warp % 2) * 32 + j * 8 + tlc_pair + (e % 2);
             x = fmaf(x, (float)(p_scale), -Delta_row[i][e / 2] * (float)(p_scale)); (void)tlc_row; (void)tlc_col;
+        }
+        // Copy Delta for the next iteration (its last reader is done)
+        {
+            const float* tlc_src = Delta_g + (long long)(p_b) * Delta_stride0 + (long long)(((p_h * p_GROUP) + ((p_t + 1) / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * Delta_stride1 + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * 1LL;
+            const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+            const bool tlc_load = p_t + 1 < p_t_stop;
+            _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int h = 0; h < 2; ++h) {
+                const int tlc_row = (tlc_warp / 2) * 32 + i * 16 + tlc_group + h * 8;
+                Delta_row[i][h] = tlc_load && tlc_row < tlc_rows_left ? tlc_src[tlc_row] : 0.f;
+            }
         }
         // Compute Multiply P, dP and get dS
         _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) {
@@ -278,6 +302,36 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                 #undef TLC_A
             }
         }
+        __syncthreads();  // every warp is done with Q, dO: load the next ones under what follows
+        if (p_t + 1 < p_t_stop) {
+            // Copy Q (64 x 64) from global to shared
+            {
+                __nv_bfloat16* tlc_dst = Q_s + (0) * 4608;
+                const __nv_bfloat16* tlc_src = Q_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * Q_stride2 + (long long)(((p_h * p_GROUP) + ((p_t + 1) / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * Q_stride1 + (long long)(p_b) * Q_stride0;
+                const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+                const int tlc_r0 = threadIdx.x / 8, tlc_col = (threadIdx.x % 8) * 8;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * Q_stride2 + tlc_col;
+                const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 72 + tlc_col);
+                _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
+                    const bool tlc_valid = tlc_r0 + tlc_t * 16 < tlc_rows_left;
+                    tlc::cp_async_16(tlc_to + tlc_t * 2304, tlc_valid ? tlc_from + (long long)tlc_t * 16 * Q_stride2 : tlc_src, tlc_valid);
+                }
+            }
+            // Copy dO (64 x 64) from global to shared
+            {
+                __nv_bfloat16* tlc_dst = dO_s + (0) * 4608;
+                const __nv_bfloat16* tlc_src = dO_g + (long long)(((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64) * dO_stride2 + (long long)(((p_h * p_GROUP) + ((p_t + 1) / (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * dO_stride1 + (long long)(p_b) * dO_stride0;
+                const int tlc_rows_left = p_Nq - ((max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)) + ((p_t + 1) % (tlc::cdiv(p_Nq, p_BM) - max(0, ((((p_n * p_BN) + p_Nq) - p_Nk) / p_BM)))))) * 64;
+                const int tlc_r0 = threadIdx.x / 8, tlc_col = (threadIdx.x % 8) * 8;
+                const auto* tlc_from = tlc_src + (long long)tlc_r0 * dO_stride2 + tlc_col;
+                const uint32_t tlc_to = tlc::smem_address(tlc_dst + tlc_r0 * 72 + tlc_col);
+                _Pragma("unroll") for (int tlc_t = 0; tlc_t < 4; ++tlc_t) {
+                    const bool tlc_valid = tlc_r0 + tlc_t * 16 < tlc_rows_left;
+                    tlc::cp_async_16(tlc_to + tlc_t * 2304, tlc_valid ? tlc_from + (long long)tlc_t * 16 * dO_stride2 : tlc_src, tlc_valid);
+                }
+            }
+        }
+        tlc::cp_async_commit();
         // Compute GEMM dS, K into dQ
         {
             _Pragma("unroll") for (int i = 0; i < 2; ++i) _Pragma("unroll") for (int j = 0; j < 4; ++j) _Pragma("unroll") for (int e = 0; e < 4; ++e) dQ_acc[i][j][e] = 0.f;
@@ -322,7 +376,6 @@ extern "C" __global__ void __launch_bounds__(128, 1) gqa_causal_bwd_bf16_d64_sm8
                 }
             }
         }
-        __syncthreads();  // the next iteration refills the stage just read
     }
     tlc::cp_async_wait<0>();  // K, V: in case the loop ran no iteration
     __syncthreads();
