@@ -384,9 +384,9 @@ def prefetched_vectors(kernel: ir.Kernel) -> dict:
                 continue
             moves = any(s.name == loop.var for _, e in copy.coord for s in ir.symbols(e))
             readers = [i for i, op in enumerate(loop.body)
-                       if any(copy.name in register_reads(x) for x in _within(op))]
+                       if any(copy.name in register_reads(x) for x in statements_within(op))]
             written = any(copy.name in register_writes(x) for op in loop.body
-                          for x in _within(op))
+                          for x in statements_within(op))
             again = any(isinstance(x, ir.Copy) and x is not copy and x.name == copy.name
                         for x in ir.walk(kernel.body))
             if moves and readers and min(readers) > at and not written and not again:
@@ -394,7 +394,7 @@ def prefetched_vectors(kernel: ir.Kernel) -> dict:
     return chosen
 
 
-def _within(op) -> list:
+def statements_within(op) -> list:
     """A statement and, for a loop, every statement inside it."""
     return [op] + (list(ir.walk(op.body)) if isinstance(op, ir.Loop) else [])
 

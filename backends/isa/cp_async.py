@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tlc import ir
 from tlc.backends.isa.engine import CopyEngine
 from tlc.backends.emit.tiles import TileAddress, shared_tile_address
-from tlc.backends.schedule import Pipeline, staged_copies
+from tlc.backends.schedule import Pipeline, staged_copies, statements_within
 from tlc.backends.target import Unsupported
 from tlc.passes.facts import text
 from tlc.passes.infer_shapes import CONVERTING_LOADS
@@ -222,9 +222,9 @@ def last_reader(loop: ir.Loop, staged: list) -> object | None:
     names = {c.name for c in staged}
     last = None
     for index, op in enumerate(loop.body):
-        inside = [op] + (list(ir.walk(op.body)) if isinstance(op, ir.Loop) else [])
         if any(isinstance(x, ir.Copy) and x.name in names or
-               isinstance(x, ir.Gemm) and {x.a.name, x.b.name} & names for x in inside):
+               isinstance(x, ir.Gemm) and {x.a.name, x.b.name} & names
+               for x in statements_within(op)):
             last = index
     if last is None or last == len(loop.body) - 1:
         return None
