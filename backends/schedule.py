@@ -368,8 +368,8 @@ def staged_copies(loop: ir.Loop) -> list[ir.Copy]:
 def prefetched_vectors(kernel: ir.Kernel) -> dict:
     """Per-row vectors (a backward's L and Delta) that a loop loads from global memory into
     registers an iteration ahead: id of the Copy -> the statement of the loop's body after
-    which the next iteration's rows load (its last reader). The first iteration's load stays
-    where the Copy is; later ones are issued a whole iteration before their reader needs
+    which the next iteration's rows load (its last reader). The first iteration's rows load
+    before the loop; later ones are issued a whole iteration before their reader needs
     them, so their memory latency hides under the GEMMs between (the backward's Exp waits on
     L otherwise, one S GEMM after the load). A vector qualifies where the loop's body copies
     it at its top level, its rows move with the loop variable, nothing else in the loop

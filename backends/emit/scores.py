@@ -275,10 +275,11 @@ def vector_to_registers(em, op: ir.Copy) -> None:
     the end reads 0 (the rules that read the vector hide those rows). A vector the schedule
     prefetches was loaded before its loop for the first iteration and by prefetch_vectors
     for the others."""
-    tiles = _tiles(em, _vector_rows(em, op))
+    rows = _vector_rows(em, op)
     if id(op) in em.prefetched:
         em.line(f"// Copy {op.name} from global to register: loaded an iteration ahead")
         return
+    tiles = _tiles(em, rows)
     if f"{op.name}_row" in em.declared:
         raise Unsupported(op, f"`{op.name}` is copied into registers twice",
                           help=f"keep one `Copy {op.name} ... from global to register`, where "
@@ -286,7 +287,7 @@ def vector_to_registers(em, op: ir.Copy) -> None:
     em.declared.add(f"{op.name}_row")
     em.line(f"{em.layout.row_state(f'{op.name}_row', tiles)};")
     _load_vector(em, op, tiles, {}, f"// Copy {op.name} from global to register, the rows of "
-                 f"{_vector_rows(em, op)}")
+                 f"{rows}")
 
 
 def _vector_rows(em, op: ir.Copy) -> str:
@@ -313,14 +314,15 @@ def first_vectors(em, loop: ir.Loop) -> None:
     for op in loop.body:
         if id(op) not in em.prefetched:
             continue
-        tiles = _tiles(em, _vector_rows(em, op))
+        rows = _vector_rows(em, op)
+        tiles = _tiles(em, rows)
         em.declared.add(f"{op.name}_row")
         em.line(f"{em.layout.row_state(f'{op.name}_row', tiles)};  // loaded an iteration "
                 "ahead")
         first = f"({em.expr(loop.start)})"
         _load_vector(em, op, tiles, {loop.var: first}, f"// Copy {op.name} from global to "
-                     f"register for the loop's first iteration, the rows of "
-                     f"{_vector_rows(em, op)}", f"{first} < {em.expr(loop.stop)}")
+                     f"register for the loop's first iteration, the rows of {rows}",
+                     f"{first} < {em.expr(loop.stop)}")
 
 
 def prefetch_vectors(em, reader) -> None:

@@ -229,4 +229,3 @@ def last_reader(loop: ir.Loop, staged: list) -> object | None:
     if last is None or last == len(loop.body) - 1:
         return None
     return loop.body[last]
-
